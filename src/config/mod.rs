@@ -1,0 +1,180 @@
+//! The experiment file: YAML types that mirror it one to one, and their validation into a
+//! [`Plan`](plan::Plan) of jobs.
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere): a misspelt key is an error naming the
+//! file, line and column and listing the allowed keys, never a silently ignored setting. Strategy
+//! entries are a `name` plus that strategy's parameters; a list as a parameter's value is a grid
+//! axis, and the grid is the Cartesian product of the axes.
+
+pub mod locate;
+pub mod plan;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::SyntheticSpec;
+use crate::scenario::{Heads, Mode};
+use crate::train::OptimizerKind;
+
+pub use plan::{JobSpec, Plan};
+
+/// A whole experiment file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    /// Names the report folder: `<output>/<name>/`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// How the file's numbers are to be read: the penalty's form, the Fisher's estimator and
+    /// scale, the protocol it follows. Lambdas do not transfer between conventions.
+    #[serde(default)]
+    pub convention: String,
+    pub dataset: DatasetSection,
+    pub scenario: ScenarioSection,
+    #[serde(default)]
+    pub model: ModelSection,
+    pub training: TrainingSection,
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub runner: RunnerSection,
+    pub strategies: Vec<serde_yaml::Mapping>,
+    /// Folder under which `<name>/` is written.
+    #[serde(default = "default_output")]
+    pub output: PathBuf,
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("reports")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetName {
+    Mnist,
+    Synthetic,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    pub name: DatasetName,
+    /// MNIST folder; else the CLBENCH_DATA environment variable; else `data/`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Fetch missing MNIST files from the public mirrors (MD5-checked).
+    #[serde(default = "yes")]
+    pub download: bool,
+    /// Settings of the synthetic dataset.
+    #[serde(default)]
+    pub synthetic: Option<SyntheticSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScenarioKind {
+    /// Disjoint groups of classes, one group per task.
+    Split,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSection {
+    pub kind: ScenarioKind,
+    pub mode: Mode,
+    /// The classes of each task, in training order.
+    #[serde(default = "default_split")]
+    pub tasks: Vec<Vec<u8>>,
+}
+
+fn default_split() -> Vec<Vec<u8>> {
+    vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7], vec![8, 9]]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Widths of the hidden layers (ReLU).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<i64>,
+    /// `multi` (a head per task) or `single`; default: multi in the task scenario, else single.
+    #[serde(default)]
+    pub heads: Option<Heads>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection { hidden: default_hidden(), heads: None }
+    }
+}
+
+fn default_hidden() -> Vec<i64> {
+    vec![400, 400]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    #[serde(default = "default_betas")]
+    pub betas: (f64, f64),
+    #[serde(default)]
+    pub momentum: f64,
+    pub batch_size: usize,
+    /// Passes over each task's data (default 1 unless `iterations` is given).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Optimizer steps per task; overrides `epochs`.
+    #[serde(default)]
+    pub iterations: Option<usize>,
+    #[serde(default = "yes")]
+    pub reset_optimizer: bool,
+}
+
+fn default_betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerSection {
+    /// Jobs run at once (default: as many as there are cores, at most the number of jobs).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// libtorch intra-op threads per worker (default: cores / workers, at least 1).
+    #[serde(default)]
+    pub threads_per_worker: Option<usize>,
+    /// `auto` (every CUDA GPU, else the CPU), or a list such as `[cpu]` or `[cuda:0, cuda:1]`.
+    #[serde(default)]
+    pub devices: Devices,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Devices {
+    #[default]
+    #[serde(with = "auto_keyword")]
+    Auto,
+    List(Vec<String>),
+}
+
+mod auto_keyword {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("auto")
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(format!("expected `auto` or a list of devices, got `{s}`")))
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Validation of an experiment file into a plan: the jobs to run and the settings they share.
+//!
+//! This is the one place where YAML is checked; everything after it receives a [`Plan`]. Every
+//! error names the file, line and column and says what is allowed.
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use super::{locate, ExperimentFile};
+use crate::scenario::{Heads, Mode};
+use crate::strategy::Registry;
+use crate::train::TrainSettings;
+
+/// An error in an experiment file, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// One job: a strategy with one point of its grid, and a seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobSpec {
+    /// Stable, readable id encoding the strategy, every resolved parameter and the seed.
+    pub id: String,
+    pub strategy: String,
+    /// Resolved parameters (defaults filled in).
+    pub params: serde_json::Value,
+    pub seed: u64,
+    /// The strategy entry's position in the file, 0-based (groups jobs for reports).
+    pub entry: usize,
+}
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub file: PathBuf,
+    pub experiment: ExperimentFile,
+    pub heads: Heads,
+    pub train: TrainSettings,
+    pub jobs: Vec<JobSpec>,
+    /// `<output>/<name>`.
+    pub out_dir: PathBuf,
+}
+
+impl Plan {
+    /// Reads and validates an experiment file.
+    pub fn from_file(path: &Path, registry: &Registry) -> Result<Plan, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            message: format!("cannot read the experiment file: {e}"),
+        })?;
+        Plan::from_str(&text, path, registry)
+    }
+
+    /// Validates experiment text; `path` names it in errors.
+    pub fn from_str(text: &str, path: &Path, registry: &Registry) -> Result<Plan, ConfigError> {
+        let err = |position, message: String| ConfigError { file: path.to_path_buf(), position, message };
+        let experiment: ExperimentFile = serde_yaml::from_str(text).map_err(|e| {
+            let position = e.location().map(|l| (l.line(), l.column()));
+            let message = e.to_string();
+            // serde_yaml appends " at line L column C"; the position is already in front.
+            let message = match message.rfind(" at line ") {
+                Some(i) if position.is_some() => message[..i].to_string(),
+                _ => message,
+            };
+            err(position, message)
+        })?;
+        let top = |key: &str| find_top_level_key(text, key);
+
+        if experiment.name.trim().is_empty() || experiment.name.contains(['/', '\\']) {
+            return Err(err(top("name"), "`name` must be a non-empty folder name (no slashes)".into()));
+        }
+        if experiment.seeds.is_empty() {
+            return Err(err(top("seeds"), "`seeds` is empty; give at least one seed, e.g. `seeds: [1, 2, 3]`".into()));
+        }
+        if experiment.seeds.iter().collect::<BTreeSet<_>>().len() != experiment.seeds.len() {
+            return Err(err(top("seeds"), "`seeds` repeats a seed; each seed must appear once".into()));
+        }
+        let t = &experiment.training;
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(err(top("training"), format!("training.lr must be a positive number, got {}", t.lr)));
+        }
+        if t.batch_size == 0 {
+            return Err(err(top("training"), "training.batch_size must be at least 1".into()));
+        }
+        if t.epochs == Some(0) || t.iterations == Some(0) {
+            return Err(err(top("training"), "training.epochs and training.iterations must be at least 1".into()));
+        }
+        if experiment.model.hidden.iter().any(|&w| w <= 0) {
+            return Err(err(top("model"), "model.hidden widths must be positive".into()));
+        }
+        if experiment.runner.workers == Some(0) || experiment.runner.threads_per_worker == Some(0) {
+            return Err(err(top("runner"), "runner.workers and runner.threads_per_worker must be at least 1".into()));
+        }
+        let heads = match (experiment.model.heads, experiment.scenario.mode) {
+            (Some(Heads::Multi), Mode::Domain | Mode::Class) => {
+                return Err(err(
+                    top("model"),
+                    "model.heads: multi needs the task label at test time, which only scenario.mode: task gives; \
+                     use heads: single"
+                        .into(),
+                ))
+            }
+            (Some(h), _) => h,
+            (None, Mode::Task) => Heads::Multi,
+            (None, _) => Heads::Single,
+        };
+        let train = TrainSettings {
+            optimizer: t.optimizer,
+            lr: t.lr,
+            betas: t.betas,
+            momentum: t.momentum,
+            batch_size: t.batch_size,
+            epochs: t.epochs.unwrap_or(1),
+            iterations: t.iterations,
+            reset_optimizer: t.reset_optimizer,
+        };
+
+        if experiment.strategies.is_empty() {
+            return Err(err(
+                top("strategies"),
+                format!("`strategies` is empty; list at least one of: {}", registry.names().join(", ")),
+            ));
+        }
+        let mut jobs = Vec::new();
+        let mut ids = BTreeSet::new();
+        for (entry, mapping) in experiment.strategies.iter().enumerate() {
+            let at = |key: Option<&str>| locate::strategy_key(text, entry, key);
+            let name = match mapping.get("name") {
+                Some(serde_yaml::Value::String(s)) => s.clone(),
+                Some(_) => return Err(err(at(Some("name")), "a strategy's `name` must be a string".into())),
+                None => {
+                    return Err(err(
+                        at(None),
+                        format!(
+                            "strategy entry {entry} has no `name`; use one of: {}",
+                            registry.names().join(", ")
+                        ),
+                    ))
+                }
+            };
+            let reg = registry
+                .get(&name)
+                .ok_or_else(|| err(at(Some("name")), registry.unknown_name_message(&name)))?;
+            let mut params = mapping.clone();
+            params.remove("name");
+            for point in expand_grid(&params) {
+                let resolved = (reg.resolve)(&point).map_err(|message| {
+                    let key = culprit_key(&point, reg.resolve);
+                    err(at(key.as_deref()), format!("strategy `{name}`: {message}"))
+                })?;
+                for &seed in &experiment.seeds {
+                    let id = job_id(&name, &resolved, seed);
+                    if !ids.insert(id.clone()) {
+                        return Err(err(at(None), format!("job `{id}` appears twice; remove the repeated grid value")));
+                    }
+                    jobs.push(JobSpec { id, strategy: name.clone(), params: resolved.clone(), seed, entry });
+                }
+            }
+        }
+        let out_dir = experiment.output.join(&experiment.name);
+        Ok(Plan { file: path.to_path_buf(), experiment, heads, train, jobs, out_dir })
+    }
+}
+
+/// The Cartesian product of the parameters: a list value is an axis, anything else a constant.
+fn expand_grid(params: &serde_yaml::Mapping) -> Vec<serde_yaml::Mapping> {
+    let mut points = vec![serde_yaml::Mapping::new()];
+    for (key, value) in params {
+        let values = match value {
+            serde_yaml::Value::Sequence(seq) => seq.clone(),
+            other => vec![other.clone()],
+        };
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.insert(key.clone(), v.clone());
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// The key whose value alone fails `resolve` (serde's errors on values do not name the field).
+fn culprit_key(
+    point: &serde_yaml::Mapping,
+    resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
+) -> Option<String> {
+    point.iter().find_map(|(k, v)| {
+        let mut single = serde_yaml::Mapping::new();
+        single.insert(k.clone(), v.clone());
+        resolve(&single).is_err().then(|| k.as_str().map(str::to_string)).flatten()
+    })
+}
+
+/// `strategy_key=value_..._seedN`, parameters in name order, file-name safe.
+pub fn job_id(strategy: &str, params: &serde_json::Value, seed: u64) -> String {
+    let mut id = strategy.to_string();
+    if let serde_json::Value::Object(map) = params {
+        for (k, v) in map {
+            let value = match v {
+                serde_json::Value::Null => "none".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            id.push_str(&format!("_{k}={value}"));
+        }
+    }
+    id.push_str(&format!("_seed{seed}"));
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-+".contains(c) { c } else { '-' }).collect()
+}
+
+fn find_top_level_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .position(|l| l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':')))
+        .map(|i| (i + 1, 1))
+}

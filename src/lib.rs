@@ -1,0 +1,40 @@
+//! clbench: benchmarks of continual-learning strategies against catastrophic forgetting.
+//!
+//! The pipeline, one module a stage:
+//!
+//! ```text
+//! config/    YAML experiment file -> validated plan of jobs (grid expanded, strategies resolved)
+//! data/      MNIST (IDX, .gz or raw, downloaded if missing) and a seeded synthetic dataset
+//! scenario/  dataset -> tasks (task-, domain-, class-incremental), output masks
+//! model/     MLP with per-task or shared heads
+//! train/     one task's loop, calling the strategy's hooks; evaluation
+//! strategy/  the Strategy trait and its registry; strategies/*.rs are the plugins
+//! fisher     diagonal Fisher estimators (what EWC and the benches use)
+//! runner/    jobs spread over workers and devices; one job end to end
+//! results/   job results on disk (atomic writes); ACC, BWT, forgetting
+//! report/    summary table, CSV and charts, from the results only
+//! ```
+
+// Lets the strategy files say `clbench::…`, as a plugin outside the crate would.
+extern crate self as clbench;
+
+/// The PyTorch version that tch binds and scripts/setup installs.
+pub const TORCH_VERSION: &str = "2.11.0";
+/// The pinned tch version.
+pub const TCH_VERSION: &str = "0.24.0";
+
+pub mod config;
+pub mod data;
+pub mod fisher;
+pub mod model;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod strategy;
+pub mod train;
+
+/// The strategies, one module per file of `strategies/`, found by build.rs.
+pub mod strategies {
+    include!(concat!(env!("OUT_DIR"), "/strategy_modules.rs"));
+}

@@ -1,0 +1,150 @@
+//! The `clbench` command line: parse, run, print the error chain once, set the exit code.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use clbench::{config::Plan, report, results::write_atomic, runner, strategy::Registry};
+
+/// Benchmarks continual-learning strategies against catastrophic forgetting.
+#[derive(Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Experiment file to run (same as `clbench run FILE`).
+    experiment: Option<PathBuf>,
+    /// Print no progress lines.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment file: every job of its grid, then the report.
+    Run {
+        experiment: PathBuf,
+        #[arg(long, short)]
+        quiet: bool,
+        /// List the jobs without running them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the registered strategies with their parameters.
+    Strategies,
+    /// Rebuild the table, summary.csv and charts of an experiment folder from its saved results.
+    Report { folder: PathBuf },
+    /// Load MNIST and describe it (checks the data folder).
+    Data {
+        /// MNIST folder (default: $CLBENCH_DATA, else data/).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Do not download missing files.
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match (cli.command, cli.experiment) {
+        (Some(Command::Run { experiment, quiet, dry_run }), _) => run(&experiment, quiet || cli.quiet, dry_run),
+        (Some(Command::Strategies), _) => strategies(),
+        (Some(Command::Report { folder }), _) => rebuild_report(&folder),
+        (Some(Command::Data { dir, offline }), _) => describe_data(dir, offline),
+        (None, Some(experiment)) => run(&experiment, cli.quiet, false),
+        (None, None) => {
+            eprintln!("clbench: give an experiment file, e.g. `clbench experiments/split_mnist.yaml`, or see --help");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(file: &std::path::Path, quiet: bool, dry_run: bool) -> Result<ExitCode> {
+    let registry = Registry::load()?;
+    let plan = Plan::from_file(file, &registry)?;
+    if dry_run {
+        for job in &plan.jobs {
+            println!("{}", job.id);
+        }
+        println!("{} jobs; results would go to {}", plan.jobs.len(), plan.out_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dataset = runner::load_dataset(&plan).with_context(|| format!("{}: dataset", plan.file.display()))?;
+    if !quiet {
+        eprintln!(
+            "clbench: {} from {}: {} training and {} test images",
+            dataset.name,
+            dataset.source,
+            dataset.train.len(),
+            dataset.test.len()
+        );
+    }
+    std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("creating {}", plan.out_dir.display()))?;
+    write_atomic(&plan.out_dir.join("experiment.yaml"), serde_yaml::to_string(&plan.experiment)?.as_bytes())?;
+    let outcome = runner::run_plan(&plan, &registry, Arc::new(dataset), runner::RunOptions { quiet })?;
+    let results = report::load_results(&plan.out_dir)?;
+    let table = report::write_report(&plan.out_dir, &results)?;
+    println!("\n{}", plan.experiment.name);
+    print!("{table}");
+    println!(
+        "{} jobs in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
+        outcome.results.len(),
+        outcome.wall_s,
+        outcome.workers,
+        outcome.threads_per_worker,
+        plan.out_dir.display()
+    );
+    if outcome.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("\n{} job(s) failed:", outcome.failures.len());
+        for (id, error) in &outcome.failures {
+            eprintln!("  {id}: {error}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn strategies() -> Result<ExitCode> {
+    let registry = Registry::load()?;
+    for reg in registry.iter() {
+        println!("{:<12} {}", reg.name, reg.summary);
+        if !reg.paper.is_empty() {
+            println!("{:<12} paper: {}", "", reg.paper);
+        }
+        let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
+        for (param, meaning) in reg.params {
+            let default = defaults.get(param).map(|v| v.to_string()).unwrap_or_default();
+            println!("{:<12}   {param} = {default}: {meaning}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
+    let results = report::load_results(folder)?;
+    if results.is_empty() {
+        anyhow::bail!("{}: no job results under jobs/; run the experiment first", folder.display());
+    }
+    print!("{}", report::write_report(folder, &results)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_data(dir: Option<PathBuf>, offline: bool) -> Result<ExitCode> {
+    let dir = clbench::data::resolve_data_dir(dir.as_deref());
+    let dataset = clbench::data::load_mnist(&dir, !offline)?;
+    println!("{} from {}", dataset.name, dataset.source);
+    for (name, split) in [("train", &dataset.train), ("test", &dataset.test)] {
+        println!("{name}: {} images of {}x{}; per class: {:?}", split.len(), split.rows, split.cols, split.class_counts());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,103 @@
+//! Charts with plotters, each a plain function of (data, path without extension); every chart is
+//! written as SVG and PNG. Text uses the DejaVu Sans font shipped in `assets/fonts`, registered
+//! once, so charts look the same on any machine (no system font lookup).
+
+use std::{path::Path, sync::Once};
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+use super::summary::Group;
+
+const FONT: &str = "sans-serif";
+static REGISTER_FONT: Once = Once::new();
+
+fn register_font() {
+    REGISTER_FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        // Registration only fails on a malformed font, which the bundled one is not.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, bytes);
+    });
+}
+
+/// One colour per position, kept across charts of an experiment.
+pub fn color(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Average accuracy over the tasks seen so far, after each task, one line per configuration
+/// (mean over seeds). Writes `<base>.svg` and `<base>.png`.
+pub fn average_accuracy(groups: &[Group], base: &Path) -> Result<()> {
+    register_font();
+    let svg = base.with_extension("svg");
+    let png = base.with_extension("png");
+    draw_average_accuracy(groups, SVGBackend::new(&svg, (900, 560)).into_drawing_area())?;
+    draw_average_accuracy(groups, BitMapBackend::new(&png, (900, 560)).into_drawing_area())?;
+    Ok(())
+}
+
+fn draw_average_accuracy<DB: DrawingBackend>(groups: &[Group], root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing chart: {e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let tasks = groups.iter().map(|g| g.avg_accuracy_curve.len()).max().unwrap_or(1).max(1);
+    let low = groups
+        .iter()
+        .flat_map(|g| g.avg_accuracy_curve.iter().copied())
+        .fold(1.0f64, f64::min)
+        .min(0.9);
+    let y_min = ((low * 10.0).floor() / 10.0).max(0.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Average accuracy on the tasks seen so far", (FONT, 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.75f64..tasks as f64 + 0.25, y_min..1.0f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("tasks trained")
+        .y_desc("mean test accuracy (tasks 1..t)")
+        .x_labels(tasks)
+        .x_label_formatter(&|x| format!("{}", x.round() as i64))
+        .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .draw()
+        .map_err(err)?;
+    for (i, g) in groups.iter().enumerate() {
+        let c = color(i);
+        let points: Vec<(f64, f64)> =
+            g.avg_accuracy_curve.iter().enumerate().map(|(t, &a)| (t as f64 + 1.0, a)).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} (n={})", g.label, g.acc.n))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! Reports, from results only (never trains): the summary table, `summary.csv` and charts.
+
+pub mod chart;
+pub mod summary;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::results::JobResult;
+
+/// Reads every `jobs/*.json` under an experiment's folder, sorted by id.
+pub fn load_results(out_dir: &Path) -> Result<Vec<JobResult>> {
+    let jobs = out_dir.join("jobs");
+    let mut results = Vec::new();
+    for entry in std::fs::read_dir(&jobs).with_context(|| format!("reading {}", jobs.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let result: JobResult = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a clbench job result; delete it and rerun that job", path.display()))?;
+            results.push(result);
+        }
+    }
+    results.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(results)
+}
+
+/// Writes `summary.csv` and the charts for `results` into `out_dir`; returns the table as text.
+pub fn write_report(out_dir: &Path, results: &[JobResult]) -> Result<String> {
+    let groups = summary::group(results);
+    crate::results::write_atomic(&out_dir.join("summary.csv"), summary::csv(results).as_bytes())?;
+    chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"))?;
+    Ok(summary::table(&groups))
+}

@@ -1,0 +1,143 @@
+//! Grouping results by configuration (strategy + parameters) over seeds, with mean and standard
+//! deviation; the printed table and `summary.csv`.
+
+use std::collections::BTreeMap;
+
+use crate::results::{metrics::average_accuracy_curve, JobResult};
+
+/// Mean and sample standard deviation (n - 1; 0 for a single value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n.max(1) as f64;
+        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Stat { mean, std: var.sqrt(), n }
+    }
+}
+
+/// One configuration's results over its seeds.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// `strategy` plus its parameters, e.g. `ewc lambda=100 fisher=empirical`.
+    pub label: String,
+    pub strategy: String,
+    pub params: serde_json::Value,
+    pub seeds: Vec<u64>,
+    pub acc: Stat,
+    pub bwt: Stat,
+    pub forgetting: Stat,
+    pub wall_s: Stat,
+    /// Mean over seeds of the average accuracy on the tasks seen so far, after each task.
+    pub avg_accuracy_curve: Vec<f64>,
+}
+
+/// `key=value` for each parameter, in name order.
+pub fn params_label(params: &serde_json::Value) -> String {
+    match params {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                serde_json::Value::Null => format!("{k}=none"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// Results grouped by (strategy, parameters), in the order of first appearance by id.
+pub fn group(results: &[JobResult]) -> Vec<Group> {
+    let mut by_key: BTreeMap<String, Vec<&JobResult>> = BTreeMap::new();
+    for r in results {
+        let label = format!("{} {}", r.strategy, params_label(&r.params)).trim().to_string();
+        by_key.entry(label).or_default().push(r);
+    }
+    by_key
+        .into_iter()
+        .map(|(label, rs)| {
+            let collect = |f: &dyn Fn(&JobResult) -> f64| Stat::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let curves: Vec<Vec<f64>> = rs.iter().map(|r| average_accuracy_curve(&r.accuracy)).collect();
+            let len = curves.iter().map(Vec::len).min().unwrap_or(0);
+            let avg_accuracy_curve =
+                (0..len).map(|i| curves.iter().map(|c| c[i]).sum::<f64>() / curves.len() as f64).collect();
+            Group {
+                label,
+                strategy: rs[0].strategy.clone(),
+                params: rs[0].params.clone(),
+                seeds: rs.iter().map(|r| r.seed).collect(),
+                acc: collect(&|r| r.metrics.acc),
+                bwt: collect(&|r| r.metrics.bwt),
+                forgetting: collect(&|r| r.metrics.forgetting),
+                wall_s: collect(&|r| r.timings.total_s),
+                avg_accuracy_curve,
+            }
+        })
+        .collect()
+}
+
+/// The table printed at the end of a run.
+pub fn table(groups: &[Group]) -> String {
+    let width = groups.iter().map(|g| g.label.len()).max().unwrap_or(8).max(8);
+    let mut out = format!(
+        "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9}\n",
+        "strategy", "seeds", "ACC", "BWT", "forgetting", "wall s"
+    );
+    for g in groups {
+        let pm = |s: &Stat| format!("{:+.4} ± {:.4}", s.mean, s.std);
+        out.push_str(&format!(
+            "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9.1}\n",
+            g.label,
+            g.acc.n,
+            format!("{:.4} ± {:.4}", g.acc.mean, g.acc.std),
+            pm(&g.bwt),
+            format!("{:.4} ± {:.4}", g.forgetting.mean, g.forgetting.std),
+            g.wall_s.mean
+        ));
+    }
+    out
+}
+
+/// `summary.csv`: one row per job.
+pub fn csv(results: &[JobResult]) -> String {
+    let mut out = String::from("id,strategy,params,seed,acc,bwt,forgetting,total_s,train_s,after_task_s,samples_per_s,device\n");
+    for r in results {
+        out.push_str(&format!(
+            "{},{},\"{}\",{},{:.6},{:.6},{:.6},{:.3},{:.3},{:.3},{:.1},{}\n",
+            r.id,
+            r.strategy,
+            params_label(&r.params).replace('"', "'"),
+            r.seed,
+            r.metrics.acc,
+            r.metrics.bwt,
+            r.metrics.forgetting,
+            r.timings.total_s,
+            r.timings.train_s,
+            r.timings.after_task_s,
+            r.timings.samples_per_s,
+            r.device
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_uses_the_sample_standard_deviation() {
+        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(s.mean, 2.5);
+        assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(Stat::of(&[0.7]).std, 0.0);
+    }
+}

@@ -1,0 +1,71 @@
+//! Job results on disk and the forgetting metrics computed from them.
+//!
+//! A job writes one [`JobResult`] as JSON, atomically (temp file, then rename), so a finished result
+//! is never half-written and a crash never leaves a truncated file. Metrics are pure functions of
+//! the accuracy matrix, so reports can recompute them without training.
+
+pub mod metrics;
+mod write;
+
+pub use metrics::Metrics;
+pub use write::{write_atomic, write_json_atomic};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything one job produced, with what is needed to reproduce it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Stable id that encodes the strategy, every one of its parameters and the seed.
+    pub id: String,
+    pub experiment: String,
+    pub strategy: String,
+    /// The strategy's resolved parameters (defaults filled in), as given to its constructor.
+    pub params: serde_json::Value,
+    pub seed: u64,
+    /// `accuracy[i][j]`: test accuracy on task j after training task i (all j, so forward
+    /// transfer is readable too).
+    pub accuracy: Vec<Vec<f64>>,
+    pub metrics: Metrics,
+    /// Mean task loss and mean penalty per epoch of each task, in training order.
+    pub curve: Vec<CurvePoint>,
+    pub timings: Timings,
+    pub device: String,
+    pub provenance: Provenance,
+    /// The resolved experiment (after defaults), so the file alone says how it was made.
+    pub config: serde_json::Value,
+}
+
+/// One point of a training curve: means over one epoch of one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub task: usize,
+    pub epoch: usize,
+    pub step: usize,
+    pub task_loss: f64,
+    pub penalty: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    /// Wall time of the whole job, in seconds.
+    pub total_s: f64,
+    /// Wall time of training (all tasks, hooks included), in seconds.
+    pub train_s: f64,
+    /// Wall time of the strategies' end-of-task work (e.g. Fisher), in seconds.
+    pub after_task_s: f64,
+    /// Wall time of evaluation, in seconds.
+    pub eval_s: f64,
+    /// Training samples processed per second.
+    pub samples_per_s: f64,
+}
+
+/// Versions and revision, recorded in every result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub clbench_version: String,
+    pub git_revision: String,
+    pub torch_version: String,
+    pub tch_version: String,
+    pub hostname: String,
+    pub finished_at_unix: u64,
+}

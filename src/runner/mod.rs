@@ -1,0 +1,131 @@
+//! Runs a plan: jobs spread over worker threads and devices, each job end to end in its worker.
+//!
+//! Tensors are not `Sync`, so only plain data crosses threads: the plan, the dataset's bytes and
+//! the scenario's index lists go in, a [`JobResult`] comes out. Each worker sets its own libtorch
+//! intra-op thread count so that workers x threads does not exceed the cores. A job that fails is
+//! recorded with its id and the others go on; the caller turns failures into the exit code.
+
+mod job;
+pub mod devices;
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use crate::config::{DatasetName, Plan};
+use crate::data::{self, Dataset, SyntheticSpec};
+use crate::results::{write_json_atomic, JobResult};
+use crate::scenario::Scenario;
+use crate::strategy::Registry;
+
+pub use job::run_job;
+
+/// How the runner talks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+/// What a run produced: finished results and failures, in plan order.
+pub struct RunOutcome {
+    pub results: Vec<JobResult>,
+    /// (job id, error chain) of each job that failed.
+    pub failures: Vec<(String, String)>,
+    pub wall_s: f64,
+    pub workers: usize,
+    pub threads_per_worker: usize,
+    pub devices: Vec<String>,
+}
+
+/// Loads the experiment's dataset (plain bytes, shared by every job).
+pub fn load_dataset(plan: &Plan) -> Result<Dataset> {
+    let section = &plan.experiment.dataset;
+    match section.name {
+        DatasetName::Mnist => {
+            let dir = data::resolve_data_dir(section.dir.as_deref());
+            Ok(data::load_mnist(&dir, section.download)?)
+        }
+        DatasetName::Synthetic => Ok(data::synthetic(&section.synthetic.clone().unwrap_or_else(SyntheticSpec::default))),
+    }
+}
+
+/// Builds the scenario of the plan over `dataset`.
+pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
+    let s = &plan.experiment.scenario;
+    Scenario::split(&dataset.train, &dataset.test, &s.tasks, s.mode, plan.heads)
+        .with_context(|| format!("{}: scenario", plan.file.display()))
+}
+
+/// Runs every job of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.
+pub fn run_plan(plan: &Plan, registry: &Registry, dataset: Arc<Dataset>, opts: RunOptions) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let scenario = Arc::new(build_scenario(plan, &dataset)?);
+    let devices = devices::resolve(&plan.experiment.runner.devices)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (workers, threads) = devices::worker_layout(
+        plan.jobs.len(),
+        cores,
+        plan.experiment.runner.workers,
+        plan.experiment.runner.threads_per_worker,
+    );
+    let jobs_dir = plan.out_dir.join("jobs");
+    std::fs::create_dir_all(&jobs_dir).with_context(|| format!("creating {}", jobs_dir.display()))?;
+    if !opts.quiet {
+        eprintln!(
+            "clbench: {} jobs on {} worker(s) x {} thread(s), devices {:?}; results in {}",
+            plan.jobs.len(),
+            workers,
+            threads,
+            devices,
+            plan.out_dir.display()
+        );
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers).build()?;
+    let total = plan.jobs.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<(String, Result<JobResult>)> = pool.install(|| {
+        plan.jobs
+            .par_iter()
+            .enumerate()
+            .map(|(i, job)| {
+                tch::set_num_threads(threads as i32);
+                let device = devices[i % devices.len()];
+                let result = run_job(plan, registry, &dataset, &scenario, job, device, opts.quiet)
+                    .and_then(|r| {
+                        write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &r)?;
+                        Ok(r)
+                    })
+                    .with_context(|| format!("job {}", job.id));
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if !opts.quiet {
+                    match &result {
+                        Ok(r) => eprintln!(
+                            "[{n}/{total}] {}: ACC {:.4} BWT {:+.4} forgetting {:.4} ({:.1} s)",
+                            job.id, r.metrics.acc, r.metrics.bwt, r.metrics.forgetting, r.timings.total_s
+                        ),
+                        Err(e) => eprintln!("[{n}/{total}] {} FAILED: {e:#}", job.id),
+                    }
+                }
+                (job.id.clone(), result)
+            })
+            .collect()
+    });
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok(r) => results.push(r),
+            Err(e) => failures.push((id, format!("{e:#}"))),
+        }
+    }
+    Ok(RunOutcome {
+        results,
+        failures,
+        wall_s: started.elapsed().as_secs_f64(),
+        workers,
+        threads_per_worker: threads,
+        devices: devices.iter().map(|d| format!("{d:?}")).collect(),
+    })
+}

@@ -1,0 +1,105 @@
+//! The `Strategy` trait: a continual-learning method as a set of hooks on the training loop.
+//!
+//! Hook order, for each task `t` of a job (the training loop in `train/` calls them):
+//!
+//! ```text
+//! training_tasks(t)                 which tasks' data to train on (joint training: all seen)
+//! before_task(ctx)                  e.g. LwF snapshots the model as its teacher
+//! for each epoch, for each batch:
+//!     task_loss(batch, logits, ce)  may change the task loss (LwF adds distillation)
+//!     after_task_backward(model)    the gradients of the task loss alone are in .grad() (SI)
+//!     penalty(model)                a regularization term; the loop adds it and backpropagates
+//!     (optimizer step)
+//!     after_step(model)             e.g. SI's path integral
+//! after_task(ctx)                   e.g. EWC computes its Fisher and moves its anchor
+//! ```
+//!
+//! Hooks return values and the loop applies them (a strategy never edits the loss in place), so a
+//! penalty that silently became zero is visible in the training curve. Every hook has a no-op
+//! default: a strategy implements only what it needs.
+//!
+//! Strategies register themselves with [`inventory`] through a [`Registration`]; see
+//! [`registry`].
+
+pub mod params;
+pub mod registry;
+
+pub use params::ParamMap;
+pub use registry::{Registration, Registry};
+
+use anyhow::Result;
+use tch::{Device, Tensor};
+
+use crate::model::Mlp;
+
+/// One task's training data, on the job's device.
+pub struct TaskData {
+    /// Index of the task in the scenario (0-based).
+    pub task: usize,
+    /// Inputs, Float [n, features].
+    pub x: Tensor,
+    /// Targets as output-layer columns, Int64 [n].
+    pub y: Tensor,
+    /// Mask of the output columns this task trains on, Bool [outputs].
+    pub mask: Tensor,
+}
+
+/// What the task-level hooks see.
+pub struct TaskContext<'a> {
+    /// The task being trained (0-based).
+    pub task: usize,
+    pub num_tasks: usize,
+    pub model: &'a Mlp,
+    /// The data of the task just begun or finished (not the union that joint training uses).
+    pub data: &'a TaskData,
+    pub device: Device,
+}
+
+/// One training mini-batch.
+pub struct Batch<'a> {
+    pub x: &'a Tensor,
+    /// Targets as output columns, Int64 [b].
+    pub y: &'a Tensor,
+    /// Per-sample mask of the output columns that take part in the loss, Bool [b, outputs].
+    pub mask: &'a Tensor,
+    /// The task being trained.
+    pub task: usize,
+}
+
+/// A continual-learning method. Built inside its job's worker (tensors are not `Sync`).
+pub trait Strategy: Send {
+    /// The tasks whose training data are used while training task `task`.
+    fn training_tasks(&self, task: usize) -> Vec<usize> {
+        vec![task]
+    }
+
+    fn before_task(&mut self, _ctx: &TaskContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// The loss on the current batch, given the loop's cross-entropy over the batch's masked
+    /// logits. Return `ce` unchanged unless the method changes the task loss.
+    fn task_loss(&mut self, _batch: &Batch, _logits: &Tensor, ce: Tensor) -> Result<Tensor> {
+        Ok(ce)
+    }
+
+    /// Called after the task loss's backward pass and before the penalty's: the parameters'
+    /// gradients hold the gradient of the task loss alone.
+    fn after_task_backward(&mut self, _model: &Mlp) -> Result<()> {
+        Ok(())
+    }
+
+    /// The regularization term added to the task loss on this batch (a scalar with a graph to
+    /// the parameters), or `None` when there is none (yet).
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    fn after_step(&mut self, _model: &Mlp) -> Result<()> {
+        Ok(())
+    }
+
+    fn after_task(&mut self, _ctx: &TaskContext) -> Result<()> {
+        Ok(())
+    }
+}

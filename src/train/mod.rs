@@ -1,0 +1,210 @@
+//! One task's training loop, calling the strategy's hooks, and evaluation into a row of the
+//! accuracy matrix.
+//!
+//! The loop owns the loss: it computes the masked cross-entropy, lets the strategy change it
+//! (`task_loss`), backpropagates it, lets the strategy read the task-only gradients, adds the
+//! strategy's penalty (a second, cheap backward pass through the parameters only), steps the
+//! optimizer and calls `after_step`. Losses are summed on the device and read once per epoch, so a
+//! GPU is not synchronised on every step; a NaN or infinite loss stops the job with the task, epoch
+//! and step where it showed.
+
+use anyhow::{bail, Result};
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+
+use crate::model::{masked_cross_entropy, Mlp};
+use crate::results::CurvePoint;
+use crate::strategy::{Batch, Strategy, TaskData};
+
+/// The optimizer and its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+/// Training settings shared by every task of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSettings {
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    /// Adam's (beta1, beta2).
+    pub betas: (f64, f64),
+    /// SGD's momentum.
+    pub momentum: f64,
+    pub batch_size: usize,
+    /// Passes over each task's data; ignored when `iterations` is set.
+    pub epochs: usize,
+    /// Optimizer steps per task (the protocol of van de Ven & Tolias); overrides `epochs`.
+    pub iterations: Option<usize>,
+    /// A fresh optimizer (no moments carried over) at the start of each task.
+    pub reset_optimizer: bool,
+}
+
+impl TrainSettings {
+    fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
+        Ok(match self.optimizer {
+            OptimizerKind::Adam => {
+                nn::Adam { beta1: self.betas.0, beta2: self.betas.1, wd: 0.0, eps: 1e-8, amsgrad: false }
+                    .build(vs, self.lr)?
+            }
+            OptimizerKind::Sgd => {
+                nn::Sgd { momentum: self.momentum, dampening: 0.0, wd: 0.0, nesterov: false }.build(vs, self.lr)?
+            }
+        })
+    }
+
+    /// Optimizer steps for a task of `n` samples.
+    pub fn steps_for(&self, n: usize) -> usize {
+        self.iterations.unwrap_or_else(|| self.epochs * n.div_ceil(self.batch_size.max(1)))
+    }
+}
+
+/// The samples one task trains on (the union of several tasks for joint training).
+pub struct TrainSet {
+    pub x: Tensor,
+    pub y: Tensor,
+    /// Per-sample output mask, Bool [n, outputs].
+    pub mask: Tensor,
+}
+
+impl TrainSet {
+    /// One task's data with its own mask.
+    pub fn from_task(data: &TaskData) -> TrainSet {
+        TrainSet::from_parts(&[(data, data.mask.shallow_clone())])
+    }
+
+    /// The union of several tasks' data, each scored over the given mask (Bool [outputs]).
+    pub fn from_parts(parts: &[(&TaskData, Tensor)]) -> TrainSet {
+        if let [(data, mask)] = parts {
+            let n = data.x.size()[0];
+            return TrainSet { x: data.x.shallow_clone(), y: data.y.shallow_clone(), mask: mask.unsqueeze(0).expand([n, -1], false) };
+        }
+        let xs: Vec<&Tensor> = parts.iter().map(|(d, _)| &d.x).collect();
+        let ys: Vec<&Tensor> = parts.iter().map(|(d, _)| &d.y).collect();
+        let masks: Vec<Tensor> =
+            parts.iter().map(|(d, m)| m.unsqueeze(0).expand([d.x.size()[0], -1], false)).collect();
+        TrainSet { x: Tensor::cat(&xs, 0), y: Tensor::cat(&ys, 0), mask: Tensor::cat(&masks, 0) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.x.size()[0] as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An optimizer that lives across tasks unless `reset_optimizer` asks for a fresh one.
+pub struct Trainer {
+    settings: TrainSettings,
+    optimizer: Option<nn::Optimizer>,
+    /// Steps taken over the whole job (the x axis of training curves).
+    pub global_step: usize,
+    /// Training samples processed over the whole job.
+    pub samples_seen: usize,
+}
+
+impl Trainer {
+    pub fn new(settings: TrainSettings) -> Trainer {
+        Trainer { settings, optimizer: None, global_step: 0, samples_seen: 0 }
+    }
+
+    /// Trains `task` on `data` with `strategy`'s hooks; returns one curve point per pass.
+    pub fn train_task(
+        &mut self,
+        model: &Mlp,
+        strategy: &mut dyn Strategy,
+        data: &TrainSet,
+        task: usize,
+        rng: &mut ChaCha8Rng,
+        mut on_epoch: impl FnMut(&CurvePoint),
+    ) -> Result<Vec<CurvePoint>> {
+        if self.optimizer.is_none() || self.settings.reset_optimizer {
+            self.optimizer = Some(self.settings.optimizer(&model.vs)?);
+        }
+        let opt = self.optimizer.as_mut().unwrap();
+        let n = data.len();
+        let batch = self.settings.batch_size.max(1);
+        let total_steps = self.settings.steps_for(n);
+        let device = data.x.device();
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        let mut curve = Vec::new();
+        let mut step = 0;
+        let mut epoch = 0;
+        while step < total_steps {
+            order.shuffle(rng);
+            let order_t = Tensor::from_slice(&order).to_device(device);
+            let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+            let mut penalty_sum = Tensor::zeros([], (Kind::Float, device));
+            let mut steps_this_epoch = 0;
+            let mut start = 0;
+            while start < n && step < total_steps {
+                let len = batch.min(n - start);
+                let idx = order_t.narrow(0, start as i64, len as i64);
+                let (x, y, mask) = (data.x.index_select(0, &idx), data.y.index_select(0, &idx), data.mask.index_select(0, &idx));
+                let b = Batch { x: &x, y: &y, mask: &mask, task };
+                let logits = model.forward(&x);
+                let ce = masked_cross_entropy(&logits, &mask, &y);
+                let loss = strategy.task_loss(&b, &logits, ce)?;
+                opt.zero_grad();
+                loss.backward();
+                strategy.after_task_backward(model)?;
+                if let Some(penalty) = strategy.penalty(model)? {
+                    penalty.backward();
+                    penalty_sum += penalty.detach();
+                }
+                opt.step();
+                strategy.after_step(model)?;
+                loss_sum += loss.detach();
+                steps_this_epoch += 1;
+                self.samples_seen += len;
+                step += 1;
+                start += len;
+            }
+            self.global_step += steps_this_epoch;
+            let point = CurvePoint {
+                task,
+                epoch,
+                step: self.global_step,
+                task_loss: loss_sum.double_value(&[]) / steps_this_epoch as f64,
+                penalty: penalty_sum.double_value(&[]) / steps_this_epoch as f64,
+            };
+            if !point.task_loss.is_finite() || !point.penalty.is_finite() {
+                bail!(
+                    "training diverged on task {task}, pass {epoch} (steps up to {}): task loss {}, penalty {}; \
+                     lower the learning rate or the regularization strength",
+                    self.global_step, point.task_loss, point.penalty
+                );
+            }
+            on_epoch(&point);
+            curve.push(point);
+            epoch += 1;
+        }
+        Ok(curve)
+    }
+}
+
+/// Test accuracy of `model` on `data` (targets scored over `data.mask`'s columns only).
+pub fn accuracy(model: &Mlp, data: &TaskData) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let n = data.x.size()[0];
+    if n == 0 {
+        return 0.0;
+    }
+    let mut correct = 0i64;
+    let chunk = 8192;
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        let logits = model.forward(&data.x.narrow(0, start, len));
+        let pred = crate::model::masked_logits(&logits, &data.mask).argmax(-1, false);
+        correct += pred.eq_tensor(&data.y.narrow(0, start, len)).sum(Kind::Int64).int64_value(&[]);
+        start += len;
+    }
+    correct as f64 / n as f64
+}

@@ -1,0 +1,150 @@
+//! `ewc`: Elastic Weight Consolidation (Kirkpatrick et al. 2017, "Overcoming catastrophic
+//! forgetting in neural networks", PNAS, Eq. 3), in the multi-task form of the reference code.
+//!
+//! At the end of task t (0-based) the diagonal Fisher `F_new` is estimated on that task's training
+//! data (see `clbench::fisher`) and merged into one Fisher:
+//!
+//! - `merge: mean` (the reference code): `F <- (F_new + t * F_old) / (t + 1)`;
+//! - `merge: sum`: `F <- F_old + F_new`;
+//! - `merge: separate` (the paper): one Fisher and one anchor per task, one penalty each.
+//!
+//! The anchor `theta_old` is the parameters after the previous task, and the loss is
+//! `CE + lambda/2 * sum F * (theta_old - theta)^2`. With `mean` and `sum` one Fisher is kept in
+//! memory whatever the number of tasks.
+//!
+//! The Fisher's scale depends on its estimator (`batch` is about 1/20 of `empirical` at the
+//! reference's batch of 20), so a lambda tuned for one estimator does not transfer to another.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
+use clbench::model::Mlp;
+use clbench::strategy::{
+    params::{snapshot, weighted_squared_distance},
+    registry::{config_from, resolve_with, BuildContext, Registration},
+    ParamMap, Strategy, TaskContext,
+};
+
+/// How the Fishers of successive tasks are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Merge {
+    Mean,
+    Sum,
+    Separate,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Penalty strength.
+    pub lambda: f64,
+    /// Fisher estimator: empirical, sampled, exact, argmax or batch.
+    pub fisher: Estimator,
+    /// Estimate the Fisher on at most this many samples of the task (all when absent).
+    pub max_samples: Option<usize>,
+    /// Label draws per sample for `fisher: sampled`.
+    pub draws: usize,
+    /// Mini-batch size of `fisher: batch` (the reference code's 20).
+    pub fisher_batch: usize,
+    pub merge: Merge,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lambda: 100.0,
+            fisher: Estimator::Empirical,
+            max_samples: None,
+            draws: 1,
+            fisher_batch: 20,
+            merge: Merge::Mean,
+        }
+    }
+}
+
+pub struct Ewc {
+    config: Config,
+    seed: u64,
+    /// (Fisher, anchor) pairs: one for `mean`/`sum`, one per task for `separate`.
+    terms: Vec<(ParamMap, ParamMap)>,
+}
+
+impl Ewc {
+    pub fn new(config: Config, ctx: &BuildContext) -> Ewc {
+        Ewc { config, seed: ctx.seed, terms: Vec::new() }
+    }
+
+    /// The current merged Fisher (the last one for `separate`).
+    pub fn fisher(&self) -> Option<&ParamMap> {
+        self.terms.last().map(|(f, _)| f)
+    }
+}
+
+/// `F <- (F_new + t * F_old) / (t + 1)`.
+pub fn merge_mean(old: &ParamMap, new: &ParamMap, t: usize) -> ParamMap {
+    old.iter().map(|(k, f_old)| (k.clone(), (&new[k] + f_old * t as f64) / (t as f64 + 1.0))).collect()
+}
+
+impl Strategy for Ewc {
+    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
+        if self.terms.is_empty() {
+            return Ok(None);
+        }
+        let params = model.params();
+        let total = self
+            .terms
+            .iter()
+            .map(|(fisher, anchor)| weighted_squared_distance(&params, anchor, Some(fisher)))
+            .reduce(|a, b| a + b)
+            .unwrap();
+        Ok(Some(total * (self.config.lambda / 2.0)))
+    }
+
+    fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
+        let opts = FisherOptions {
+            estimator: self.config.fisher,
+            max_samples: self.config.max_samples,
+            draws: self.config.draws,
+            batch_size: self.config.fisher_batch,
+            seed: self.seed.wrapping_add(ctx.task as u64),
+            ..FisherOptions::default()
+        };
+        let new = diagonal_fisher(ctx.model, &ctx.data.x, &ctx.data.y, &ctx.data.mask, &opts)?;
+        let anchor = snapshot(&ctx.model.params());
+        let t = ctx.task;
+        match (self.config.merge, self.terms.pop()) {
+            (Merge::Separate, old) => {
+                self.terms.extend(old);
+                self.terms.push((new, anchor));
+            }
+            (Merge::Mean, Some((old, _))) => self.terms.push((merge_mean(&old, &new, t), anchor)),
+            (Merge::Sum, Some((old, _))) => {
+                let sum = old.iter().map(|(k, f)| (k.clone(), f + &new[k])).collect();
+                self.terms.push((sum, anchor))
+            }
+            (_, None) => self.terms.push((new, anchor)),
+        }
+        Ok(())
+    }
+}
+
+inventory::submit! {
+    Registration {
+        name: "ewc",
+        summary: "Elastic Weight Consolidation: Fisher-weighted pull towards earlier tasks' parameters",
+        paper: "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks, PNAS",
+        params: &[
+            ("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)"),
+            ("fisher", "estimator: empirical | sampled | exact | argmax | batch (default empirical)"),
+            ("max_samples", "estimate the Fisher on at most this many samples (default: all)"),
+            ("draws", "label draws per sample for fisher: sampled (default 1)"),
+            ("fisher_batch", "mini-batch size of fisher: batch (default 20, as the reference)"),
+            ("merge", "mean: F <- (F_new + t F_old)/(t+1); sum; separate: one term per task (default mean)"),
+        ],
+        resolve: resolve_with::<Config>,
+        build: |params, ctx| Ok(Box::new(Ewc::new(config_from(params)?, ctx))),
+    }
+}

@@ -1,0 +1,227 @@
+//! The MNIST loader against the real files and against damaged ones. No network: every case
+//! that could download passes `allow_download = false`.
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use clbench::data::{load_mnist, DataError, DATA_ENV};
+use flate2::{write::GzEncoder, Compression};
+use tch::{Device, Kind};
+
+const TRAIN_COUNTS: [usize; 10] = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
+const TEST_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
+
+/// `CLBENCH_DATA` if set, else the shared copy next to the checkout.
+fn mnist_dir() -> PathBuf {
+    match std::env::var_os(DATA_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"),
+    }
+}
+
+#[test]
+fn real_mnist_has_the_known_class_counts() {
+    let dir = mnist_dir();
+    if !dir.is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MNIST folder {} is missing; CI must provide it (set {DATA_ENV})",
+            dir.display()
+        );
+        eprintln!(
+            "skipping: no MNIST folder at {}; set {DATA_ENV} to a folder holding the four files",
+            dir.display()
+        );
+        return;
+    }
+    let data = load_mnist(&dir, false).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(data.name, "mnist");
+    assert_eq!((data.train.rows, data.train.cols), (28, 28));
+    assert_eq!(data.train.class_counts(), TRAIN_COUNTS);
+    assert_eq!(data.test.class_counts(), TEST_COUNTS);
+
+    let all: Vec<i64> = (0..data.train.len() as i64).collect();
+    let x = data.train.images_tensor(&all, Device::Cpu);
+    assert_eq!((x.size(), x.kind()), (vec![60000, 784], Kind::Float));
+    let (min, max) = (x.min().double_value(&[]), x.max().double_value(&[]));
+    assert_eq!((min, max), (0.0, 1.0));
+    let y = data.train.labels_tensor(&all, Device::Cpu);
+    assert_eq!((y.size(), y.kind()), (vec![60000], Kind::Int64));
+    let zeros = data.test.indices_of_classes(&[0]);
+    assert_eq!(zeros.len(), TEST_COUNTS[0]);
+    let y0 = data.test.labels_tensor(&zeros, Device::Cpu);
+    assert_eq!(y0.eq(0).all().int64_value(&[]), 1);
+}
+
+// ---- damaged inputs, written as tiny fake IDX files in a temp folder ----
+
+fn images_idx(magic: u32, count: u32, pixels: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for v in [magic, count, 28, 28] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    bytes.resize(16 + pixels, 128);
+    bytes
+}
+
+fn labels_idx(count: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for v in [0x801, count] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    bytes.extend((0..count).map(|i| (i % 10) as u8));
+    bytes
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// A folder holding a valid tiny MNIST: 3 train and 2 test samples, train raw, test gzipped.
+fn tiny_mnist() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: Vec<u8>| fs::write(dir.path().join(name), bytes).unwrap();
+    put("train-images-idx3-ubyte", images_idx(0x803, 3, 3 * 784));
+    put("train-labels-idx1-ubyte", labels_idx(3));
+    put(
+        "t10k-images-idx3-ubyte.gz",
+        gz(&images_idx(0x803, 2, 2 * 784)),
+    );
+    put("t10k-labels-idx1-ubyte.gz", gz(&labels_idx(2)));
+    dir
+}
+
+/// Loads `dir` expecting an error whose message names `file` and says what to do.
+fn expect_error(dir: &Path, file: &str, hint: &str) -> DataError {
+    let err = load_mnist(dir, false).expect_err("loading damaged data must fail");
+    let msg = err.to_string();
+    assert!(msg.contains(file), "message does not name {file}: {msg}");
+    assert!(msg.contains(hint), "message lacks the hint {hint:?}: {msg}");
+    err
+}
+
+#[test]
+fn tiny_valid_folder_loads() {
+    let dir = tiny_mnist();
+    let data = load_mnist(dir.path(), false).unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (3, 2));
+    assert_eq!(data.train.labels, [0, 1, 2]);
+    assert_eq!(data.source, dir.path().display().to_string());
+}
+
+#[test]
+fn truncated_images_file() {
+    let dir = tiny_mnist();
+    let path = dir.path().join("train-images-idx3-ubyte");
+    fs::write(&path, &images_idx(0x803, 3, 3 * 784)[..1000]).unwrap();
+    let err = expect_error(dir.path(), "train-images-idx3-ubyte", "re-download it");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("truncated: header says 3 images of 28x28 (2352 bytes)"),
+        "{msg}"
+    );
+    assert!(msg.contains("984 bytes"), "{msg}");
+}
+
+#[test]
+fn trailing_bytes_in_images_file() {
+    let dir = tiny_mnist();
+    let mut bytes = images_idx(0x803, 3, 3 * 784);
+    bytes.extend_from_slice(b"junk");
+    fs::write(dir.path().join("train-images-idx3-ubyte"), bytes).unwrap();
+    let err = expect_error(dir.path(), "train-images-idx3-ubyte", "re-download it");
+    assert!(
+        err.to_string().contains("4 bytes of trailing data"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_magic_number() {
+    let dir = tiny_mnist();
+    fs::write(
+        dir.path().join("t10k-images-idx3-ubyte.gz"),
+        gz(&images_idx(0x802, 2, 2 * 784)),
+    )
+    .unwrap();
+    let err = expect_error(dir.path(), "t10k-images-idx3-ubyte.gz", "re-download it");
+    assert!(
+        err.to_string().contains("wrong magic number 0x00000802"),
+        "{err}"
+    );
+}
+
+#[test]
+fn image_and_label_counts_disagree() {
+    let dir = tiny_mnist();
+    fs::write(dir.path().join("train-labels-idx1-ubyte"), labels_idx(4)).unwrap();
+    let err = expect_error(dir.path(), "train-labels-idx1-ubyte", "re-download both");
+    assert!(
+        matches!(
+            err,
+            DataError::CountMismatch {
+                n_images: 3,
+                n_labels: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("train-images-idx3-ubyte"), "{err}");
+}
+
+#[test]
+fn corrupt_gzip() {
+    let dir = tiny_mnist();
+    let mut bytes = gz(&labels_idx(2));
+    let mid = bytes.len() / 2;
+    bytes[mid..].fill(0xAB);
+    fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), bytes).unwrap();
+    let err = expect_error(dir.path(), "t10k-labels-idx1-ubyte.gz", "re-download it");
+    assert!(matches!(err, DataError::Gzip { .. }), "{err}");
+
+    fs::write(
+        dir.path().join("t10k-labels-idx1-ubyte.gz"),
+        b"not gzip at all",
+    )
+    .unwrap();
+    let err = expect_error(
+        dir.path(),
+        "t10k-labels-idx1-ubyte.gz",
+        "not a valid gzip file",
+    );
+    assert!(matches!(err, DataError::Gzip { .. }), "{err}");
+}
+
+#[test]
+fn missing_files_without_download() {
+    let dir = tiny_mnist();
+    fs::remove_file(dir.path().join("train-labels-idx1-ubyte")).unwrap();
+    fs::remove_file(dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let err = expect_error(
+        dir.path(),
+        "train-labels-idx1-ubyte",
+        "CLBENCH_DATA or dataset.dir",
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("t10k-images-idx3-ubyte") && msg.contains(&dir.path().display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("t10k-labels"),
+        "lists only the missing files: {msg}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = load_mnist(&empty.path().join("nowhere"), false).unwrap_err();
+    assert!(
+        matches!(&err, DataError::Missing { files, .. } if files.len() == 4),
+        "{err}"
+    );
+}
