@@ -26,6 +26,19 @@ pub fn run_job(
     device: Device,
     quiet: bool,
 ) -> Result<JobResult> {
+    run_job_with_model(plan, registry, dataset, scenario, job, device, quiet).map(|(result, _)| result)
+}
+
+/// [`run_job`], also returning the trained model (for tests and checkpoints).
+pub fn run_job_with_model(
+    plan: &Plan,
+    registry: &Registry,
+    dataset: &Dataset,
+    scenario: &Scenario,
+    job: &JobSpec,
+    device: Device,
+    quiet: bool,
+) -> Result<(JobResult, Mlp)> {
     let started = Instant::now();
     let num_tasks = scenario.num_tasks();
     let registration = registry.get(&job.strategy).ok_or_else(|| anyhow!(registry.unknown_name_message(&job.strategy)))?;
@@ -80,7 +93,7 @@ pub fn run_job(
     }
     timings.total_s = started.elapsed().as_secs_f64();
     timings.samples_per_s = trainer.samples_seen as f64 / timings.train_s.max(1e-9);
-    Ok(JobResult {
+    let result = JobResult {
         id: job.id.clone(),
         experiment: plan.experiment.name.clone(),
         strategy: job.strategy.clone(),
@@ -93,7 +106,8 @@ pub fn run_job(
         device: format!("{device:?}"),
         provenance: provenance(),
         config: serde_json::to_value(&plan.experiment)?,
-    })
+    };
+    Ok((result, model))
 }
 
 /// Versions, git revision and host, as recorded in every result.

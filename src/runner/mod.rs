@@ -19,7 +19,7 @@ use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
 use crate::strategy::Registry;
 
-pub use job::run_job;
+pub use job::{provenance, run_job, run_job_with_model};
 
 /// How the runner talks.
 #[derive(Debug, Clone, Copy, Default)]
