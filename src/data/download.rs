@@ -56,7 +56,7 @@ pub fn download_missing(dir: &Path, stems: &[&str]) -> Result<(), DataError> {
         .timeout_connect(CONNECT_TIMEOUT)
         .timeout_read(READ_TIMEOUT)
         .build();
-    for stem in stems {
+    'files: for stem in stems {
         let file = format!("{stem}.gz");
         let expected = MD5_SUMS
             .iter()
@@ -65,31 +65,23 @@ pub fn download_missing(dir: &Path, stems: &[&str]) -> Result<(), DataError> {
             .unwrap_or_else(|| panic!("{file} is not an MNIST file"));
         let dest = dir.join(&file);
         let mut attempts = Vec::new();
-        let stored = MIRRORS.iter().any(|mirror| {
+        for mirror in MIRRORS {
             let url = format!("{mirror}{file}");
             eprintln!("clbench: downloading {url}");
-            let result = fetch(&agent, &url)
+            let stored = fetch(&agent, &url)
                 .and_then(|bytes| verify_and_store(&bytes, expected, &dest).map_err(stored_err));
-            match result {
-                Ok(()) => true,
-                Err(err) => {
-                    // ureq's errors already start with the URL; ours do not.
-                    attempts.push(if err.contains(&url) {
-                        err
-                    } else {
-                        format!("{url}: {err}")
-                    });
-                    false
-                }
+            match stored {
+                Ok(()) => continue 'files,
+                // ureq's errors already start with the URL; ours do not.
+                Err(err) if err.contains(&url) => attempts.push(err),
+                Err(err) => attempts.push(format!("{url}: {err}")),
             }
-        });
-        if !stored {
-            return Err(DataError::Download {
-                file,
-                dir: dir.to_path_buf(),
-                attempts,
-            });
         }
+        return Err(DataError::Download {
+            file,
+            dir: dir.to_path_buf(),
+            attempts,
+        });
     }
     Ok(())
 }

@@ -185,7 +185,10 @@ fn resolve_data_dir_with(configured: Option<&Path>, env: Option<OsString>) -> Pa
 /// at fault and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{}: cannot read it: {err}; check that it is a readable file, or {REFETCH_HINT}", path.display())]
+    #[error(
+        "{}: cannot read it: {err}; check that it is a readable file, or {REFETCH_HINT}",
+        path.display()
+    )]
     Read { path: PathBuf, err: std::io::Error },
 
     #[error("{}: not a valid gzip file ({err}); {REFETCH_HINT}", path.display())]
@@ -211,15 +214,16 @@ pub enum DataError {
     #[error(
         "MNIST files missing from {}: {}; put the four MNIST files there (gzipped .gz or \
          uncompressed), set CLBENCH_DATA or dataset.dir to a folder that holds them, or let \
-         clbench download them",
+         clbench download them (dataset.download: true, no --offline)",
         dir.display(),
         files.join(", ")
     )]
     Missing { dir: PathBuf, files: Vec<String> },
 
     #[error(
-        "could not download {file}: {}; download it by hand and put it in {} (gzipped or not), \
-         or set CLBENCH_DATA or dataset.dir to a folder that holds the four MNIST files",
+        "could not download {file} from any mirror ({}); download it by hand and put it in {} \
+         (gzipped or not), or set CLBENCH_DATA or dataset.dir to a folder that holds the four \
+         MNIST files",
         attempts.join("; "),
         dir.display()
     )]

@@ -114,7 +114,7 @@ fn sample_split(
     rng: &mut ChaCha8Rng,
 ) -> Split {
     let mut labels: Vec<u8> = (0..prototypes.len() as u8)
-        .flat_map(|class| std::iter::repeat(class).take(per_class))
+        .flat_map(|class| std::iter::repeat_n(class, per_class))
         .collect();
     labels.shuffle(rng);
     let sd = spec.noise * 255.0;

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::config::{DatasetName, Plan};
-use crate::data::{self, Dataset, SyntheticSpec};
+use crate::data::{self, Dataset};
 use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
 use crate::strategy::Registry;
@@ -47,7 +47,7 @@ pub fn load_dataset(plan: &Plan) -> Result<Dataset> {
             let dir = data::resolve_data_dir(section.dir.as_deref());
             Ok(data::load_mnist(&dir, section.download)?)
         }
-        DatasetName::Synthetic => Ok(data::synthetic(&section.synthetic.clone().unwrap_or_else(SyntheticSpec::default))),
+        DatasetName::Synthetic => Ok(data::synthetic(&section.synthetic.clone().unwrap_or_default())),
     }
 }
 
