@@ -29,14 +29,19 @@ fn generate_strategy_modules() {
             "strategies/{stem}.rs: a strategy file name must be a Rust identifier"
         );
         println!("cargo:rerun-if-changed={}", path.display());
-        out.push_str(&format!("#[path = {:?}]\npub mod {stem};\n", path.display().to_string()));
+        out.push_str(&format!(
+            "#[path = {:?}]\npub mod {stem};\n",
+            path.display().to_string()
+        ));
     }
     let dest = Path::new(&env::var("OUT_DIR").unwrap()).join("strategy_modules.rs");
     fs::write(dest, out).unwrap();
 }
 
 fn link_libtorch() {
-    let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else { return };
+    let Ok(lib) = env::var("DEP_TCH_LIBTORCH_LIB") else {
+        return;
+    };
     // Canonical, so the rpath survives the removal of the work tree's .libtorch symlink.
     let lib = fs::canonicalize(&lib).unwrap_or_else(|_| lib.clone().into());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());

@@ -103,7 +103,11 @@ pub fn diagonal_fisher(
         .min(n - start);
         let xs = x.narrow(0, start as i64, len as i64);
         let ys = y.narrow(0, start as i64, len as i64);
-        let ms = if mask.dim() == 2 { mask.narrow(0, start as i64, len as i64) } else { mask.shallow_clone() };
+        let ms = if mask.dim() == 2 {
+            mask.narrow(0, start as i64, len as i64)
+        } else {
+            mask.shallow_clone()
+        };
         accumulate_chunk(model, &xs, &ys, &ms, opts, &mut rng, &mut sums)?;
         start += len;
     }
@@ -134,7 +138,13 @@ fn accumulate_chunk(
         }
         Estimator::Sampled => {
             let draws = opts.draws.max(1);
-            let probs: Vec<f32> = Vec::try_from(log_probs.detach().exp().to_device(tch::Device::Cpu).flatten(0, -1))?;
+            let probs: Vec<f32> = Vec::try_from(
+                log_probs
+                    .detach()
+                    .exp()
+                    .to_device(tch::Device::Cpu)
+                    .flatten(0, -1),
+            )?;
             let classes = probs.len() / n as usize;
             let weight = Tensor::full([n], 1.0 / draws as f64, (Kind::Float, x.device()));
             for d in 0..draws {
@@ -143,7 +153,15 @@ fn accumulate_chunk(
                     .map(|p| sample_categorical(p, rng) as i64)
                     .collect();
                 let t = Tensor::from_slice(&labels).to_device(x.device());
-                add_squared_grads(model, &rec, &log_probs, &t, Some(&weight), d + 1 < draws, sums)?;
+                add_squared_grads(
+                    model,
+                    &rec,
+                    &log_probs,
+                    &t,
+                    Some(&weight),
+                    d + 1 < draws,
+                    sums,
+                )?;
             }
             Ok(())
         }
@@ -157,11 +175,21 @@ fn accumulate_chunk(
             for (k, &c) in live.iter().enumerate() {
                 let t = Tensor::full([n], c, (Kind::Int64, x.device()));
                 let w = probs.select(1, c);
-                add_squared_grads(model, &rec, &log_probs, &t, Some(&w), k + 1 < live.len(), sums)?;
+                add_squared_grads(
+                    model,
+                    &rec,
+                    &log_probs,
+                    &t,
+                    Some(&w),
+                    k + 1 < live.len(),
+                    sums,
+                )?;
             }
             Ok(())
         }
-        Estimator::Batch => add_batch_grads(model, &rec, &log_probs, y, opts.batch_size.max(1), sums),
+        Estimator::Batch => {
+            add_batch_grads(model, &rec, &log_probs, y, opts.batch_size.max(1), sums)
+        }
     }
 }
 
@@ -213,8 +241,16 @@ fn add_batch_grads(
             // Gradient of the batch's mean loss.
             let w_grad = gb.transpose(0, 1).matmul(&ab) / len as f64;
             let b_grad = gb.sum_dim_intlist([0i64].as_slice(), false, Kind::Float) / len as f64;
-            add_into(sums, &format!("{}.weight", layer.name), &(w_grad.square() * len as f64));
-            add_into(sums, &format!("{}.bias", layer.name), &(b_grad.square() * len as f64));
+            add_into(
+                sums,
+                &format!("{}.weight", layer.name),
+                &(w_grad.square() * len as f64),
+            );
+            add_into(
+                sums,
+                &format!("{}.bias", layer.name),
+                &(b_grad.square() * len as f64),
+            );
             start += len;
         }
     }
@@ -228,13 +264,17 @@ fn output_grads(
     targets: &Tensor,
     keep_graph: bool,
 ) -> Vec<Tensor> {
-    let nll = -log_probs.gather(1, &targets.unsqueeze(1), false).sum(Kind::Float);
+    let nll = -log_probs
+        .gather(1, &targets.unsqueeze(1), false)
+        .sum(Kind::Float);
     let outputs: Vec<&Tensor> = rec.outputs.iter().collect();
     Tensor::run_backward(&[nll], &outputs, keep_graph, false)
 }
 
 fn add_into(sums: &mut ParamMap, name: &str, value: &Tensor) {
-    let slot = sums.get_mut(name).unwrap_or_else(|| panic!("no parameter named {name}"));
+    let slot = sums
+        .get_mut(name)
+        .unwrap_or_else(|| panic!("no parameter named {name}"));
     *slot = &*slot + value;
 }
 
@@ -269,15 +309,27 @@ pub fn per_sample_loop(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     for i in 0..n as i64 {
         let xi = x.narrow(0, i, 1);
-        let mi = if mask.dim() == 2 { mask.narrow(0, i, 1) } else { mask.shallow_clone() };
+        let mi = if mask.dim() == 2 {
+            mask.narrow(0, i, 1)
+        } else {
+            mask.shallow_clone()
+        };
         let log_probs = masked_logits(&model.forward(&xi), &mi).log_softmax(-1, Kind::Float);
-        let probs: Vec<f32> = Vec::try_from(log_probs.detach().exp().flatten(0, -1).to_device(tch::Device::Cpu))?;
+        let probs: Vec<f32> = Vec::try_from(
+            log_probs
+                .detach()
+                .exp()
+                .flatten(0, -1)
+                .to_device(tch::Device::Cpu),
+        )?;
         let labels_and_weights: Vec<(i64, f64)> = match opts.estimator {
             Estimator::Empirical | Estimator::Batch => vec![(y.int64_value(&[i]), 1.0)],
             Estimator::Argmax => vec![(log_probs.argmax(-1, false).int64_value(&[0]), 1.0)],
             Estimator::Sampled => {
                 let d = opts.draws.max(1);
-                (0..d).map(|_| (sample_categorical(&probs, &mut rng) as i64, 1.0 / d as f64)).collect()
+                (0..d)
+                    .map(|_| (sample_categorical(&probs, &mut rng) as i64, 1.0 / d as f64))
+                    .collect()
             }
             Estimator::Exact => probs
                 .iter()

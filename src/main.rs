@@ -49,7 +49,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match (cli.command, cli.experiment) {
-        (Some(Command::Run { experiment, quiet, dry_run }), _) => run(&experiment, quiet || cli.quiet, dry_run),
+        (
+            Some(Command::Run {
+                experiment,
+                quiet,
+                dry_run,
+            }),
+            _,
+        ) => run(&experiment, quiet || cli.quiet, dry_run),
         (Some(Command::Strategies), _) => strategies(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
         (Some(Command::Data { dir, offline }), _) => describe_data(dir, offline),
@@ -75,10 +82,15 @@ fn run(file: &std::path::Path, quiet: bool, dry_run: bool) -> Result<ExitCode> {
         for job in &plan.jobs {
             println!("{}", job.id);
         }
-        println!("{} jobs; results would go to {}", plan.jobs.len(), plan.out_dir.display());
+        println!(
+            "{} jobs; results would go to {}",
+            plan.jobs.len(),
+            plan.out_dir.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let dataset = runner::load_dataset(&plan).with_context(|| format!("{}: dataset", plan.file.display()))?;
+    let dataset =
+        runner::load_dataset(&plan).with_context(|| format!("{}: dataset", plan.file.display()))?;
     if !quiet {
         eprintln!(
             "clbench: {} from {}: {} training and {} test images",
@@ -88,9 +100,18 @@ fn run(file: &std::path::Path, quiet: bool, dry_run: bool) -> Result<ExitCode> {
             dataset.test.len()
         );
     }
-    std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("creating {}", plan.out_dir.display()))?;
-    write_atomic(&plan.out_dir.join("experiment.yaml"), serde_yaml::to_string(&plan.experiment)?.as_bytes())?;
-    let outcome = runner::run_plan(&plan, &registry, Arc::new(dataset), runner::RunOptions { quiet })?;
+    std::fs::create_dir_all(&plan.out_dir)
+        .with_context(|| format!("creating {}", plan.out_dir.display()))?;
+    write_atomic(
+        &plan.out_dir.join("experiment.yaml"),
+        serde_yaml::to_string(&plan.experiment)?.as_bytes(),
+    )?;
+    let outcome = runner::run_plan(
+        &plan,
+        &registry,
+        Arc::new(dataset),
+        runner::RunOptions { quiet },
+    )?;
     let results = report::load_results(&plan.out_dir)?;
     let table = report::write_report(&plan.out_dir, &results)?;
     println!("\n{}", plan.experiment.name);
@@ -121,9 +142,13 @@ fn strategies() -> Result<ExitCode> {
         if !reg.paper.is_empty() {
             println!("{:<12} paper: {}", "", reg.paper);
         }
-        let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
+        let defaults =
+            (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
         for (param, meaning) in reg.params {
-            let default = defaults.get(param).map(|v| v.to_string()).unwrap_or_default();
+            let default = defaults
+                .get(param)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
             println!("{:<12}   {param} = {default}: {meaning}", "");
         }
     }
@@ -133,7 +158,10 @@ fn strategies() -> Result<ExitCode> {
 fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
     let results = report::load_results(folder)?;
     if results.is_empty() {
-        anyhow::bail!("{}: no job results under jobs/; run the experiment first", folder.display());
+        anyhow::bail!(
+            "{}: no job results under jobs/; run the experiment first",
+            folder.display()
+        );
     }
     print!("{}", report::write_report(folder, &results)?);
     Ok(ExitCode::SUCCESS)
@@ -144,7 +172,13 @@ fn describe_data(dir: Option<PathBuf>, offline: bool) -> Result<ExitCode> {
     let dataset = clbench::data::load_mnist(&dir, !offline)?;
     println!("{} from {}", dataset.name, dataset.source);
     for (name, split) in [("train", &dataset.train), ("test", &dataset.test)] {
-        println!("{name}: {} images of {}x{}; per class: {:?}", split.len(), split.rows, split.cols, split.class_counts());
+        println!(
+            "{name}: {} images of {}x{}; per class: {:?}",
+            split.len(),
+            split.rows,
+            split.cols,
+            split.class_counts()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

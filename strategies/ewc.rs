@@ -74,7 +74,11 @@ pub struct Ewc {
 
 impl Ewc {
     pub fn new(config: Config, ctx: &BuildContext) -> Ewc {
-        Ewc { config, seed: ctx.seed, terms: Vec::new() }
+        Ewc {
+            config,
+            seed: ctx.seed,
+            terms: Vec::new(),
+        }
     }
 
     /// The current merged Fisher (the last one for `separate`).
@@ -85,7 +89,9 @@ impl Ewc {
 
 /// `F <- (F_new + t * F_old) / (t + 1)`.
 pub fn merge_mean(old: &ParamMap, new: &ParamMap, t: usize) -> ParamMap {
-    old.iter().map(|(k, f_old)| (k.clone(), (&new[k] + f_old * t as f64) / (t as f64 + 1.0))).collect()
+    old.iter()
+        .map(|(k, f_old)| (k.clone(), (&new[k] + f_old * t as f64) / (t as f64 + 1.0)))
+        .collect()
 }
 
 impl Strategy for Ewc {

@@ -34,16 +34,18 @@ pub struct L2 {
 
 impl L2 {
     pub fn new(config: Config) -> L2 {
-        L2 { config, anchor: None }
+        L2 {
+            config,
+            anchor: None,
+        }
     }
 }
 
 impl Strategy for L2 {
     fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
-        Ok(self
-            .anchor
-            .as_ref()
-            .map(|anchor| weighted_squared_distance(&model.params(), anchor, None) * (self.config.lambda / 2.0)))
+        Ok(self.anchor.as_ref().map(|anchor| {
+            weighted_squared_distance(&model.params(), anchor, None) * (self.config.lambda / 2.0)
+        }))
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {

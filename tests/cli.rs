@@ -6,7 +6,10 @@ mod common;
 use std::{path::Path, process::Command};
 
 fn clbench(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_clbench")).args(args).output().expect("running clbench")
+    Command::new(env!("CARGO_BIN_EXE_clbench"))
+        .args(args)
+        .output()
+        .expect("running clbench")
 }
 
 fn write_experiment(dir: &Path, name: &str, text: &str) -> String {
@@ -19,12 +22,17 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-const STRATEGIES: &str = "  - name: naive\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n";
+const STRATEGIES: &str =
+    "  - name: naive\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n";
 
 #[test]
 fn a_synthetic_experiment_runs_end_to_end_and_writes_its_files() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write_experiment(dir.path(), "e2e", &common::synthetic_yaml("e2e", dir.path(), STRATEGIES));
+    let file = write_experiment(
+        dir.path(),
+        "e2e",
+        &common::synthetic_yaml("e2e", dir.path(), STRATEGIES),
+    );
     let out = clbench(&[&file]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -32,25 +40,52 @@ fn a_synthetic_experiment_runs_end_to_end_and_writes_its_files() {
         assert!(stdout.contains(label), "table lacks {label}:\n{stdout}");
     }
     let folder = dir.path().join("e2e");
-    for file in ["summary.csv", "avg_accuracy.png", "avg_accuracy.svg", "experiment.yaml"] {
-        let len = std::fs::metadata(folder.join(file)).map(|m| m.len()).unwrap_or(0);
+    for file in [
+        "summary.csv",
+        "avg_accuracy.png",
+        "avg_accuracy.svg",
+        "experiment.yaml",
+    ] {
+        let len = std::fs::metadata(folder.join(file))
+            .map(|m| m.len())
+            .unwrap_or(0);
         assert!(len > 0, "{file} missing or empty");
     }
     let csv = std::fs::read_to_string(folder.join("summary.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 4 * 2, "a header and a row per job:\n{csv}");
-    let jobs: Vec<_> = std::fs::read_dir(folder.join("jobs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(
+        csv.lines().count(),
+        1 + 4 * 2,
+        "a header and a row per job:\n{csv}"
+    );
+    let jobs: Vec<_> = std::fs::read_dir(folder.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(jobs.len(), 8);
     for path in jobs {
         let result: clbench::results::JobResult =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(result.accuracy.len(), 3);
         assert!(result.accuracy.iter().all(|row| row.len() == 3));
-        assert!(result.accuracy.iter().flatten().all(|a| (0.0..=1.0).contains(a)));
+        assert!(result
+            .accuracy
+            .iter()
+            .flatten()
+            .all(|a| (0.0..=1.0).contains(a)));
         assert!(!result.provenance.git_revision.is_empty());
         assert_eq!(result.provenance.torch_version, "2.11.0");
         assert_eq!(result.config["name"], "e2e");
-        assert!(result.metrics.acc > 0.5, "{}: ACC {}", result.id, result.metrics.acc);
-        assert!(path.file_name().unwrap().to_string_lossy().contains(&format!("seed{}", result.seed)));
+        assert!(
+            result.metrics.acc > 0.5,
+            "{}: ACC {}",
+            result.id,
+            result.metrics.acc
+        );
+        assert!(path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains(&format!("seed{}", result.seed)));
     }
     let png = std::fs::read(folder.join("avg_accuracy.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
@@ -61,7 +96,11 @@ fn the_same_file_and_seeds_give_the_same_accuracy_matrices() {
     let dir = tempfile::tempdir().unwrap();
     let matrices = |sub: &str| {
         let out_dir = dir.path().join(sub);
-        let file = write_experiment(dir.path(), sub, &common::synthetic_yaml("repro", &out_dir, STRATEGIES));
+        let file = write_experiment(
+            dir.path(),
+            sub,
+            &common::synthetic_yaml("repro", &out_dir, STRATEGIES),
+        );
         let out = clbench(&["run", &file, "--quiet"]);
         assert!(out.status.success(), "{}", stderr(&out));
         clbench::report::load_results(&out_dir.join("repro"))
@@ -76,17 +115,33 @@ fn the_same_file_and_seeds_give_the_same_accuracy_matrices() {
 #[test]
 fn a_diverging_job_is_reported_and_the_others_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let text = common::synthetic_yaml("diverge", dir.path(), "  - name: naive\n  - name: l2\n    lambda: 100000.0\n")
-        .replace("optimizer: adam\n  lr: 0.01", "optimizer: sgd\n  lr: 1.0")
-        .replace("seeds: [1, 2]", "seeds: [1]");
+    let text = common::synthetic_yaml(
+        "diverge",
+        dir.path(),
+        "  - name: naive\n  - name: l2\n    lambda: 100000.0\n",
+    )
+    .replace("optimizer: adam\n  lr: 0.01", "optimizer: sgd\n  lr: 1.0")
+    .replace("seeds: [1, 2]", "seeds: [1]");
     let file = write_experiment(dir.path(), "diverge", &text);
     let out = clbench(&[&file]);
-    assert!(!out.status.success(), "a diverged job must set the exit code");
+    assert!(
+        !out.status.success(),
+        "a diverged job must set the exit code"
+    );
     let err = stderr(&out);
-    assert!(err.contains("l2_lambda=100000.0_seed1") && err.contains("diverged"), "{err}");
+    assert!(
+        err.contains("l2_lambda=100000.0_seed1") && err.contains("diverged"),
+        "{err}"
+    );
     assert!(err.contains("lower the learning rate"), "{err}");
-    assert!(dir.path().join("diverge/jobs/naive_seed1.json").exists(), "naive's result must be written");
-    assert!(!dir.path().join("diverge/jobs/l2_lambda=100000.0_seed1.json").exists());
+    assert!(
+        dir.path().join("diverge/jobs/naive_seed1.json").exists(),
+        "naive's result must be written"
+    );
+    assert!(!dir
+        .path()
+        .join("diverge/jobs/l2_lambda=100000.0_seed1.json")
+        .exists());
 }
 
 #[test]
@@ -94,7 +149,15 @@ fn strategies_lists_every_registered_strategy_with_its_parameters() {
     let out = clbench(&["strategies"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["naive", "l2", "ewc", "lambda", "fisher", "merge", "Kirkpatrick"] {
+    for needle in [
+        "naive",
+        "l2",
+        "ewc",
+        "lambda",
+        "fisher",
+        "merge",
+        "Kirkpatrick",
+    ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
 }
@@ -106,7 +169,10 @@ fn error_for(edit: impl Fn(String) -> String) -> (String, std::path::PathBuf) {
     let file = write_experiment(dir.path(), "bad", &text);
     let out = clbench(&[&file]);
     assert!(!out.status.success(), "bad input must fail");
-    assert!(!dir.path().join("bad").exists(), "nothing may be written for bad input");
+    assert!(
+        !dir.path().join("bad").exists(),
+        "nothing may be written for bad input"
+    );
     (stderr(&out), dir.keep())
 }
 
@@ -114,14 +180,20 @@ fn error_for(edit: impl Fn(String) -> String) -> (String, std::path::PathBuf) {
 fn an_unknown_key_names_the_file_line_and_the_allowed_keys() {
     let (err, _) = error_for(|t| t.replace("  batch_size: 16", "  batchsize: 16"));
     assert!(err.contains("bad.yaml:14:3"), "{err}");
-    assert!(err.contains("unknown field `batchsize`") && err.contains("batch_size"), "{err}");
+    assert!(
+        err.contains("unknown field `batchsize`") && err.contains("batch_size"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unknown_strategy_lists_the_registered_ones() {
     let (err, _) = error_for(|t| t.replace("name: ewc", "name: ewcc"));
     assert!(err.contains("bad.yaml:24:5"), "{err}");
-    assert!(err.contains("unknown strategy `ewcc`") && err.contains("did you mean `ewc`"), "{err}");
+    assert!(
+        err.contains("unknown strategy `ewcc`") && err.contains("did you mean `ewc`"),
+        "{err}"
+    );
     assert!(err.contains("naive") && err.contains("l2"), "{err}");
 }
 
@@ -129,18 +201,34 @@ fn an_unknown_strategy_lists_the_registered_ones() {
 fn a_wrong_type_names_the_line_and_what_was_expected() {
     let (err, _) = error_for(|t| t.replace("lr: 0.01", "lr: fast"));
     assert!(err.contains("bad.yaml:13:"), "{err}");
-    assert!(err.contains("training.lr") && err.contains("invalid type"), "{err}");
+    assert!(
+        err.contains("training.lr") && err.contains("invalid type"),
+        "{err}"
+    );
     let (err, _) = error_for(|t| t.replace("mode: task", "mode: tasks"));
-    assert!(err.contains("bad.yaml:7:") && err.contains("`task`, `domain`, `class`"), "{err}");
+    assert!(
+        err.contains("bad.yaml:7:") && err.contains("`task`, `domain`, `class`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_bad_strategy_parameter_names_its_line_and_the_known_ones() {
     let (err, _) = error_for(|t| t.replace("    lambda: 100.0", "    lamda: 100.0"));
     assert!(err.contains("bad.yaml:25:5"), "{err}");
-    assert!(err.contains("unknown field `lamda`") && err.contains("fisher"), "{err}");
-    let (err, _) = error_for(|t| t.replace("    lambda: 100.0", "    lambda: 100.0\n    merge: median"));
-    assert!(err.contains("bad.yaml:26:5") && err.contains("`mean`, `sum`, `separate`"), "{err}");
+    assert!(
+        err.contains("unknown field `lamda`") && err.contains("fisher"),
+        "{err}"
+    );
+    let (err, _) =
+        error_for(|t| t.replace("    lambda: 100.0", "    lambda: 100.0\n    merge: median"));
+    assert!(
+        err.contains("bad.yaml:26:5") && err.contains("`mean`, `sum`, `separate`"),
+        "{err}"
+    );
     let (err, _) = error_for(|t| t.replace("lambda: [0.5, 5.0]", "lambda: [0.5, strong]"));
-    assert!(err.contains("bad.yaml:23:5") && err.contains("invalid type"), "{err}");
+    assert!(
+        err.contains("bad.yaml:23:5") && err.contains("invalid type"),
+        "{err}"
+    );
 }

@@ -17,12 +17,28 @@ fn build(name: &str, params: &str) -> Box<dyn Strategy> {
     let reg = registry.get(name).unwrap();
     let mapping: serde_yaml::Mapping = serde_yaml::from_str(params).unwrap();
     let resolved = (reg.resolve)(&mapping).unwrap();
-    (reg.build)(&resolved, &BuildContext { device: Device::Cpu, num_tasks: 3, seed: 0 }).unwrap()
+    (reg.build)(
+        &resolved,
+        &BuildContext {
+            device: Device::Cpu,
+            num_tasks: 3,
+            seed: 0,
+        },
+    )
+    .unwrap()
 }
 
 /// A 2-input, 2-output linear softmax model with every parameter set to `value`.
 fn linear_model(value: f64) -> Mlp {
-    let model = Mlp::new(&MlpSpec { inputs: 2, hidden: vec![], outputs: 2 }, Device::Cpu, 0);
+    let model = Mlp::new(
+        &MlpSpec {
+            inputs: 2,
+            hidden: vec![],
+            outputs: 2,
+        },
+        Device::Cpu,
+        0,
+    );
     set_all(&model, value);
     model
 }
@@ -54,7 +70,15 @@ fn grads_after_backward(model: &Mlp, loss: &Tensor) -> Vec<(String, Vec<f32>)> {
         }
     }
     loss.backward();
-    params.iter().map(|(k, p)| (k.clone(), Vec::<f32>::try_from(p.grad().flatten(0, -1)).unwrap())).collect()
+    params
+        .iter()
+        .map(|(k, p)| {
+            (
+                k.clone(),
+                Vec::<f32>::try_from(p.grad().flatten(0, -1)).unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -62,13 +86,28 @@ fn every_strategy_is_registered_once_and_builds_from_its_defaults() {
     let registry = Registry::load().unwrap();
     let names = registry.names();
     for required in ["naive", "l2", "ewc"] {
-        assert!(names.contains(&required), "{required} is not registered: {names:?}");
+        assert!(
+            names.contains(&required),
+            "{required} is not registered: {names:?}"
+        );
     }
     for reg in registry.iter() {
         let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap();
-        (reg.build)(&defaults, &BuildContext { device: Device::Cpu, num_tasks: 2, seed: 0 }).unwrap();
+        (reg.build)(
+            &defaults,
+            &BuildContext {
+                device: Device::Cpu,
+                num_tasks: 2,
+                seed: 0,
+            },
+        )
+        .unwrap();
         for (param, _) in reg.params {
-            assert!(defaults.get(param).is_some(), "{}: documented parameter {param} has no default", reg.name);
+            assert!(
+                defaults.get(param).is_some(),
+                "{}: documented parameter {param} has no default",
+                reg.name
+            );
         }
     }
 }
@@ -78,16 +117,29 @@ fn unknown_parameters_are_rejected_with_the_known_ones_listed() {
     let registry = Registry::load().unwrap();
     let mapping: serde_yaml::Mapping = serde_yaml::from_str("lamda: 3").unwrap();
     let err = (registry.get("ewc").unwrap().resolve)(&mapping).unwrap_err();
-    assert!(err.contains("lamda") && err.contains("lambda") && err.contains("merge"), "{err}");
+    assert!(
+        err.contains("lamda") && err.contains("lambda") && err.contains("merge"),
+        "{err}"
+    );
 }
 
 #[test]
 fn l2_penalty_and_gradient_match_the_hand_computation() {
     let mut l2 = build("l2", "lambda: 3.0");
     let model = linear_model(0.0);
-    assert!(l2.penalty(&model).unwrap().is_none(), "no penalty during the first task");
+    assert!(
+        l2.penalty(&model).unwrap().is_none(),
+        "no penalty during the first task"
+    );
     let data = one_sample_task(0);
-    l2.after_task(&TaskContext { task: 0, num_tasks: 3, model: &model, data: &data, device: Device::Cpu }).unwrap();
+    l2.after_task(&TaskContext {
+        task: 0,
+        num_tasks: 3,
+        model: &model,
+        data: &data,
+        device: Device::Cpu,
+    })
+    .unwrap();
     set_all(&model, 1.0);
     // 6 parameters, each 1 away from its anchor: 3/2 * 6 = 9; gradient lambda * (theta - anchor) = 3.
     let penalty = l2.penalty(&model).unwrap().unwrap();
@@ -105,11 +157,21 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
     let model = linear_model(0.0);
     let mut ewc = Ewc::new(
         serde_yaml::from_str("lambda: 2.0").unwrap(),
-        &BuildContext { device: Device::Cpu, num_tasks: 3, seed: 0 },
+        &BuildContext {
+            device: Device::Cpu,
+            num_tasks: 3,
+            seed: 0,
+        },
     );
     let data = one_sample_task(0);
-    ewc.after_task(&TaskContext { task: 0, num_tasks: 3, model: &model, data: &data, device: Device::Cpu })
-        .unwrap();
+    ewc.after_task(&TaskContext {
+        task: 0,
+        num_tasks: 3,
+        model: &model,
+        data: &data,
+        device: Device::Cpu,
+    })
+    .unwrap();
     let fisher = ewc.fisher().unwrap();
     let w: Vec<f32> = Vec::try_from(fisher["head.weight"].flatten(0, -1)).unwrap();
     let b: Vec<f32> = Vec::try_from(&fisher["head.bias"]).unwrap();
@@ -119,9 +181,17 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
     set_all(&model, 1.0);
     // lambda/2 * sum F * 1^2 = 1 * (2.5 + 0.5) = 3; gradient lambda * F * (theta - anchor) = 2F.
     let penalty = ewc.penalty(&model).unwrap().unwrap();
-    assert!((penalty.double_value(&[]) - 3.0).abs() < 1e-6, "{}", penalty.double_value(&[]));
+    assert!(
+        (penalty.double_value(&[]) - 3.0).abs() < 1e-6,
+        "{}",
+        penalty.double_value(&[])
+    );
     for (name, g) in grads_after_backward(&model, &penalty) {
-        let expected: Vec<f32> = if name.ends_with("weight") { vec![0.5, 2.0, 0.5, 2.0] } else { vec![0.5, 0.5] };
+        let expected: Vec<f32> = if name.ends_with("weight") {
+            vec![0.5, 2.0, 0.5, 2.0]
+        } else {
+            vec![0.5, 0.5]
+        };
         assert_eq!(g, expected, "{name}");
     }
 }
@@ -129,16 +199,39 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
 #[test]
 fn ewc_merges_fishers_as_the_running_mean_over_three_tasks() {
     let model = linear_model(0.0);
-    let mut ewc = Ewc::new(serde_yaml::from_str("{}").unwrap(), &BuildContext { device: Device::Cpu, num_tasks: 3, seed: 0 });
+    let mut ewc = Ewc::new(
+        serde_yaml::from_str("{}").unwrap(),
+        &BuildContext {
+            device: Device::Cpu,
+            num_tasks: 3,
+            seed: 0,
+        },
+    );
     let inputs = [[1.0f32, 2.0], [3.0, -1.0], [0.5, 4.0]];
     let mut singles = Vec::new();
     for (t, x) in inputs.iter().enumerate() {
-        let data = TaskData { x: Tensor::from_slice(x).view([1, 2]), ..one_sample_task(t) };
+        let data = TaskData {
+            x: Tensor::from_slice(x).view([1, 2]),
+            ..one_sample_task(t)
+        };
         singles.push(
-            clbench::fisher::diagonal_fisher(&model, &data.x, &data.y, &data.mask, &Default::default()).unwrap(),
+            clbench::fisher::diagonal_fisher(
+                &model,
+                &data.x,
+                &data.y,
+                &data.mask,
+                &Default::default(),
+            )
+            .unwrap(),
         );
-        ewc.after_task(&TaskContext { task: t, num_tasks: 3, model: &model, data: &data, device: Device::Cpu })
-            .unwrap();
+        ewc.after_task(&TaskContext {
+            task: t,
+            num_tasks: 3,
+            model: &model,
+            data: &data,
+            device: Device::Cpu,
+        })
+        .unwrap();
     }
     // (F_new + t F_old)/(t+1) applied at t = 0, 1, 2 is the plain mean of the three.
     for (name, merged) in ewc.fisher().unwrap() {
@@ -147,8 +240,12 @@ fn ewc_merges_fishers_as_the_running_mean_over_three_tasks() {
         assert!(diff < 1e-6, "{name}: {diff}");
     }
     // And the formula itself on constants: t = 2, F_old = 3, F_new = 6 gives (6 + 2*3)/3 = 4.
-    let old = [("p".to_string(), Tensor::from_slice(&[3.0f32]))].into_iter().collect();
-    let new = [("p".to_string(), Tensor::from_slice(&[6.0f32]))].into_iter().collect();
+    let old = [("p".to_string(), Tensor::from_slice(&[3.0f32]))]
+        .into_iter()
+        .collect();
+    let new = [("p".to_string(), Tensor::from_slice(&[6.0f32]))]
+        .into_iter()
+        .collect();
     assert_eq!(merge_mean(&old, &new, 2)["p"].double_value(&[0]), 4.0);
 }
 
@@ -161,21 +258,42 @@ fn final_weights(strategy: &str, params: &str) -> Vec<f32> {
     let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
     let registry = Registry::load().unwrap();
     let job = &plan.jobs[0];
-    let (_, model) =
-        clbench::runner::run_job_with_model(&plan, &registry, &dataset, &scenario, job, Device::Cpu, true).unwrap();
+    let (_, model) = clbench::runner::run_job_with_model(
+        &plan,
+        &registry,
+        &dataset,
+        &scenario,
+        job,
+        Device::Cpu,
+        true,
+    )
+    .unwrap();
     let params = model.params();
-    params.values().flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap()).collect()
+    params
+        .values()
+        .flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap())
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn regularizers_end_with_different_weights_than_naive_from_the_same_seed() {
     let naive = final_weights("naive", "");
-    assert_eq!(naive, final_weights("naive", ""), "the same seed must give the same weights");
-    for (name, params) in [("l2", "    lambda: 10.0\n"), ("ewc", "    lambda: 1000.0\n")] {
+    assert_eq!(
+        naive,
+        final_weights("naive", ""),
+        "the same seed must give the same weights"
+    );
+    for (name, params) in [
+        ("l2", "    lambda: 10.0\n"),
+        ("ewc", "    lambda: 1000.0\n"),
+    ] {
         let w = final_weights(name, params);
         let diff = max_abs_diff(&naive, &w);
         assert!(diff > 1e-3, "{name} ended within {diff} of naive's weights");
@@ -189,16 +307,27 @@ struct Recording;
 
 impl Strategy for Recording {
     fn before_task(&mut self, ctx: &TaskContext) -> anyhow::Result<()> {
-        HOOKS.lock().unwrap().push(format!("before_task {}", ctx.task));
+        HOOKS
+            .lock()
+            .unwrap()
+            .push(format!("before_task {}", ctx.task));
         Ok(())
     }
-    fn task_loss(&mut self, _: &clbench::strategy::Batch, _: &Tensor, ce: Tensor) -> anyhow::Result<Tensor> {
+    fn task_loss(
+        &mut self,
+        _: &clbench::strategy::Batch,
+        _: &Tensor,
+        ce: Tensor,
+    ) -> anyhow::Result<Tensor> {
         HOOKS.lock().unwrap().push("task_loss".into());
         Ok(ce)
     }
     fn after_task_backward(&mut self, model: &Mlp) -> anyhow::Result<()> {
         let has_grad = model.params().values().all(|p| p.grad().defined());
-        HOOKS.lock().unwrap().push(format!("after_task_backward grads={has_grad}"));
+        HOOKS
+            .lock()
+            .unwrap()
+            .push(format!("after_task_backward grads={has_grad}"));
         Ok(())
     }
     fn penalty(&mut self, model: &Mlp) -> anyhow::Result<Option<Tensor>> {
@@ -210,7 +339,10 @@ impl Strategy for Recording {
         Ok(())
     }
     fn after_task(&mut self, ctx: &TaskContext) -> anyhow::Result<()> {
-        HOOKS.lock().unwrap().push(format!("after_task {}", ctx.task));
+        HOOKS
+            .lock()
+            .unwrap()
+            .push(format!("after_task {}", ctx.task));
         Ok(())
     }
 }
@@ -236,9 +368,23 @@ fn the_training_loop_calls_the_hooks_in_the_documented_order() {
     let dataset = clbench::runner::load_dataset(&plan).unwrap();
     let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
     let registry = Registry::load().unwrap();
-    clbench::runner::run_job(&plan, &registry, &dataset, &scenario, &plan.jobs[0], Device::Cpu, true).unwrap();
+    clbench::runner::run_job(
+        &plan,
+        &registry,
+        &dataset,
+        &scenario,
+        &plan.jobs[0],
+        Device::Cpu,
+        true,
+    )
+    .unwrap();
     let hooks = HOOKS.lock().unwrap().clone();
-    let step = ["task_loss", "after_task_backward grads=true", "penalty", "after_step"];
+    let step = [
+        "task_loss",
+        "after_task_backward grads=true",
+        "penalty",
+        "after_step",
+    ];
     let mut expected = Vec::new();
     for t in 0..3 {
         expected.push(format!("before_task {t}"));

@@ -8,7 +8,9 @@
 /// itself when `key` is `None` or not found; `None` when the list cannot be found.
 pub fn strategy_key(text: &str, index: usize, key: Option<&str>) -> Option<(usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
-    let list_start = lines.iter().position(|l| l.trim_end() == "strategies:" || l.starts_with("strategies:"))?;
+    let list_start = lines
+        .iter()
+        .position(|l| l.trim_end() == "strategies:" || l.starts_with("strategies:"))?;
     let mut items = Vec::new();
     let mut item_indent = None;
     for (i, line) in lines.iter().enumerate().skip(list_start + 1) {
@@ -30,7 +32,10 @@ pub fn strategy_key(text: &str, index: usize, key: Option<&str>) -> Option<(usiz
     if let Some(key) = key {
         for (i, line) in lines.iter().enumerate().take(end).skip(start) {
             let body = line.trim_start().trim_start_matches('-').trim_start();
-            if body.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':')) {
+            if body
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            {
                 return Some((i + 1, line.len() - body.len() + 1));
             }
             // Flow style: `- {name: ewc, lambda: 1}`.

@@ -109,7 +109,10 @@ pub struct ModelSection {
 
 impl Default for ModelSection {
     fn default() -> Self {
-        ModelSection { hidden: default_hidden(), heads: None }
+        ModelSection {
+            hidden: default_hidden(),
+            heads: None,
+        }
     }
 }
 
@@ -174,7 +177,9 @@ mod auto_keyword {
         if s == "auto" {
             Ok(())
         } else {
-            Err(serde::de::Error::custom(format!("expected `auto` or a list of devices, got `{s}`")))
+            Err(serde::de::Error::custom(format!(
+                "expected `auto` or a list of devices, got `{s}`"
+            )))
         }
     }
 }

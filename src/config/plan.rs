@@ -28,7 +28,9 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -72,7 +74,11 @@ impl Plan {
 
     /// Validates experiment text; `path` names it in errors.
     pub fn from_str(text: &str, path: &Path, registry: &Registry) -> Result<Plan, ConfigError> {
-        let err = |position, message: String| ConfigError { file: path.to_path_buf(), position, message };
+        let err = |position, message: String| ConfigError {
+            file: path.to_path_buf(),
+            position,
+            message,
+        };
         let experiment: ExperimentFile = serde_yaml::from_str(text).map_err(|e| {
             let position = e.location().map(|l| (l.line(), l.column()));
             let message = e.to_string();
@@ -86,29 +92,53 @@ impl Plan {
         let top = |key: &str| find_top_level_key(text, key);
 
         if experiment.name.trim().is_empty() || experiment.name.contains(['/', '\\']) {
-            return Err(err(top("name"), "`name` must be a non-empty folder name (no slashes)".into()));
+            return Err(err(
+                top("name"),
+                "`name` must be a non-empty folder name (no slashes)".into(),
+            ));
         }
         if experiment.seeds.is_empty() {
-            return Err(err(top("seeds"), "`seeds` is empty; give at least one seed, e.g. `seeds: [1, 2, 3]`".into()));
+            return Err(err(
+                top("seeds"),
+                "`seeds` is empty; give at least one seed, e.g. `seeds: [1, 2, 3]`".into(),
+            ));
         }
         if experiment.seeds.iter().collect::<BTreeSet<_>>().len() != experiment.seeds.len() {
-            return Err(err(top("seeds"), "`seeds` repeats a seed; each seed must appear once".into()));
+            return Err(err(
+                top("seeds"),
+                "`seeds` repeats a seed; each seed must appear once".into(),
+            ));
         }
         let t = &experiment.training;
         if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return Err(err(top("training"), format!("training.lr must be a positive number, got {}", t.lr)));
+            return Err(err(
+                top("training"),
+                format!("training.lr must be a positive number, got {}", t.lr),
+            ));
         }
         if t.batch_size == 0 {
-            return Err(err(top("training"), "training.batch_size must be at least 1".into()));
+            return Err(err(
+                top("training"),
+                "training.batch_size must be at least 1".into(),
+            ));
         }
         if t.epochs == Some(0) || t.iterations == Some(0) {
-            return Err(err(top("training"), "training.epochs and training.iterations must be at least 1".into()));
+            return Err(err(
+                top("training"),
+                "training.epochs and training.iterations must be at least 1".into(),
+            ));
         }
         if experiment.model.hidden.iter().any(|&w| w <= 0) {
-            return Err(err(top("model"), "model.hidden widths must be positive".into()));
+            return Err(err(
+                top("model"),
+                "model.hidden widths must be positive".into(),
+            ));
         }
         if experiment.runner.workers == Some(0) || experiment.runner.threads_per_worker == Some(0) {
-            return Err(err(top("runner"), "runner.workers and runner.threads_per_worker must be at least 1".into()));
+            return Err(err(
+                top("runner"),
+                "runner.workers and runner.threads_per_worker must be at least 1".into(),
+            ));
         }
         let heads = match (experiment.model.heads, experiment.scenario.mode) {
             (Some(Heads::Multi), Mode::Domain | Mode::Class) => {
@@ -137,7 +167,10 @@ impl Plan {
         if experiment.strategies.is_empty() {
             return Err(err(
                 top("strategies"),
-                format!("`strategies` is empty; list at least one of: {}", registry.names().join(", ")),
+                format!(
+                    "`strategies` is empty; list at least one of: {}",
+                    registry.names().join(", ")
+                ),
             ));
         }
         let mut jobs = Vec::new();
@@ -146,7 +179,12 @@ impl Plan {
             let at = |key: Option<&str>| locate::strategy_key(text, entry, key);
             let name = match mapping.get("name") {
                 Some(serde_yaml::Value::String(s)) => s.clone(),
-                Some(_) => return Err(err(at(Some("name")), "a strategy's `name` must be a string".into())),
+                Some(_) => {
+                    return Err(err(
+                        at(Some("name")),
+                        "a strategy's `name` must be a string".into(),
+                    ))
+                }
                 None => {
                     return Err(err(
                         at(None),
@@ -170,14 +208,30 @@ impl Plan {
                 for &seed in &experiment.seeds {
                     let id = job_id(&name, &resolved, seed);
                     if !ids.insert(id.clone()) {
-                        return Err(err(at(None), format!("job `{id}` appears twice; remove the repeated grid value")));
+                        return Err(err(
+                            at(None),
+                            format!("job `{id}` appears twice; remove the repeated grid value"),
+                        ));
                     }
-                    jobs.push(JobSpec { id, strategy: name.clone(), params: resolved.clone(), seed, entry });
+                    jobs.push(JobSpec {
+                        id,
+                        strategy: name.clone(),
+                        params: resolved.clone(),
+                        seed,
+                        entry,
+                    });
                 }
             }
         }
         let out_dir = experiment.output.join(&experiment.name);
-        Ok(Plan { file: path.to_path_buf(), experiment, heads, train, jobs, out_dir })
+        Ok(Plan {
+            file: path.to_path_buf(),
+            experiment,
+            heads,
+            train,
+            jobs,
+            out_dir,
+        })
     }
 }
 
@@ -211,7 +265,10 @@ fn culprit_key(
     point.iter().find_map(|(k, v)| {
         let mut single = serde_yaml::Mapping::new();
         single.insert(k.clone(), v.clone());
-        resolve(&single).is_err().then(|| k.as_str().map(str::to_string)).flatten()
+        resolve(&single)
+            .is_err()
+            .then(|| k.as_str().map(str::to_string))
+            .flatten()
     })
 }
 
@@ -229,11 +286,22 @@ pub fn job_id(strategy: &str, params: &serde_json::Value, seed: u64) -> String {
         }
     }
     id.push_str(&format!("_seed{seed}"));
-    id.chars().map(|c| if c.is_ascii_alphanumeric() || "._=-+".contains(c) { c } else { '-' }).collect()
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._=-+".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn find_top_level_key(text: &str, key: &str) -> Option<(usize, usize)> {
     text.lines()
-        .position(|l| l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':')))
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
         .map(|i| (i + 1, 1))
 }

@@ -26,17 +26,28 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn new(root: &nn::Path, path: &[&str], fan_in: i64, fan_out: i64, rng: &mut ChaCha8Rng) -> Linear {
+    fn new(
+        root: &nn::Path,
+        path: &[&str],
+        fan_in: i64,
+        fan_out: i64,
+        rng: &mut ChaCha8Rng,
+    ) -> Linear {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let mut uniform = |n: i64| -> Tensor {
-            let values: Vec<f32> =
-                (0..n).map(|_| rng.gen_range(-bound..bound) as f32).collect();
+            let values: Vec<f32> = (0..n)
+                .map(|_| rng.gen_range(-bound..bound) as f32)
+                .collect();
             Tensor::from_slice(&values)
         };
         let p = path.iter().fold(root.clone(), |p, c| p / *c);
         let weight = p.var_copy("weight", &uniform(fan_out * fan_in).view([fan_out, fan_in]));
         let bias = p.var_copy("bias", &uniform(fan_out));
-        Linear { weight, bias, name: path.join(".") }
+        Linear {
+            weight,
+            bias,
+            name: path.join("."),
+        }
     }
 }
 
@@ -77,11 +88,27 @@ impl Mlp {
         let mut fan_in = spec.inputs;
         for (i, &width) in spec.hidden.iter().enumerate() {
             let index = i.to_string();
-            layers.push(Linear::new(&root, &["trunk", &index], fan_in, width, &mut rng));
+            layers.push(Linear::new(
+                &root,
+                &["trunk", &index],
+                fan_in,
+                width,
+                &mut rng,
+            ));
             fan_in = width;
         }
-        layers.push(Linear::new(&root, &["head"], fan_in, spec.outputs, &mut rng));
-        Mlp { vs, layers, spec: spec.clone() }
+        layers.push(Linear::new(
+            &root,
+            &["head"],
+            fan_in,
+            spec.outputs,
+            &mut rng,
+        ));
+        Mlp {
+            vs,
+            layers,
+            spec: spec.clone(),
+        }
     }
 
     /// Logits over all output columns, Float [n, outputs].
@@ -101,7 +128,10 @@ impl Mlp {
     /// output (the outputs stay in the graph, so gradients with respect to them can be taken).
     pub fn forward_recorded(&self, x: &Tensor) -> (Tensor, Recorded) {
         let last = self.layers.len() - 1;
-        let mut rec = Recorded { inputs: Vec::new(), outputs: Vec::new() };
+        let mut rec = Recorded {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
         let mut h = x.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             rec.inputs.push(h.shallow_clone());
@@ -156,5 +186,7 @@ pub fn masked_logits(logits: &Tensor, mask: &Tensor) -> Tensor {
 
 /// Mean cross-entropy over the masked logits (targets are output columns).
 pub fn masked_cross_entropy(logits: &Tensor, mask: &Tensor, targets: &Tensor) -> Tensor {
-    masked_logits(logits, mask).log_softmax(-1, Kind::Float).nll_loss(targets)
+    masked_logits(logits, mask)
+        .log_softmax(-1, Kind::Float)
+        .nll_loss(targets)
 }

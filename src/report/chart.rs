@@ -43,18 +43,32 @@ pub fn average_accuracy(groups: &[Group], base: &Path) -> Result<()> {
     register_font();
     let svg = base.with_extension("svg");
     let png = base.with_extension("png");
-    draw_average_accuracy(groups, SVGBackend::new(&svg, (900, 560)).into_drawing_area())?;
-    draw_average_accuracy(groups, BitMapBackend::new(&png, (900, 560)).into_drawing_area())?;
+    draw_average_accuracy(
+        groups,
+        SVGBackend::new(&svg, (900, 560)).into_drawing_area(),
+    )?;
+    draw_average_accuracy(
+        groups,
+        BitMapBackend::new(&png, (900, 560)).into_drawing_area(),
+    )?;
     Ok(())
 }
 
-fn draw_average_accuracy<DB: DrawingBackend>(groups: &[Group], root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+fn draw_average_accuracy<DB: DrawingBackend>(
+    groups: &[Group],
+    root: DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing chart: {e:?}");
     root.fill(&WHITE).map_err(err)?;
-    let tasks = groups.iter().map(|g| g.avg_accuracy_curve.len()).max().unwrap_or(1).max(1);
+    let tasks = groups
+        .iter()
+        .map(|g| g.avg_accuracy_curve.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let low = groups
         .iter()
         .flat_map(|g| g.avg_accuracy_curve.iter().copied())
@@ -81,14 +95,20 @@ where
         .map_err(err)?;
     for (i, g) in groups.iter().enumerate() {
         let c = color(i);
-        let points: Vec<(f64, f64)> =
-            g.avg_accuracy_curve.iter().enumerate().map(|(t, &a)| (t as f64 + 1.0, a)).collect();
+        let points: Vec<(f64, f64)> = g
+            .avg_accuracy_curve
+            .iter()
+            .enumerate()
+            .map(|(t, &a)| (t as f64 + 1.0, a))
+            .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
             .map_err(err)?
             .label(format!("{} (n={})", g.label, g.acc.n))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(err)?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
     }
     chart
         .configure_series_labels()

@@ -16,9 +16,14 @@ pub fn load_results(out_dir: &Path) -> Result<Vec<JobResult>> {
     for entry in std::fs::read_dir(&jobs).with_context(|| format!("reading {}", jobs.display()))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let result: JobResult = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a clbench job result; delete it and rerun that job", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let result: JobResult = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a clbench job result; delete it and rerun that job",
+                    path.display()
+                )
+            })?;
             results.push(result);
         }
     }
@@ -29,7 +34,10 @@ pub fn load_results(out_dir: &Path) -> Result<Vec<JobResult>> {
 /// Writes `summary.csv` and the charts for `results` into `out_dir`; returns the table as text.
 pub fn write_report(out_dir: &Path, results: &[JobResult]) -> Result<String> {
     let groups = summary::group(results);
-    crate::results::write_atomic(&out_dir.join("summary.csv"), summary::csv(results).as_bytes())?;
+    crate::results::write_atomic(
+        &out_dir.join("summary.csv"),
+        summary::csv(results).as_bytes(),
+    )?;
     chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"))?;
     Ok(summary::table(&groups))
 }

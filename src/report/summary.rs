@@ -17,8 +17,16 @@ impl Stat {
     pub fn of(values: &[f64]) -> Stat {
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n.max(1) as f64;
-        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-        Stat { mean, std: var.sqrt(), n }
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Stat {
+            mean,
+            std: var.sqrt(),
+            n,
+        }
     }
 }
 
@@ -58,17 +66,25 @@ pub fn params_label(params: &serde_json::Value) -> String {
 pub fn group(results: &[JobResult]) -> Vec<Group> {
     let mut by_key: BTreeMap<String, Vec<&JobResult>> = BTreeMap::new();
     for r in results {
-        let label = format!("{} {}", r.strategy, params_label(&r.params)).trim().to_string();
+        let label = format!("{} {}", r.strategy, params_label(&r.params))
+            .trim()
+            .to_string();
         by_key.entry(label).or_default().push(r);
     }
     by_key
         .into_iter()
         .map(|(label, rs)| {
-            let collect = |f: &dyn Fn(&JobResult) -> f64| Stat::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
-            let curves: Vec<Vec<f64>> = rs.iter().map(|r| average_accuracy_curve(&r.accuracy)).collect();
+            let collect = |f: &dyn Fn(&JobResult) -> f64| {
+                Stat::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
+            let curves: Vec<Vec<f64>> = rs
+                .iter()
+                .map(|r| average_accuracy_curve(&r.accuracy))
+                .collect();
             let len = curves.iter().map(Vec::len).min().unwrap_or(0);
-            let avg_accuracy_curve =
-                (0..len).map(|i| curves.iter().map(|c| c[i]).sum::<f64>() / curves.len() as f64).collect();
+            let avg_accuracy_curve = (0..len)
+                .map(|i| curves.iter().map(|c| c[i]).sum::<f64>() / curves.len() as f64)
+                .collect();
             Group {
                 label,
                 strategy: rs[0].strategy.clone(),
@@ -86,7 +102,12 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
 
 /// The table printed at the end of a run.
 pub fn table(groups: &[Group]) -> String {
-    let width = groups.iter().map(|g| g.label.len()).max().unwrap_or(8).max(8);
+    let width = groups
+        .iter()
+        .map(|g| g.label.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut out = format!(
         "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9}\n",
         "strategy", "seeds", "ACC", "BWT", "forgetting", "wall s"

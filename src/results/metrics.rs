@@ -19,7 +19,11 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn from_matrix(r: &[Vec<f64>]) -> Metrics {
-        Metrics { acc: acc(r), bwt: bwt(r), forgetting: forgetting(r) }
+        Metrics {
+            acc: acc(r),
+            bwt: bwt(r),
+            forgetting: forgetting(r),
+        }
     }
 }
 
@@ -45,14 +49,19 @@ pub fn forgetting(r: &[Vec<f64>]) -> f64 {
         return 0.0;
     }
     mean((0..t - 1).map(|j| {
-        let best = (0..t - 1).map(|l| r[l][j]).fold(f64::NEG_INFINITY, f64::max);
+        let best = (0..t - 1)
+            .map(|l| r[l][j])
+            .fold(f64::NEG_INFINITY, f64::max);
         best - r[t - 1][j]
     }))
 }
 
 /// Mean accuracy over the tasks seen so far, after each task: `mean_{j<=i} r[i][j]`.
 pub fn average_accuracy_curve(r: &[Vec<f64>]) -> Vec<f64> {
-    r.iter().enumerate().map(|(i, row)| mean(row[..=i].iter().copied())).collect()
+    r.iter()
+        .enumerate()
+        .map(|(i, row)| mean(row[..=i].iter().copied()))
+        .collect()
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {

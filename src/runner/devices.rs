@@ -11,7 +11,11 @@ pub fn resolve(devices: &Devices) -> Result<Vec<Device>> {
     match devices {
         Devices::Auto => {
             let n = tch::Cuda::device_count();
-            Ok(if n > 0 { (0..n as usize).map(Device::Cuda).collect() } else { vec![Device::Cpu] })
+            Ok(if n > 0 {
+                (0..n as usize).map(Device::Cuda).collect()
+            } else {
+                vec![Device::Cpu]
+            })
         }
         Devices::List(names) => {
             if names.is_empty() {
@@ -28,7 +32,10 @@ pub fn parse_device(name: &str) -> Result<Device> {
     let index = match name {
         "cpu" => return Ok(Device::Cpu),
         "cuda" => 0,
-        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+        _ => match name
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(i) => i,
             None => bail!("unknown device `{name}`; use `cpu`, `cuda` or `cuda:N`"),
         },
@@ -41,7 +48,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
 
 /// (workers, threads per worker): by default one worker per core (at most one per job) and the
 /// cores shared out, so workers x threads <= cores.
-pub fn worker_layout(jobs: usize, cores: usize, workers: Option<usize>, threads: Option<usize>) -> (usize, usize) {
+pub fn worker_layout(
+    jobs: usize,
+    cores: usize,
+    workers: Option<usize>,
+    threads: Option<usize>,
+) -> (usize, usize) {
     let cores = cores.max(1);
     let workers = workers.unwrap_or(cores).min(jobs.max(1)).max(1);
     let threads = threads.unwrap_or((cores / workers).max(1)).max(1);
@@ -63,9 +75,15 @@ mod tests {
     #[test]
     fn device_names_are_checked() {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
-        assert!(parse_device("tpu").unwrap_err().to_string().contains("unknown device"));
+        assert!(parse_device("tpu")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown device"));
         if tch::Cuda::device_count() == 0 {
-            assert!(parse_device("cuda:0").unwrap_err().to_string().contains("not available"));
+            assert!(parse_device("cuda:0")
+                .unwrap_err()
+                .to_string()
+                .contains("not available"));
         }
     }
 }

@@ -26,7 +26,8 @@ pub fn run_job(
     device: Device,
     quiet: bool,
 ) -> Result<JobResult> {
-    run_job_with_model(plan, registry, dataset, scenario, job, device, quiet).map(|(result, _)| result)
+    run_job_with_model(plan, registry, dataset, scenario, job, device, quiet)
+        .map(|(result, _)| result)
 }
 
 /// [`run_job`], also returning the trained model (for tests and checkpoints).
@@ -41,8 +42,17 @@ pub fn run_job_with_model(
 ) -> Result<(JobResult, Mlp)> {
     let started = Instant::now();
     let num_tasks = scenario.num_tasks();
-    let registration = registry.get(&job.strategy).ok_or_else(|| anyhow!(registry.unknown_name_message(&job.strategy)))?;
-    let mut strategy = (registration.build)(&job.params, &BuildContext { device, num_tasks, seed: job.seed })?;
+    let registration = registry
+        .get(&job.strategy)
+        .ok_or_else(|| anyhow!(registry.unknown_name_message(&job.strategy)))?;
+    let mut strategy = (registration.build)(
+        &job.params,
+        &BuildContext {
+            device,
+            num_tasks,
+            seed: job.seed,
+        },
+    )?;
     let spec = MlpSpec {
         inputs: dataset.train.pixels() as i64,
         hidden: plan.experiment.model.hidden.clone(),
@@ -51,21 +61,36 @@ pub fn run_job_with_model(
     let model = Mlp::new(&spec, device, job.seed);
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
 
-    let train: Vec<TaskData> = (0..num_tasks).map(|t| scenario.train_data(&dataset.train, t, device)).collect();
-    let test: Vec<TaskData> = (0..num_tasks).map(|t| scenario.test_data(&dataset.test, t, t, device)).collect();
+    let train: Vec<TaskData> = (0..num_tasks)
+        .map(|t| scenario.train_data(&dataset.train, t, device))
+        .collect();
+    let test: Vec<TaskData> = (0..num_tasks)
+        .map(|t| scenario.test_data(&dataset.test, t, t, device))
+        .collect();
 
     let mut trainer = Trainer::new(plan.train.clone());
     let mut timings = Timings::default();
     let mut accuracy_matrix = Vec::with_capacity(num_tasks);
     let mut curve = Vec::new();
     for t in 0..num_tasks {
-        let ctx = TaskContext { task: t, num_tasks, model: &model, data: &train[t], device };
+        let ctx = TaskContext {
+            task: t,
+            num_tasks,
+            model: &model,
+            data: &train[t],
+            device,
+        };
         let tick = Instant::now();
         strategy.before_task(&ctx)?;
         let seen = strategy.training_tasks(t);
         let parts: Vec<(&TaskData, tch::Tensor)> = seen
             .iter()
-            .map(|&k| (&train[k], Scenario::mask_tensor(&scenario.train_mask_during(k, t), device)))
+            .map(|&k| {
+                (
+                    &train[k],
+                    Scenario::mask_tensor(&scenario.train_mask_during(k, t), device),
+                )
+            })
             .collect();
         let set = TrainSet::from_parts(&parts);
         let points = trainer.train_task(&model, strategy.as_mut(), &set, t, &mut rng, |_| {})?;
@@ -80,14 +105,25 @@ pub fn run_job_with_model(
         let row: Vec<f64> = (0..num_tasks)
             .map(|j| {
                 let mask = Scenario::mask_tensor(&scenario.eval_mask(j, t), device);
-                let data = TaskData { task: j, x: test[j].x.shallow_clone(), y: test[j].y.shallow_clone(), mask };
+                let data = TaskData {
+                    task: j,
+                    x: test[j].x.shallow_clone(),
+                    y: test[j].y.shallow_clone(),
+                    mask,
+                };
                 accuracy(&model, &data)
             })
             .collect();
         timings.eval_s += tick.elapsed().as_secs_f64();
         if !quiet {
             let seen_mean = row[..=t].iter().sum::<f64>() / (t + 1) as f64;
-            eprintln!("  {}: task {}/{} trained, mean accuracy on tasks seen {:.4}", job.id, t + 1, num_tasks, seen_mean);
+            eprintln!(
+                "  {}: task {}/{} trained, mean accuracy on tasks seen {:.4}",
+                job.id,
+                t + 1,
+                num_tasks,
+                seen_mean
+            );
         }
         accuracy_matrix.push(row);
     }
@@ -113,7 +149,14 @@ pub fn run_job_with_model(
 /// Versions, git revision and host, as recorded in every result.
 pub fn provenance() -> Provenance {
     let git = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty", "--abbrev=12"])
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+            "--abbrev=12",
+        ])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -124,7 +167,9 @@ pub fn provenance() -> Provenance {
         git_revision: git,
         torch_version: crate::TORCH_VERSION.into(),
         tch_version: crate::TCH_VERSION.into(),
-        hostname: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        hostname: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         finished_at_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -5,8 +5,8 @@
 //! intra-op thread count so that workers x threads does not exceed the cores. A job that fails is
 //! recorded with its id and the others go on; the caller turns failures into the exit code.
 
-mod job;
 pub mod devices;
+mod job;
 
 use std::{sync::Arc, time::Instant};
 
@@ -47,7 +47,9 @@ pub fn load_dataset(plan: &Plan) -> Result<Dataset> {
             let dir = data::resolve_data_dir(section.dir.as_deref());
             Ok(data::load_mnist(&dir, section.download)?)
         }
-        DatasetName::Synthetic => Ok(data::synthetic(&section.synthetic.clone().unwrap_or_default())),
+        DatasetName::Synthetic => Ok(data::synthetic(
+            &section.synthetic.clone().unwrap_or_default(),
+        )),
     }
 }
 
@@ -59,7 +61,12 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
 }
 
 /// Runs every job of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.
-pub fn run_plan(plan: &Plan, registry: &Registry, dataset: Arc<Dataset>, opts: RunOptions) -> Result<RunOutcome> {
+pub fn run_plan(
+    plan: &Plan,
+    registry: &Registry,
+    dataset: Arc<Dataset>,
+    opts: RunOptions,
+) -> Result<RunOutcome> {
     let started = Instant::now();
     let scenario = Arc::new(build_scenario(plan, &dataset)?);
     let devices = devices::resolve(&plan.experiment.runner.devices)?;
@@ -71,7 +78,8 @@ pub fn run_plan(plan: &Plan, registry: &Registry, dataset: Arc<Dataset>, opts: R
         plan.experiment.runner.threads_per_worker,
     );
     let jobs_dir = plan.out_dir.join("jobs");
-    std::fs::create_dir_all(&jobs_dir).with_context(|| format!("creating {}", jobs_dir.display()))?;
+    std::fs::create_dir_all(&jobs_dir)
+        .with_context(|| format!("creating {}", jobs_dir.display()))?;
     if !opts.quiet {
         eprintln!(
             "clbench: {} jobs on {} worker(s) x {} thread(s), devices {:?}; results in {}",
@@ -82,7 +90,9 @@ pub fn run_plan(plan: &Plan, registry: &Registry, dataset: Arc<Dataset>, opts: R
             plan.out_dir.display()
         );
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()?;
     let total = plan.jobs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let outcomes: Vec<(String, Result<JobResult>)> = pool.install(|| {
@@ -103,7 +113,11 @@ pub fn run_plan(plan: &Plan, registry: &Registry, dataset: Arc<Dataset>, opts: R
                     match &result {
                         Ok(r) => eprintln!(
                             "[{n}/{total}] {}: ACC {:.4} BWT {:+.4} forgetting {:.4} ({:.1} s)",
-                            job.id, r.metrics.acc, r.metrics.bwt, r.metrics.forgetting, r.timings.total_s
+                            job.id,
+                            r.metrics.acc,
+                            r.metrics.bwt,
+                            r.metrics.forgetting,
+                            r.timings.total_s
                         ),
                         Err(e) => eprintln!("[{n}/{total}] {} FAILED: {e:#}", job.id),
                     }

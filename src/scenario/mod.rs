@@ -59,13 +59,21 @@ pub struct Scenario {
 
 impl Scenario {
     /// Splits `train`/`test` into tasks of the given classes.
-    pub fn split(train: &Split, test: &Split, classes: &[Vec<u8>], mode: Mode, heads: Heads) -> Result<Scenario> {
+    pub fn split(
+        train: &Split,
+        test: &Split,
+        classes: &[Vec<u8>],
+        mode: Mode,
+        heads: Heads,
+    ) -> Result<Scenario> {
         if classes.is_empty() {
             bail!("a scenario needs at least one task");
         }
         let per_task = classes[0].len();
         if per_task == 0 || classes.iter().any(|c| c.len() != per_task) {
-            bail!("every task must have the same number of classes (at least one); got {classes:?}");
+            bail!(
+                "every task must have the same number of classes (at least one); got {classes:?}"
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for &c in classes.iter().flatten() {
@@ -104,7 +112,12 @@ impl Scenario {
                 Ok(TaskPlan { classes: cls.clone(), train_indices, test_indices, column_of_class, train_columns })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Scenario { mode, heads, outputs, tasks })
+        Ok(Scenario {
+            mode,
+            heads,
+            outputs,
+            tasks,
+        })
     }
 
     pub fn num_tasks(&self) -> usize {
@@ -121,22 +134,34 @@ impl Scenario {
     /// replay revisit earlier tasks): in the class scenario every class seen up to `t`.
     pub fn train_mask_during(&self, k: usize, t: usize) -> Vec<bool> {
         match self.mode {
-            Mode::Class => self.columns_mask(self.tasks[..=t.max(k)].iter().flat_map(|p| p.train_columns.iter().copied())),
+            Mode::Class => self.columns_mask(
+                self.tasks[..=t.max(k)]
+                    .iter()
+                    .flat_map(|p| p.train_columns.iter().copied()),
+            ),
             _ => self.columns_mask(self.tasks[k].train_columns.iter().copied()),
         }
     }
 
     /// `mask` as a Bool tensor on `device`.
     pub fn mask_tensor(mask: &[bool], device: Device) -> Tensor {
-        Tensor::from_slice(mask).to_kind(Kind::Bool).to_device(device)
+        Tensor::from_slice(mask)
+            .to_kind(Kind::Bool)
+            .to_device(device)
     }
 
     /// Columns scored when testing task `j` after training task `i`.
     pub fn eval_mask(&self, j: usize, i: usize) -> Vec<bool> {
         match self.mode {
-            Mode::Task | Mode::Domain => self.columns_mask(self.tasks[j].train_columns.iter().copied()),
+            Mode::Task | Mode::Domain => {
+                self.columns_mask(self.tasks[j].train_columns.iter().copied())
+            }
             // Every class seen so far; a task not yet trained is scored with its own classes too.
-            Mode::Class => self.columns_mask(self.tasks[..=i.max(j)].iter().flat_map(|p| p.train_columns.iter().copied())),
+            Mode::Class => self.columns_mask(
+                self.tasks[..=i.max(j)]
+                    .iter()
+                    .flat_map(|p| p.train_columns.iter().copied()),
+            ),
         }
     }
 
@@ -160,11 +185,21 @@ impl Scenario {
         self.task_data(split, &plan.test_indices, j, self.eval_mask(j, i), device)
     }
 
-    fn task_data(&self, split: &Split, indices: &[i64], t: usize, mask: Vec<bool>, device: Device) -> TaskData {
+    fn task_data(
+        &self,
+        split: &Split,
+        indices: &[i64],
+        t: usize,
+        mask: Vec<bool>,
+        device: Device,
+    ) -> TaskData {
         let plan = &self.tasks[t];
         let columns: Vec<i64> = indices
             .iter()
-            .map(|&i| plan.column_of_class[split.labels[i as usize] as usize].expect("index of a class outside the task"))
+            .map(|&i| {
+                plan.column_of_class[split.labels[i as usize] as usize]
+                    .expect("index of a class outside the task")
+            })
             .collect();
         TaskData {
             task: t,

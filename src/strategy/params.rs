@@ -13,12 +13,18 @@ pub type ParamMap = BTreeMap<String, Tensor>;
 
 /// Detached copies of `params` (a snapshot that later training does not change).
 pub fn snapshot(params: &ParamMap) -> ParamMap {
-    params.iter().map(|(k, v)| (k.clone(), v.detach().copy())).collect()
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.detach().copy()))
+        .collect()
 }
 
 /// Zeros shaped like `params`.
 pub fn zeros_like(params: &ParamMap) -> ParamMap {
-    params.iter().map(|(k, v)| (k.clone(), v.zeros_like())).collect()
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.zeros_like()))
+        .collect()
 }
 
 /// `sum_k sum(weights_k * (params_k - anchor_k)^2)`, a scalar with a graph to `params`.
@@ -47,5 +53,7 @@ pub fn weighted_squared_distance(
 
 /// The sum of all entries of all tensors, as f64 (for logs and tests).
 pub fn total(map: &ParamMap) -> f64 {
-    map.values().map(|t| t.sum(tch::Kind::Double).double_value(&[])).sum()
+    map.values()
+        .map(|t| t.sum(tch::Kind::Double).double_value(&[]))
+        .sum()
 }

@@ -65,7 +65,10 @@ impl Registry {
         let mut entries = BTreeMap::new();
         for reg in inventory::iter::<Registration> {
             if entries.insert(reg.name, reg).is_some() {
-                bail!("strategy `{}` is registered twice; rename one of them", reg.name);
+                bail!(
+                    "strategy `{}` is registered twice; rename one of them",
+                    reg.name
+                );
             }
         }
         Ok(Registry { entries })
@@ -97,7 +100,10 @@ impl Registry {
                 msg.push_str(&format!("; did you mean `{known}`?"));
             }
         }
-        msg.push_str(&format!(" The registered strategies are: {}", self.names().join(", ")));
+        msg.push_str(&format!(
+            " The registered strategies are: {}",
+            self.names().join(", ")
+        ));
         msg
     }
 }

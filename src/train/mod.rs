@@ -47,19 +47,28 @@ pub struct TrainSettings {
 impl TrainSettings {
     fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
         Ok(match self.optimizer {
-            OptimizerKind::Adam => {
-                nn::Adam { beta1: self.betas.0, beta2: self.betas.1, wd: 0.0, eps: 1e-8, amsgrad: false }
-                    .build(vs, self.lr)?
+            OptimizerKind::Adam => nn::Adam {
+                beta1: self.betas.0,
+                beta2: self.betas.1,
+                wd: 0.0,
+                eps: 1e-8,
+                amsgrad: false,
             }
-            OptimizerKind::Sgd => {
-                nn::Sgd { momentum: self.momentum, dampening: 0.0, wd: 0.0, nesterov: false }.build(vs, self.lr)?
+            .build(vs, self.lr)?,
+            OptimizerKind::Sgd => nn::Sgd {
+                momentum: self.momentum,
+                dampening: 0.0,
+                wd: 0.0,
+                nesterov: false,
             }
+            .build(vs, self.lr)?,
         })
     }
 
     /// Optimizer steps for a task of `n` samples.
     pub fn steps_for(&self, n: usize) -> usize {
-        self.iterations.unwrap_or_else(|| self.epochs * n.div_ceil(self.batch_size.max(1)))
+        self.iterations
+            .unwrap_or_else(|| self.epochs * n.div_ceil(self.batch_size.max(1)))
     }
 }
 
@@ -81,13 +90,23 @@ impl TrainSet {
     pub fn from_parts(parts: &[(&TaskData, Tensor)]) -> TrainSet {
         if let [(data, mask)] = parts {
             let n = data.x.size()[0];
-            return TrainSet { x: data.x.shallow_clone(), y: data.y.shallow_clone(), mask: mask.unsqueeze(0).expand([n, -1], false) };
+            return TrainSet {
+                x: data.x.shallow_clone(),
+                y: data.y.shallow_clone(),
+                mask: mask.unsqueeze(0).expand([n, -1], false),
+            };
         }
         let xs: Vec<&Tensor> = parts.iter().map(|(d, _)| &d.x).collect();
         let ys: Vec<&Tensor> = parts.iter().map(|(d, _)| &d.y).collect();
-        let masks: Vec<Tensor> =
-            parts.iter().map(|(d, m)| m.unsqueeze(0).expand([d.x.size()[0], -1], false)).collect();
-        TrainSet { x: Tensor::cat(&xs, 0), y: Tensor::cat(&ys, 0), mask: Tensor::cat(&masks, 0) }
+        let masks: Vec<Tensor> = parts
+            .iter()
+            .map(|(d, m)| m.unsqueeze(0).expand([d.x.size()[0], -1], false))
+            .collect();
+        TrainSet {
+            x: Tensor::cat(&xs, 0),
+            y: Tensor::cat(&ys, 0),
+            mask: Tensor::cat(&masks, 0),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -111,7 +130,12 @@ pub struct Trainer {
 
 impl Trainer {
     pub fn new(settings: TrainSettings) -> Trainer {
-        Trainer { settings, optimizer: None, global_step: 0, samples_seen: 0 }
+        Trainer {
+            settings,
+            optimizer: None,
+            global_step: 0,
+            samples_seen: 0,
+        }
     }
 
     /// Trains `task` on `data` with `strategy`'s hooks; returns one curve point per pass.
@@ -146,8 +170,17 @@ impl Trainer {
             while start < n && step < total_steps {
                 let len = batch.min(n - start);
                 let idx = order_t.narrow(0, start as i64, len as i64);
-                let (x, y, mask) = (data.x.index_select(0, &idx), data.y.index_select(0, &idx), data.mask.index_select(0, &idx));
-                let b = Batch { x: &x, y: &y, mask: &mask, task };
+                let (x, y, mask) = (
+                    data.x.index_select(0, &idx),
+                    data.y.index_select(0, &idx),
+                    data.mask.index_select(0, &idx),
+                );
+                let b = Batch {
+                    x: &x,
+                    y: &y,
+                    mask: &mask,
+                    task,
+                };
                 let logits = model.forward(&x);
                 let ce = masked_cross_entropy(&logits, &mask, &y);
                 let loss = strategy.task_loss(&b, &logits, ce)?;
@@ -203,7 +236,10 @@ pub fn accuracy(model: &Mlp, data: &TaskData) -> f64 {
         let len = chunk.min(n - start);
         let logits = model.forward(&data.x.narrow(0, start, len));
         let pred = crate::model::masked_logits(&logits, &data.mask).argmax(-1, false);
-        correct += pred.eq_tensor(&data.y.narrow(0, start, len)).sum(Kind::Int64).int64_value(&[]);
+        correct += pred
+            .eq_tensor(&data.y.narrow(0, start, len))
+            .sum(Kind::Int64)
+            .int64_value(&[]);
         start += len;
     }
     correct as f64 / n as f64
