@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::model::{masked_logits, Mlp};
-use crate::strategy::ParamMap;
+use crate::strategy::{params::add_into, ParamMap};
 
 /// Which labels the squared gradients are taken at; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -69,6 +69,27 @@ impl Default for FisherOptions {
             batch_size: 20,
             chunk: 4096,
             seed: 0,
+        }
+    }
+}
+
+impl FisherOptions {
+    /// Options as the EWC-family strategies spell them in YAML (`fisher`, `max_samples`, `draws`,
+    /// `fisher_batch`), with the seed for `sampled`'s draws.
+    pub fn from_settings(
+        estimator: Estimator,
+        max_samples: Option<usize>,
+        draws: usize,
+        batch_size: usize,
+        seed: u64,
+    ) -> FisherOptions {
+        FisherOptions {
+            estimator,
+            max_samples,
+            draws,
+            batch_size,
+            seed,
+            ..FisherOptions::default()
         }
     }
 }
@@ -269,13 +290,6 @@ fn output_grads(
         .sum(Kind::Float);
     let outputs: Vec<&Tensor> = rec.outputs.iter().collect();
     Tensor::run_backward(&[nll], &outputs, keep_graph, false)
-}
-
-fn add_into(sums: &mut ParamMap, name: &str, value: &Tensor) {
-    let slot = sums
-        .get_mut(name)
-        .unwrap_or_else(|| panic!("no parameter named {name}"));
-    *slot = &*slot + value;
 }
 
 fn sample_categorical(probs: &[f32], rng: &mut ChaCha8Rng) -> usize {

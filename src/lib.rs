@@ -10,6 +10,7 @@
 //! train/     one task's loop, calling the strategy's hooks; evaluation
 //! strategy/  the Strategy trait and its registry; strategies/*.rs are the plugins
 //! fisher     diagonal Fisher estimators (what EWC and the benches use)
+//! importance MAS's label-free importance
 //! runner/    jobs spread over workers and devices; one job end to end
 //! results/   job results on disk (atomic writes); ACC, BWT, forgetting
 //! report/    summary table, CSV and charts, from the results only
@@ -26,6 +27,7 @@ pub const TCH_VERSION: &str = "0.24.0";
 pub mod config;
 pub mod data;
 pub mod fisher;
+pub mod importance;
 pub mod model;
 pub mod report;
 pub mod results;

@@ -110,14 +110,13 @@ impl Strategy for Ewc {
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
-        let opts = FisherOptions {
-            estimator: self.config.fisher,
-            max_samples: self.config.max_samples,
-            draws: self.config.draws,
-            batch_size: self.config.fisher_batch,
-            seed: self.seed.wrapping_add(ctx.task as u64),
-            ..FisherOptions::default()
-        };
+        let opts = FisherOptions::from_settings(
+            self.config.fisher,
+            self.config.max_samples,
+            self.config.draws,
+            self.config.fisher_batch,
+            self.seed.wrapping_add(ctx.task as u64),
+        );
         let new = diagonal_fisher(ctx.model, &ctx.data.x, &ctx.data.y, &ctx.data.mask, &opts)?;
         let anchor = snapshot(&ctx.model.params());
         let t = ctx.task;

@@ -78,8 +78,12 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScenarioKind {
-    /// Disjoint groups of classes, one group per task.
+    /// Disjoint groups of classes, one group per task (`tasks`).
     Split,
+    /// Every class in every task, each task with its own fixed pixel permutation.
+    Permuted,
+    /// Every class in every task, each task rotated by its own angle (`angles`).
+    Rotated,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,9 +91,21 @@ pub enum ScenarioKind {
 pub struct ScenarioSection {
     pub kind: ScenarioKind,
     pub mode: Mode,
-    /// The classes of each task, in training order.
+    /// split: the classes of each task, in training order.
     #[serde(default = "default_split")]
     pub tasks: Vec<Vec<u8>>,
+    /// permuted: the number of tasks.
+    #[serde(default)]
+    pub num_tasks: Option<usize>,
+    /// permuted: the first task keeps the original pixel order.
+    #[serde(default = "yes")]
+    pub identity_first: bool,
+    /// rotated: each task's angle in degrees.
+    #[serde(default)]
+    pub angles: Option<Vec<f64>>,
+    /// Seed of the permutations, shared by every job of the experiment.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 fn default_split() -> Vec<Vec<u8>> {

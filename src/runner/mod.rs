@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Instant};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::config::{DatasetName, Plan};
+use crate::config::{DatasetName, Plan, ScenarioKind};
 use crate::data::{self, Dataset};
 use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
@@ -56,8 +56,24 @@ pub fn load_dataset(plan: &Plan) -> Result<Dataset> {
 /// Builds the scenario of the plan over `dataset`.
 pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
     let s = &plan.experiment.scenario;
-    Scenario::split(&dataset.train, &dataset.test, &s.tasks, s.mode, plan.heads)
-        .with_context(|| format!("{}: scenario", plan.file.display()))
+    let (train, test) = (&dataset.train, &dataset.test);
+    match s.kind {
+        ScenarioKind::Split => Scenario::split(train, test, &s.tasks, s.mode, plan.heads),
+        ScenarioKind::Permuted => Scenario::permuted(
+            train,
+            test,
+            s.num_tasks.unwrap_or(10),
+            s.identity_first,
+            s.seed,
+            s.mode,
+            plan.heads,
+        ),
+        ScenarioKind::Rotated => {
+            let angles = s.angles.clone().unwrap_or_default();
+            Scenario::rotated(train, test, &angles, s.mode, plan.heads)
+        }
+    }
+    .with_context(|| format!("{}: scenario", plan.file.display()))
 }
 
 /// Runs every job of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.

@@ -1,16 +1,26 @@
 //! Scenarios: how a dataset becomes a sequence of tasks, and which outputs each task uses.
 //!
-//! A scenario fixes, for every task, its classes, its train and test samples, the output column of
-//! each class, and masks of the output columns that take part in training and in testing
-//! (van de Ven & Tolias 2019, "Three scenarios for continual learning"):
+//! Three ways to make tasks from a dataset:
+//! - `split`: disjoint groups of classes, one group per task;
+//! - `permuted`: every class in every task, each task with its own fixed pixel permutation
+//!   (drawn from the scenario's seed, so every job of an experiment sees the same tasks);
+//! - `rotated`: every class in every task, each task rotated by its own angle.
 //!
+//! And three scenarios (van de Ven & Tolias 2019, "Three scenarios for continual learning"),
+//! which fix the output columns of each task and the masks of the columns in play:
 //! - `task`: the task label is known; with `heads: multi` each task has its own block of
 //!   columns (a head), with `heads: single` it uses its classes' columns of a shared layer.
 //! - `domain`: no task label; one shared head over the within-task classes (class k of every
 //!   task is column k).
-//! - `class`: no task label; one head over all classes, scored over every class seen so far.
+//! - `class`: no task label; one head over all classes of all tasks, scored over every class
+//!   seen so far.
+//!
+//! A [`Scenario`] is plain data (index lists, permutations, angles), shared by every job; jobs
+//! build their tensors from it with [`Scenario::train_data`] and [`Scenario::test_data`].
 
 use anyhow::{bail, Result};
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -36,19 +46,30 @@ pub enum Heads {
     Single,
 }
 
+/// What is done to a task's images.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transform {
+    None,
+    /// Pixel `i` of the result is pixel `permutation[i]` of the original.
+    Permute(Vec<i64>),
+    /// Rotation by this many degrees (counter-clockwise), bilinear, zero outside the image.
+    Rotate(f64),
+}
+
 /// One task of a scenario, as plain data.
 #[derive(Debug, Clone)]
 pub struct TaskPlan {
     pub classes: Vec<u8>,
     pub train_indices: Vec<i64>,
     pub test_indices: Vec<i64>,
-    /// Output column of each class of the dataset (None for classes outside this task).
-    pub column_of_class: [Option<i64>; 256],
-    /// Output columns this task trains on.
-    pub train_columns: Vec<i64>,
+    /// Output column of each dataset label (None for labels outside this task).
+    pub column_of_label: [Option<i64>; 256],
+    /// Output columns this task trains on, ascending.
+    pub columns: Vec<i64>,
+    pub transform: Transform,
 }
 
-/// A split scenario over a dataset: plain data, shared by every job of an experiment.
+/// A sequence of tasks with their output columns.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub mode: Mode,
@@ -58,7 +79,7 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Splits `train`/`test` into tasks of the given classes.
+    /// Disjoint groups of classes, one per task.
     pub fn split(
         train: &Split,
         test: &Split,
@@ -66,57 +87,123 @@ impl Scenario {
         mode: Mode,
         heads: Heads,
     ) -> Result<Scenario> {
-        if classes.is_empty() {
-            bail!("a scenario needs at least one task");
-        }
-        let per_task = classes[0].len();
-        if per_task == 0 || classes.iter().any(|c| c.len() != per_task) {
-            bail!(
-                "every task must have the same number of classes (at least one); got {classes:?}"
-            );
-        }
         let mut seen = std::collections::BTreeSet::new();
         for &c in classes.iter().flatten() {
             if !seen.insert(c) {
                 bail!("class {c} appears in more than one task; each class belongs to one task");
             }
         }
+        let tasks = classes
+            .iter()
+            .map(|cls| (cls.clone(), Transform::None))
+            .collect();
+        // Classes are disjoint, so the dataset's label is a class id unique across tasks.
+        Scenario::build(train, test, tasks, mode, heads, |_, c| c as i64)
+    }
+
+    /// `num_tasks` tasks over all classes, each with a fixed pixel permutation drawn from `seed`.
+    pub fn permuted(
+        train: &Split,
+        test: &Split,
+        num_tasks: usize,
+        identity_first: bool,
+        seed: u64,
+        mode: Mode,
+        heads: Heads,
+    ) -> Result<Scenario> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let pixels = train.pixels() as i64;
+        let tasks = (0..num_tasks)
+            .map(|t| {
+                let mut perm: Vec<i64> = (0..pixels).collect();
+                if !(t == 0 && identity_first) {
+                    perm.shuffle(&mut rng);
+                }
+                (all_classes(train), Transform::Permute(perm))
+            })
+            .collect();
+        let per_task = all_classes(train).len() as i64;
+        Scenario::build(train, test, tasks, mode, heads, |t, c| {
+            t as i64 * per_task + c as i64
+        })
+    }
+
+    /// One task per angle (degrees), over all classes.
+    pub fn rotated(
+        train: &Split,
+        test: &Split,
+        angles: &[f64],
+        mode: Mode,
+        heads: Heads,
+    ) -> Result<Scenario> {
+        let tasks = angles
+            .iter()
+            .map(|&a| (all_classes(train), Transform::Rotate(a)))
+            .collect();
+        let per_task = all_classes(train).len() as i64;
+        Scenario::build(train, test, tasks, mode, heads, |t, c| {
+            t as i64 * per_task + c as i64
+        })
+    }
+
+    /// Builds the tasks; `class_id(task, label)` numbers the classes of all tasks for the class
+    /// scenario (and single-headed task scenario).
+    fn build(
+        train: &Split,
+        test: &Split,
+        tasks: Vec<(Vec<u8>, Transform)>,
+        mode: Mode,
+        heads: Heads,
+        class_id: impl Fn(usize, u8) -> i64,
+    ) -> Result<Scenario> {
+        if tasks.is_empty() {
+            bail!("a scenario needs at least one task");
+        }
+        let per_task = tasks[0].0.len();
+        if per_task == 0 || tasks.iter().any(|(c, _)| c.len() != per_task) {
+            let sizes: Vec<usize> = tasks.iter().map(|(c, _)| c.len()).collect();
+            bail!("every task must have the same number of classes (at least one); got {sizes:?}");
+        }
         if heads == Heads::Multi && mode != Mode::Task {
             bail!("heads: multi needs the task label at test time, so it fits only mode: task (use heads: single)");
         }
-        let all_classes = *seen.iter().max().unwrap() as i64 + 1;
-        let outputs = match (mode, heads) {
-            (Mode::Task, Heads::Multi) => (classes.len() * per_task) as i64,
-            (Mode::Domain, _) => per_task as i64,
-            _ => all_classes,
+        let column = |t: usize, k: usize, label: u8| match (mode, heads) {
+            (Mode::Task, Heads::Multi) => (t * per_task + k) as i64,
+            (Mode::Domain, _) => k as i64,
+            _ => class_id(t, label),
         };
-        let tasks = classes
-            .iter()
+        let mut outputs = 0;
+        let plans = tasks
+            .into_iter()
             .enumerate()
-            .map(|(t, cls)| {
-                let mut column_of_class = [None; 256];
-                for (k, &c) in cls.iter().enumerate() {
-                    column_of_class[c as usize] = Some(match (mode, heads) {
-                        (Mode::Task, Heads::Multi) => (t * per_task + k) as i64,
-                        (Mode::Domain, _) => k as i64,
-                        _ => c as i64,
-                    });
+            .map(|(t, (classes, transform))| {
+                let mut column_of_label = [None; 256];
+                for (k, &c) in classes.iter().enumerate() {
+                    column_of_label[c as usize] = Some(column(t, k, c));
                 }
-                let mut train_columns: Vec<i64> = cls.iter().map(|&c| column_of_class[c as usize].unwrap()).collect();
-                train_columns.sort();
-                let train_indices = train.indices_of_classes(cls);
-                let test_indices = test.indices_of_classes(cls);
+                let mut columns: Vec<i64> = column_of_label.iter().flatten().copied().collect();
+                columns.sort();
+                outputs = outputs.max(columns.last().unwrap() + 1);
+                let train_indices = train.indices_of_classes(&classes);
+                let test_indices = test.indices_of_classes(&classes);
                 if train_indices.is_empty() || test_indices.is_empty() {
-                    bail!("task {t} (classes {cls:?}) has no training or no test samples in the dataset");
+                    bail!("task {t} (classes {classes:?}) has no training or no test samples in the dataset");
                 }
-                Ok(TaskPlan { classes: cls.clone(), train_indices, test_indices, column_of_class, train_columns })
+                Ok(TaskPlan {
+                    classes,
+                    train_indices,
+                    test_indices,
+                    column_of_label,
+                    columns,
+                    transform,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Scenario {
             mode,
             heads,
             outputs,
-            tasks,
+            tasks: plans,
         })
     }
 
@@ -137,32 +224,16 @@ impl Scenario {
             Mode::Class => self.columns_mask(
                 self.tasks[..=t.max(k)]
                     .iter()
-                    .flat_map(|p| p.train_columns.iter().copied()),
+                    .flat_map(|p| p.columns.iter().copied()),
             ),
-            _ => self.columns_mask(self.tasks[k].train_columns.iter().copied()),
+            _ => self.columns_mask(self.tasks[k].columns.iter().copied()),
         }
     }
 
-    /// `mask` as a Bool tensor on `device`.
-    pub fn mask_tensor(mask: &[bool], device: Device) -> Tensor {
-        Tensor::from_slice(mask)
-            .to_kind(Kind::Bool)
-            .to_device(device)
-    }
-
-    /// Columns scored when testing task `j` after training task `i`.
+    /// Columns scored when testing task `j` after training task `i`: in the class scenario every
+    /// class seen so far (a task not yet trained is scored with its own classes too).
     pub fn eval_mask(&self, j: usize, i: usize) -> Vec<bool> {
-        match self.mode {
-            Mode::Task | Mode::Domain => {
-                self.columns_mask(self.tasks[j].train_columns.iter().copied())
-            }
-            // Every class seen so far; a task not yet trained is scored with its own classes too.
-            Mode::Class => self.columns_mask(
-                self.tasks[..=i.max(j)]
-                    .iter()
-                    .flat_map(|p| p.train_columns.iter().copied()),
-            ),
-        }
+        self.train_mask_during(j, i)
     }
 
     fn columns_mask(&self, columns: impl Iterator<Item = i64>) -> Vec<bool> {
@@ -171,6 +242,13 @@ impl Scenario {
             mask[c as usize] = true;
         }
         mask
+    }
+
+    /// `mask` as a Bool tensor on `device`.
+    pub fn mask_tensor(mask: &[bool], device: Device) -> Tensor {
+        Tensor::from_slice(mask)
+            .to_kind(Kind::Bool)
+            .to_device(device)
     }
 
     /// Task `t`'s training data as tensors on `device`.
@@ -197,15 +275,115 @@ impl Scenario {
         let columns: Vec<i64> = indices
             .iter()
             .map(|&i| {
-                plan.column_of_class[split.labels[i as usize] as usize]
+                plan.column_of_label[split.labels[i as usize] as usize]
                     .expect("index of a class outside the task")
             })
             .collect();
+        let x = split.images_tensor(indices, device);
         TaskData {
             task: t,
-            x: split.images_tensor(indices, device),
+            x: apply(&plan.transform, &x, split.rows as i64, split.cols as i64),
             y: Tensor::from_slice(&columns).to_device(device),
             mask: Scenario::mask_tensor(&mask, device),
         }
+    }
+}
+
+/// Every label present in `split`, ascending.
+fn all_classes(split: &Split) -> Vec<u8> {
+    let counts = split.class_counts();
+    (0..counts.len() as u8)
+        .filter(|&c| counts[c as usize] > 0)
+        .collect()
+}
+
+/// `transform` applied to flattened images `x` [n, rows*cols].
+pub fn apply(transform: &Transform, x: &Tensor, rows: i64, cols: i64) -> Tensor {
+    match transform {
+        Transform::None => x.shallow_clone(),
+        Transform::Permute(perm) => {
+            let index = Tensor::from_slice(perm).to_device(x.device());
+            x.index_select(1, &index)
+        }
+        Transform::Rotate(degrees) => {
+            let n = x.size()[0];
+            let (s, c) = degrees.to_radians().sin_cos();
+            // affine_grid maps output coordinates to input coordinates: the inverse rotation.
+            let theta = Tensor::from_slice(&[c as f32, -s as f32, 0.0, s as f32, c as f32, 0.0])
+                .view([1, 2, 3])
+                .to_device(x.device())
+                .expand([n, 2, 3], false)
+                .contiguous();
+            let images = x.view([n, 1, rows, cols]);
+            let grid = Tensor::affine_grid_generator(&theta, [n, 1, rows, cols], false);
+            // interpolation 0 = bilinear, padding 0 = zeros.
+            Tensor::grid_sampler(&images, &grid, 0, 0, false).view([n, rows * cols])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_split() -> Split {
+        // 4 images of 2x2, labels 0, 1, 0, 1.
+        Split {
+            images: vec![0, 255, 0, 0, 255, 0, 0, 0, 0, 0, 255, 0, 0, 0, 0, 255],
+            labels: vec![0, 1, 0, 1],
+            rows: 2,
+            cols: 2,
+        }
+    }
+
+    #[test]
+    fn permutation_moves_pixels_and_is_shared_across_jobs() {
+        let s = tiny_split();
+        let a = Scenario::permuted(&s, &s, 3, true, 7, Mode::Domain, Heads::Single).unwrap();
+        let b = Scenario::permuted(&s, &s, 3, true, 7, Mode::Domain, Heads::Single).unwrap();
+        assert_eq!(a.tasks[0].transform, Transform::Permute(vec![0, 1, 2, 3]));
+        assert_eq!(a.tasks[2].transform, b.tasks[2].transform);
+        let x = Tensor::from_slice(&[10.0f32, 20.0, 30.0, 40.0]).view([1, 4]);
+        let y = apply(&Transform::Permute(vec![3, 0, 2, 1]), &x, 2, 2);
+        assert_eq!(
+            Vec::<f32>::try_from(y.view([-1])).unwrap(),
+            vec![40.0, 10.0, 30.0, 20.0]
+        );
+    }
+
+    #[test]
+    fn rotation_by_90_degrees_moves_a_corner_pixel() {
+        // A 3x3 image with only the top-right pixel lit.
+        let mut pixels = vec![0.0f32; 9];
+        pixels[2] = 1.0;
+        let x = Tensor::from_slice(&pixels).view([1, 9]);
+        let r: Vec<f32> =
+            Vec::try_from(apply(&Transform::Rotate(90.0), &x, 3, 3).view([-1])).unwrap();
+        let lit: Vec<usize> = (0..9).filter(|&i| r[i] > 0.5).collect();
+        // Counter-clockwise: top-right goes to top-left.
+        assert_eq!(lit, vec![0], "{r:?}");
+        let same = apply(&Transform::Rotate(0.0), &x, 3, 3);
+        assert!((same - &x).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn columns_follow_the_scenario() {
+        let s = tiny_split();
+        let tasks = vec![vec![0u8], vec![1u8]];
+        let task = Scenario::split(&s, &s, &tasks, Mode::Task, Heads::Multi).unwrap();
+        assert_eq!((task.outputs, task.tasks[1].columns.clone()), (2, vec![1]));
+        assert_eq!(task.eval_mask(0, 1), vec![true, false]);
+        let class = Scenario::split(&s, &s, &tasks, Mode::Class, Heads::Single).unwrap();
+        assert_eq!(class.train_mask(0), vec![true, false]);
+        assert_eq!(class.eval_mask(0, 1), vec![true, true]);
+        let domain = Scenario::split(&s, &s, &tasks, Mode::Domain, Heads::Single).unwrap();
+        assert_eq!(
+            (domain.outputs, domain.tasks[1].columns.clone()),
+            (1, vec![0])
+        );
+        let perm = Scenario::permuted(&s, &s, 3, true, 1, Mode::Class, Heads::Single).unwrap();
+        assert_eq!(perm.outputs, 6);
+        assert_eq!(perm.tasks[2].column_of_label[1], Some(5));
+        assert!(Scenario::split(&s, &s, &tasks, Mode::Class, Heads::Multi).is_err());
     }
 }

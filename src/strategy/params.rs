@@ -57,3 +57,11 @@ pub fn total(map: &ParamMap) -> f64 {
         .map(|t| t.sum(tch::Kind::Double).double_value(&[]))
         .sum()
 }
+
+/// `map[name] += value`; panics on an unknown name (a programming error, not bad input).
+pub fn add_into(map: &mut ParamMap, name: &str, value: &Tensor) {
+    let slot = map
+        .get_mut(name)
+        .unwrap_or_else(|| panic!("no parameter named {name}"));
+    *slot = &*slot + value;
+}

@@ -1,0 +1,120 @@
+//! `lwf`: Learning without Forgetting (Li & Hoiem 2017, "Learning without Forgetting", TPAMI,
+//! Eq. 2-3).
+//!
+//! Before each task after the first, the model is frozen as a teacher. On every batch of the new
+//! task the loss becomes `CE + alpha * KD`, where KD is the knowledge-distillation loss between the
+//! teacher's and the student's outputs softened by `temperature` T,
+//! `-sum_c softmax(z_teacher/T)_c log softmax(z_student/T)_c * T^2`, averaged over the batch and
+//! over the earlier outputs: each earlier task's head in the task scenario, the classes seen
+//! before in the class scenario, the shared head in the domain scenario. No stored data is used.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use clbench::model::{masked_logits, Mlp};
+use clbench::strategy::{
+    registry::{config_from, resolve_with, Registration},
+    Batch, Strategy, TaskContext,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Weight of the distillation loss.
+    pub alpha: f64,
+    /// Softening temperature T.
+    pub temperature: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // Li & Hoiem: lambda_o = 1, T = 2.
+        Config {
+            alpha: 1.0,
+            temperature: 2.0,
+        }
+    }
+}
+
+pub struct Lwf {
+    config: Config,
+    teacher: Option<Mlp>,
+    /// Output masks of earlier tasks (Bool [outputs]), none a subset of another.
+    old_outputs: Vec<Tensor>,
+}
+
+impl Lwf {
+    pub fn new(config: Config) -> Lwf {
+        Lwf {
+            config,
+            teacher: None,
+            old_outputs: Vec::new(),
+        }
+    }
+}
+
+/// `-sum softmax(teacher/T) * log_softmax(student/T) * T^2` over `mask`'s columns, batch mean.
+pub fn distillation(student: &Tensor, teacher: &Tensor, mask: &Tensor, temperature: f64) -> Tensor {
+    let target = (masked_logits(teacher, mask) / temperature).softmax(-1, Kind::Float);
+    let log_p = (masked_logits(student, mask) / temperature).log_softmax(-1, Kind::Float);
+    // Masked columns have target 0 and log_p -inf: take them out before multiplying.
+    let terms = (target * log_p).masked_fill(&mask.logical_not(), 0.0);
+    -terms
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+        .mean(Kind::Float)
+        * (temperature * temperature)
+}
+
+impl Strategy for Lwf {
+    fn before_task(&mut self, ctx: &TaskContext) -> Result<()> {
+        if ctx.task > 0 {
+            self.teacher = Some(ctx.model.frozen_copy()?);
+        }
+        Ok(())
+    }
+
+    fn task_loss(&mut self, batch: &Batch, logits: &Tensor, ce: Tensor) -> Result<Tensor> {
+        let Some(teacher) = &self.teacher else {
+            return Ok(ce);
+        };
+        let old = tch::no_grad(|| teacher.forward(batch.x));
+        let kd = self
+            .old_outputs
+            .iter()
+            .map(|mask| distillation(logits, &old, mask, self.config.temperature))
+            .reduce(|a, b| a + b)
+            .map(|sum| sum / self.old_outputs.len() as f64);
+        Ok(match kd {
+            Some(kd) => ce + kd * self.config.alpha,
+            None => ce,
+        })
+    }
+
+    fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
+        let mask = ctx.data.mask.shallow_clone();
+        let contains =
+            |a: &Tensor, b: &Tensor| b.logical_and(&a.logical_not()).any().int64_value(&[]) == 0;
+        // Nested masks (the class scenario) keep the largest; equal ones (domain) keep one.
+        if self.old_outputs.iter().any(|m| contains(m, &mask)) {
+            return Ok(());
+        }
+        self.old_outputs.retain(|m| !contains(&mask, m));
+        self.old_outputs.push(mask);
+        Ok(())
+    }
+}
+
+inventory::submit! {
+    Registration {
+        name: "lwf",
+        summary: "Learning without Forgetting: distils the previous model's outputs on earlier heads",
+        paper: "Li & Hoiem 2017, Learning without Forgetting, TPAMI",
+        params: &[
+            ("alpha", "weight of the distillation loss (default 1)"),
+            ("temperature", "softening temperature T (default 2)"),
+        ],
+        resolve: resolve_with::<Config>,
+        build: |params, _| Ok(Box::new(Lwf::new(config_from(params)?))),
+    }
+}

@@ -1,0 +1,123 @@
+//! `online_ewc`: online EWC (Schwarz et al. 2018, "Progress & Compress: A scalable framework for
+//! continual learning", ICML, Eq. 8-9).
+//!
+//! One running Fisher, decayed and accumulated at the end of each task,
+//! `F <- gamma * F_old + F_new`, and one anchor at the parameters after the last task; the loss is
+//! `CE + lambda/2 * sum F (theta - theta*)^2`. With `gamma = 1` every task counts equally; with
+//! `gamma < 1` older tasks fade.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
+use clbench::model::Mlp;
+use clbench::strategy::{
+    params::{snapshot, weighted_squared_distance},
+    registry::{config_from, resolve_with, BuildContext, Registration},
+    ParamMap, Strategy, TaskContext,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Penalty strength.
+    pub lambda: f64,
+    /// Decay of the running Fisher at each new task (1: no decay).
+    pub gamma: f64,
+    /// Fisher estimator: empirical, sampled, exact, argmax or batch.
+    pub fisher: Estimator,
+    /// Estimate the Fisher on at most this many samples of the task (all when absent).
+    pub max_samples: Option<usize>,
+    /// Label draws per sample for `fisher: sampled`.
+    pub draws: usize,
+    /// Mini-batch size of `fisher: batch`.
+    pub fisher_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lambda: 100.0,
+            gamma: 1.0,
+            fisher: Estimator::Empirical,
+            max_samples: None,
+            draws: 1,
+            fisher_batch: 20,
+        }
+    }
+}
+
+pub struct OnlineEwc {
+    config: Config,
+    seed: u64,
+    /// The running Fisher and the anchor, after the first task.
+    state: Option<(ParamMap, ParamMap)>,
+}
+
+impl OnlineEwc {
+    pub fn new(config: Config, ctx: &BuildContext) -> OnlineEwc {
+        OnlineEwc {
+            config,
+            seed: ctx.seed,
+            state: None,
+        }
+    }
+
+    /// The running Fisher.
+    pub fn fisher(&self) -> Option<&ParamMap> {
+        self.state.as_ref().map(|(f, _)| f)
+    }
+}
+
+/// `F <- gamma * F_old + F_new`.
+pub fn decay_and_add(old: &ParamMap, new: &ParamMap, gamma: f64) -> ParamMap {
+    old.iter()
+        .map(|(k, f)| (k.clone(), f * gamma + &new[k]))
+        .collect()
+}
+
+impl Strategy for OnlineEwc {
+    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
+        Ok(self.state.as_ref().map(|(fisher, anchor)| {
+            weighted_squared_distance(&model.params(), anchor, Some(fisher))
+                * (self.config.lambda / 2.0)
+        }))
+    }
+
+    fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
+        let c = &self.config;
+        let opts = FisherOptions::from_settings(
+            c.fisher,
+            c.max_samples,
+            c.draws,
+            c.fisher_batch,
+            self.seed.wrapping_add(ctx.task as u64),
+        );
+        let new = diagonal_fisher(ctx.model, &ctx.data.x, &ctx.data.y, &ctx.data.mask, &opts)?;
+        let fisher = match &self.state {
+            Some((old, _)) => decay_and_add(old, &new, c.gamma),
+            None => new,
+        };
+        self.state = Some((fisher, snapshot(&ctx.model.params())));
+        Ok(())
+    }
+}
+
+inventory::submit! {
+    Registration {
+        name: "online_ewc",
+        summary: "online EWC: one running Fisher F <- gamma F_old + F_new and one anchor",
+        paper: "Schwarz et al. 2018, Progress & Compress: A scalable framework for continual learning, ICML",
+        params: &[
+            ("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta - theta*)^2 (default 100)"),
+            ("gamma", "decay of the running Fisher per task (default 1: no decay)"),
+            ("fisher", "estimator: empirical | sampled | exact | argmax | batch (default empirical)"),
+            ("max_samples", "estimate the Fisher on at most this many samples (default: all)"),
+            ("draws", "label draws per sample for fisher: sampled (default 1)"),
+            ("fisher_batch", "mini-batch size of fisher: batch (default 20)"),
+        ],
+        resolve: resolve_with::<Config>,
+        build: |params, ctx| Ok(Box::new(OnlineEwc::new(config_from(params)?, ctx))),
+    }
+}

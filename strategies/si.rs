@@ -1,0 +1,166 @@
+//! `si`: Synaptic Intelligence (Zenke, Poole & Ganguli 2017, "Continual learning through synaptic
+//! intelligence", ICML, Eq. 4-5).
+//!
+//! During each task every parameter accumulates its path integral `omega += -g * delta_theta`
+//! over the optimizer's steps, with `g` the gradient of the task loss alone (read after the task
+//! loss's backward pass, before the penalty's). At the end of the task the importance grows by
+//! `Omega += omega / (Delta^2 + xi)`, where `Delta` is the parameter's total change over the task,
+//! and the anchor `theta*` moves to the parameters reached. The loss is
+//! `CE + c * sum Omega (theta - theta*)^2` (the paper's form, without a 1/2).
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use clbench::model::Mlp;
+use clbench::strategy::{
+    params::{snapshot, weighted_squared_distance, zeros_like},
+    registry::{config_from, resolve_with, Registration},
+    ParamMap, Strategy, TaskContext,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Penalty strength.
+    pub c: f64,
+    /// Damping of the importance's denominator.
+    pub xi: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // Zenke et al.'s split MNIST values.
+        Config { c: 1.0, xi: 1e-3 }
+    }
+}
+
+pub struct Si {
+    config: Config,
+    /// Accumulated importance Omega and the anchor, after the first task.
+    importance: Option<(ParamMap, ParamMap)>,
+    /// Running path integral of the current task.
+    omega: Option<ParamMap>,
+    /// Parameters at the start of the current task.
+    task_start: Option<ParamMap>,
+    /// Parameters before the current step.
+    before_step: Option<ParamMap>,
+    /// Task-loss gradients of the current step.
+    task_grads: Option<ParamMap>,
+}
+
+impl Si {
+    pub fn new(config: Config) -> Si {
+        Si {
+            config,
+            importance: None,
+            omega: None,
+            task_start: None,
+            before_step: None,
+            task_grads: None,
+        }
+    }
+
+    /// Omega, the accumulated importance.
+    pub fn importance(&self) -> Option<&ParamMap> {
+        self.importance.as_ref().map(|(o, _)| o)
+    }
+
+    /// The current task's path integral so far.
+    pub fn path_integral(&self) -> Option<&ParamMap> {
+        self.omega.as_ref()
+    }
+}
+
+/// `Omega_old + omega / (Delta^2 + xi)`, `Delta = end - start`.
+pub fn consolidate(
+    old: Option<&ParamMap>,
+    omega: &ParamMap,
+    start: &ParamMap,
+    end: &ParamMap,
+    xi: f64,
+) -> ParamMap {
+    omega
+        .iter()
+        .map(|(k, w)| {
+            let delta = &end[k] - &start[k];
+            let add = w / (delta.square() + xi);
+            let total = match old {
+                Some(o) => &o[k] + add,
+                None => add,
+            };
+            (k.clone(), total)
+        })
+        .collect()
+}
+
+impl Strategy for Si {
+    fn before_task(&mut self, ctx: &TaskContext) -> Result<()> {
+        let params = snapshot(&ctx.model.params());
+        self.omega = Some(zeros_like(&params));
+        self.before_step = Some(snapshot(&params));
+        self.task_start = Some(params);
+        Ok(())
+    }
+
+    fn after_task_backward(&mut self, model: &Mlp) -> Result<()> {
+        self.task_grads = Some(
+            model
+                .params()
+                .iter()
+                .map(|(k, p)| (k.clone(), p.grad().detach().copy()))
+                .collect(),
+        );
+        Ok(())
+    }
+
+    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
+        Ok(self.importance.as_ref().map(|(omega, anchor)| {
+            weighted_squared_distance(&model.params(), anchor, Some(omega)) * self.config.c
+        }))
+    }
+
+    fn after_step(&mut self, model: &Mlp) -> Result<()> {
+        let (Some(omega), Some(before), Some(grads)) = (
+            self.omega.as_mut(),
+            self.before_step.as_mut(),
+            self.task_grads.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        tch::no_grad(|| {
+            for (k, p) in model.params() {
+                let delta = &p - &before[&k];
+                let w = omega.get_mut(&k).unwrap();
+                *w -= &grads[&k] * &delta;
+                before.get_mut(&k).unwrap().copy_(&p);
+            }
+        });
+        Ok(())
+    }
+
+    fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
+        let end = snapshot(&ctx.model.params());
+        let (Some(omega), Some(start)) = (self.omega.take(), self.task_start.take()) else {
+            anyhow::bail!("si: after_task without before_task");
+        };
+        let old = self.importance.as_ref().map(|(o, _)| o);
+        let importance = consolidate(old, &omega, &start, &end, self.config.xi);
+        self.importance = Some((importance, end));
+        Ok(())
+    }
+}
+
+inventory::submit! {
+    Registration {
+        name: "si",
+        summary: "Synaptic Intelligence: importance from each parameter's path integral of -g * dtheta",
+        paper: "Zenke, Poole & Ganguli 2017, Continual learning through synaptic intelligence, ICML",
+        params: &[
+            ("c", "penalty strength; the penalty is c * sum Omega (theta - theta*)^2 (default 1)"),
+            ("xi", "damping xi in Omega += omega / (Delta^2 + xi) (default 1e-3)"),
+        ],
+        resolve: resolve_with::<Config>,
+        build: |params, _| Ok(Box::new(Si::new(config_from(params)?))),
+    }
+}

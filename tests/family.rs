@@ -1,0 +1,324 @@
+//! The regularization family beyond EWC: online EWC, SI, MAS, LwF and joint training, each
+//! against a hand or brute-force computation, against naive from the same seed, and with a
+//! penalty that is zero on the first task and non-zero after it.
+
+mod common;
+
+use clbench::importance::{mas_importance, mas_importance_loop};
+use clbench::model::{Mlp, MlpSpec};
+use clbench::strategies::{
+    lwf::distillation,
+    online_ewc::{decay_and_add, OnlineEwc},
+    si::Si,
+};
+use clbench::strategy::{
+    registry::BuildContext, ParamMap, Registry, Strategy, TaskContext, TaskData,
+};
+use tch::{Device, Kind, Tensor};
+
+fn set_all(model: &Mlp, value: f64) {
+    tch::no_grad(|| {
+        for p in model.params().values() {
+            let _ = p.shallow_clone().fill_(value);
+        }
+    });
+}
+
+fn linear_model(value: f64) -> Mlp {
+    let model = Mlp::new(
+        &MlpSpec {
+            inputs: 2,
+            hidden: vec![],
+            outputs: 2,
+        },
+        Device::Cpu,
+        0,
+    );
+    set_all(&model, value);
+    model
+}
+
+fn one_sample(task: usize, x: [f32; 2]) -> TaskData {
+    TaskData {
+        task,
+        x: Tensor::from_slice(&x).view([1, 2]),
+        y: Tensor::from_slice(&[0i64]),
+        mask: Tensor::from_slice(&[true, true]),
+    }
+}
+
+fn ctx<'a>(task: usize, model: &'a Mlp, data: &'a TaskData) -> TaskContext<'a> {
+    TaskContext {
+        task,
+        num_tasks: 3,
+        model,
+        data,
+        device: Device::Cpu,
+    }
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    Vec::try_from(t.flatten(0, -1)).unwrap()
+}
+
+fn assert_close(a: &ParamMap, b: &ParamMap, tol: f64) {
+    for (name, x) in a {
+        let diff = (x - &b[name]).abs().max().double_value(&[]);
+        let scale = b[name].abs().max().double_value(&[]).max(1e-12);
+        assert!(
+            diff / scale < tol,
+            "{name}: relative difference {}",
+            diff / scale
+        );
+    }
+}
+
+#[test]
+fn online_ewc_decays_and_accumulates_its_fisher() {
+    // With W = 0, b = 0 and one sample x of class 0, F(W) = 0.25 * [x; x]^2 and F(b) = 0.25.
+    let model = linear_model(0.0);
+    let bc = BuildContext {
+        device: Device::Cpu,
+        num_tasks: 3,
+        seed: 0,
+    };
+    let mut s = OnlineEwc::new(
+        serde_yaml::from_str("{lambda: 4.0, gamma: 0.5}").unwrap(),
+        &bc,
+    );
+    let (d0, d1) = (one_sample(0, [1.0, 2.0]), one_sample(1, [2.0, 0.0]));
+    assert!(s.penalty(&model).unwrap().is_none());
+    s.after_task(&ctx(0, &model, &d0)).unwrap();
+    s.after_task(&ctx(1, &model, &d1)).unwrap();
+    // 0.5 * [0.25, 1] + [1, 0] = [1.125, 0.5]; bias 0.5 * 0.25 + 0.25 = 0.375.
+    let f = s.fisher().unwrap();
+    assert_eq!(values(&f["head.weight"]), vec![1.125, 0.5, 1.125, 0.5]);
+    assert_eq!(values(&f["head.bias"]), vec![0.375, 0.375]);
+    set_all(&model, 1.0);
+    // lambda/2 * sum F * 1 = 2 * (3.25 + 0.75) = 8.
+    let p = s.penalty(&model).unwrap().unwrap().double_value(&[]);
+    assert!((p - 8.0).abs() < 1e-5, "{p}");
+    let old: ParamMap = [("p".into(), Tensor::from_slice(&[2.0f32]))]
+        .into_iter()
+        .collect();
+    let new: ParamMap = [("p".into(), Tensor::from_slice(&[1.0f32]))]
+        .into_iter()
+        .collect();
+    let decayed = decay_and_add(&old, &new, 0.9)["p"].double_value(&[0]);
+    assert!((decayed - 2.8).abs() < 1e-6, "{decayed}");
+}
+
+#[test]
+fn si_path_integral_and_importance_match_the_hand_computation() {
+    let model = linear_model(0.0);
+    let mut si = Si::new(serde_yaml::from_str("{c: 2.0, xi: 0.5}").unwrap());
+    let data = one_sample(0, [1.0, 2.0]);
+    si.before_task(&ctx(0, &model, &data)).unwrap();
+    // Two steps: the task loss sum(3 * theta) has gradient 3 everywhere; the parameters move by
+    // -0.1 and then by -0.3, so omega = -(3 * -0.1) - (3 * -0.3) = 1.2 and Delta = -0.4.
+    for (step, moved_to) in [(0, -0.1), (1, -0.4)] {
+        let loss = model
+            .params()
+            .values()
+            .map(|p| p.sum(Kind::Float) * 3.0)
+            .reduce(|a, b| a + b)
+            .unwrap();
+        for p in model.params().values() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        loss.backward();
+        si.after_task_backward(&model).unwrap();
+        set_all(&model, moved_to);
+        si.after_step(&model).unwrap();
+        let omega = &si.path_integral().unwrap()["head.bias"];
+        let expected = if step == 0 { 0.3 } else { 1.2 };
+        assert!((omega.double_value(&[0]) - expected).abs() < 1e-6);
+    }
+    si.after_task(&ctx(0, &model, &data)).unwrap();
+    // Omega = 1.2 / (0.16 + 0.5).
+    let omega = 1.2 / (0.16 + 0.5);
+    for v in values(&si.importance().unwrap()["head.weight"]) {
+        assert!((v as f64 - omega).abs() < 1e-5, "{v} vs {omega}");
+    }
+    set_all(&model, 0.6); // 1 away from the anchor at -0.4
+    let p = si.penalty(&model).unwrap().unwrap().double_value(&[]);
+    assert!((p - 2.0 * 6.0 * omega).abs() < 1e-4, "{p}");
+}
+
+#[test]
+fn mas_importance_matches_brute_force_and_the_hand_computation() {
+    // Linear model with every parameter 1 and x = (1, 2): f = (4, 4), ||f||^2 = 32,
+    // d/dW = 2 f x^T = [[8, 16], [8, 16]], d/db = 2 f = (8, 8).
+    let model = linear_model(1.0);
+    let data = one_sample(0, [1.0, 2.0]);
+    let omega = mas_importance(&model, &data.x, &data.mask, None).unwrap();
+    assert_eq!(values(&omega["head.weight"]), vec![8.0, 16.0, 8.0, 16.0]);
+    assert_eq!(values(&omega["head.bias"]), vec![8.0, 8.0]);
+    // Only the columns in play count: with column 1 masked, its rows get no importance.
+    let half = mas_importance(&model, &data.x, &Tensor::from_slice(&[true, false]), None).unwrap();
+    assert_eq!(values(&half["head.weight"]), vec![8.0, 16.0, 0.0, 0.0]);
+
+    let spec = MlpSpec {
+        inputs: 6,
+        hidden: vec![5, 4],
+        outputs: 3,
+    };
+    let mlp = Mlp::new(&spec, Device::Cpu, 3);
+    let x: Vec<f32> = (0..60)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 5.0)
+        .collect();
+    let x = Tensor::from_slice(&x).view([10, 6]);
+    let mask = Tensor::from_slice(&[true, false, true]);
+    assert_close(
+        &mas_importance(&mlp, &x, &mask, None).unwrap(),
+        &mas_importance_loop(&mlp, &x, &mask).unwrap(),
+        1e-5,
+    );
+}
+
+#[test]
+fn lwf_distillation_matches_the_hand_computation() {
+    let mask = Tensor::from_slice(&[true, true, false]);
+    // Teacher logits (0, ln 3) at T = 1 give p = (0.25, 0.75); the student equals the teacher.
+    let z = Tensor::from_slice(&[0.0f32, 3f32.ln(), 5.0])
+        .view([1, 3])
+        .set_requires_grad(true);
+    let teacher = z.detach();
+    let kd = distillation(&z, &teacher, &mask, 1.0);
+    let entropy = -(0.25f64 * 0.25f64.ln() + 0.75 * 0.75f64.ln());
+    assert!((kd.double_value(&[]) - entropy).abs() < 1e-6);
+    // Cross-entropy is smallest where the student matches the teacher: zero gradient there.
+    kd.backward();
+    assert!(z.grad().abs().max().double_value(&[]) < 1e-6);
+    // At T = 2 the softened targets are (1/(1+sqrt 3), sqrt 3/(1+sqrt 3)) and the loss is x T^2.
+    let kd2 = distillation(&teacher, &teacher, &mask, 2.0).double_value(&[]);
+    let q = 3f64.sqrt() / (1.0 + 3f64.sqrt());
+    let h2 = -((1.0 - q) * (1.0 - q).ln() + q * q.ln());
+    assert!((kd2 - 4.0 * h2).abs() < 1e-6, "{kd2} vs {}", 4.0 * h2);
+}
+
+/// A synthetic job's result and final weights.
+fn run(strategy: &str, params: &str) -> (clbench::results::JobResult, Vec<f32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::synthetic_yaml(
+        "family",
+        dir.path(),
+        &format!("  - name: {strategy}\n{params}"),
+    );
+    let plan = common::plan_from(&text);
+    let dataset = clbench::runner::load_dataset(&plan).unwrap();
+    let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
+    let registry = Registry::load().unwrap();
+    let (result, model) = clbench::runner::run_job_with_model(
+        &plan,
+        &registry,
+        &dataset,
+        &scenario,
+        &plan.jobs[0],
+        Device::Cpu,
+        true,
+    )
+    .unwrap();
+    let weights = model.params().values().flat_map(values).collect();
+    (result, weights)
+}
+
+#[test]
+fn each_method_ends_elsewhere_than_naive_and_penalizes_from_the_second_task_on() {
+    let (_, naive) = run("naive", "");
+    let cases = [
+        ("l2", "    lambda: 10.0\n", true),
+        ("ewc", "    lambda: 1000.0\n", true),
+        ("online_ewc", "    lambda: 1000.0\n    gamma: 0.9\n", true),
+        ("si", "    c: 10.0\n", true),
+        ("mas", "    lambda: 10.0\n", true),
+        ("lwf", "    alpha: 1.0\n", false),
+        ("joint", "", false),
+    ];
+    for (name, params, has_penalty) in cases {
+        let (result, weights) = run(name, params);
+        let diff = naive
+            .iter()
+            .zip(&weights)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff > 1e-3, "{name} ended within {diff} of naive");
+        if has_penalty {
+            for point in &result.curve {
+                match point.task {
+                    0 => assert_eq!(point.penalty, 0.0, "{name}: penalty on the first task"),
+                    _ => assert!(
+                        point.penalty > 0.0,
+                        "{name}: zero penalty on task {}",
+                        point.task
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn lwf_adds_distillation_from_the_second_task_on() {
+    let registry = Registry::load().unwrap();
+    let reg = registry.get("lwf").unwrap();
+    let params = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap();
+    let bc = BuildContext {
+        device: Device::Cpu,
+        num_tasks: 2,
+        seed: 0,
+    };
+    let mut lwf = (reg.build)(&params, &bc).unwrap();
+    let model = Mlp::new(
+        &MlpSpec {
+            inputs: 2,
+            hidden: vec![4],
+            outputs: 4,
+        },
+        Device::Cpu,
+        1,
+    );
+    let mask0 = Tensor::from_slice(&[true, true, false, false]);
+    let mask1 = Tensor::from_slice(&[false, false, true, true]);
+    let t0 = TaskData {
+        mask: mask0,
+        ..one_sample(0, [1.0, -1.0])
+    };
+    let t1 = TaskData {
+        mask: mask1.shallow_clone(),
+        y: Tensor::from_slice(&[2i64]),
+        ..one_sample(1, [0.5, 2.0])
+    };
+    let batch_mask = mask1.unsqueeze(0);
+    let ce = Tensor::from(1.0f32);
+    for (t, data) in [(0, &t0), (1, &t1)] {
+        lwf.before_task(&ctx(t, &model, data)).unwrap();
+        // Move the student away from the teacher so that distillation has something to say.
+        tch::no_grad(|| {
+            let _ = model.params()["head.bias"].shallow_clone().fill_(t as f64);
+        });
+        let logits = model.forward(&data.x);
+        let batch = clbench::strategy::Batch {
+            x: &data.x,
+            y: &data.y,
+            mask: &batch_mask,
+            task: t,
+        };
+        let loss = lwf
+            .task_loss(&batch, &logits, ce.shallow_clone())
+            .unwrap()
+            .double_value(&[]);
+        if t == 0 {
+            assert_eq!(loss, 1.0, "no distillation on the first task");
+        } else {
+            assert!(
+                loss > 1.0,
+                "distillation must add to the loss on task 1: {loss}"
+            );
+        }
+        lwf.after_task(&ctx(t, &model, data)).unwrap();
+    }
+}
