@@ -54,7 +54,8 @@ pub struct FisherOptions {
     pub draws: usize,
     /// Mini-batch size for `batch` (the reference code uses 20).
     pub batch_size: usize,
-    /// Rows per forward/backward pass (bounds memory; does not change the result).
+    /// Rows per forward/backward pass (bounds memory; does not change the result, except which
+    /// labels `sampled` draws with more than one draw: each chunk draws its labels draw by draw).
     pub chunk: usize,
     /// Seed for `sampled`'s draws.
     pub seed: u64,

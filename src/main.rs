@@ -113,7 +113,7 @@ fn run(file: &std::path::Path, quiet: bool, dry_run: bool) -> Result<ExitCode> {
         runner::RunOptions { quiet },
     )?;
     let results = report::load_results(&plan.out_dir)?;
-    let table = report::write_report(&plan.out_dir, &results)?;
+    let table = report::write_report(&plan.out_dir, &results, Some(&plan.experiment))?;
     println!("\n{}", plan.experiment.name);
     print!("{table}");
     println!(
@@ -163,7 +163,11 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
             folder.display()
         );
     }
-    print!("{}", report::write_report(folder, &results)?);
+    let experiment = report::load_experiment(folder)?;
+    print!(
+        "{}",
+        report::write_report(folder, &results, experiment.as_ref())?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

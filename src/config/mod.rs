@@ -40,9 +40,22 @@ pub struct ExperimentFile {
     #[serde(default)]
     pub runner: RunnerSection,
     pub strategies: Vec<serde_yaml::Mapping>,
+    /// Published numbers to compare against, printed beside clbench's in the report.
+    #[serde(default)]
+    pub reference: Option<Reference>,
     /// Folder under which `<name>/` is written.
     #[serde(default = "default_output")]
     pub output: PathBuf,
+}
+
+/// Published results of the protocol an experiment reproduces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    /// Where the numbers come from (paper, table).
+    pub source: String,
+    /// Final average accuracy (ACC) in percent, by strategy name.
+    pub acc_percent: std::collections::BTreeMap<String, f64>,
 }
 
 fn default_output() -> PathBuf {

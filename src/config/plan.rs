@@ -223,6 +223,19 @@ impl Plan {
                 }
             }
         }
+        if let Some(reference) = &experiment.reference {
+            for name in reference.acc_percent.keys() {
+                if registry.get(name).is_none() {
+                    return Err(err(
+                        find_line_containing(text, &format!("{name}:")),
+                        format!(
+                            "reference.acc_percent: {}",
+                            registry.unknown_name_message(name)
+                        ),
+                    ));
+                }
+            }
+        }
         let out_dir = experiment.output.join(&experiment.name);
         Ok(Plan {
             file: path.to_path_buf(),
@@ -295,6 +308,12 @@ pub fn job_id(strategy: &str, params: &serde_json::Value, seed: u64) -> String {
             }
         })
         .collect()
+}
+
+fn find_line_containing(text: &str, needle: &str) -> Option<(usize, usize)> {
+    text.lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
 }
 
 fn find_top_level_key(text: &str, key: &str) -> Option<(usize, usize)> {

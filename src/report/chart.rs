@@ -121,3 +121,190 @@ where
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// One strategy's sweep of one numeric parameter: (value, ACC mean, ACC std) sorted by value.
+pub struct Sweep {
+    pub strategy: String,
+    pub param: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// The sweeps in `groups`: for each strategy with several configurations that differ in exactly
+/// one numeric parameter.
+pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
+    let mut strategies: Vec<&str> = groups.iter().map(|g| g.strategy.as_str()).collect();
+    strategies.dedup();
+    let mut out = Vec::new();
+    for strategy in strategies {
+        let members: Vec<&Group> = groups.iter().filter(|g| g.strategy == strategy).collect();
+        if members.len() < 2 {
+            continue;
+        }
+        let keys: Vec<String> = members[0]
+            .params
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let varying: Vec<&String> = keys
+            .iter()
+            .filter(|k| {
+                members
+                    .iter()
+                    .any(|g| g.params.get(k.as_str()) != members[0].params.get(k.as_str()))
+            })
+            .collect();
+        let [param] = varying.as_slice() else {
+            continue;
+        };
+        let mut points: Vec<(f64, f64, f64)> = members
+            .iter()
+            .filter_map(|g| {
+                Some((
+                    g.params.get(param.as_str())?.as_f64()?,
+                    g.acc.mean,
+                    g.acc.std,
+                ))
+            })
+            .collect();
+        if points.len() < 2 {
+            continue;
+        }
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.push(Sweep {
+            strategy: strategy.to_string(),
+            param: param.to_string(),
+            points,
+        });
+    }
+    out
+}
+
+/// Final ACC against each swept strength, one panel per strategy (log axis when the values are
+/// positive), mean ± standard deviation over seeds, the best value marked. Writes nothing when
+/// no grid sweeps a strength.
+pub fn sensitivity(groups: &[Group], base: &Path) -> Result<()> {
+    let sweeps = sweeps(groups);
+    if sweeps.is_empty() {
+        return Ok(());
+    }
+    register_font();
+    let cols = sweeps.len().min(3);
+    let rows = sweeps.len().div_ceil(cols);
+    let size = (380 * cols as u32, 320 * rows as u32);
+    let colors: Vec<RGBColor> = sweeps
+        .iter()
+        .map(|s| {
+            color(
+                groups
+                    .iter()
+                    .position(|g| g.strategy == s.strategy)
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    let svg = base.with_extension("svg");
+    let png = base.with_extension("png");
+    draw_sensitivity(
+        &sweeps,
+        &colors,
+        (rows, cols),
+        SVGBackend::new(&svg, size).into_drawing_area(),
+    )?;
+    draw_sensitivity(
+        &sweeps,
+        &colors,
+        (rows, cols),
+        BitMapBackend::new(&png, size).into_drawing_area(),
+    )?;
+    Ok(())
+}
+
+fn draw_sensitivity<DB: DrawingBackend>(
+    sweeps: &[Sweep],
+    colors: &[RGBColor],
+    (rows, cols): (usize, usize),
+    root: DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing chart: {e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    for ((sweep, area), &c) in sweeps
+        .iter()
+        .zip(root.split_evenly((rows, cols)))
+        .zip(colors)
+    {
+        let lo = sweep.points.first().unwrap().0;
+        let hi = sweep.points.last().unwrap().0;
+        let best = sweep
+            .points
+            .iter()
+            .copied()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        let caption = format!("{}: ACC vs {}", sweep.strategy, sweep.param);
+        let mut builder = ChartBuilder::on(&area);
+        builder
+            .caption(caption, (FONT, 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(48);
+        let y_range = 0.0f64..1.0f64;
+        let points: Vec<(f64, f64)> = sweep.points.iter().map(|p| (p.0, p.1)).collect();
+        let bars = sweep.points.iter().map(|&(x, m, s)| {
+            PathElement::new(
+                vec![(x, (m - s).max(0.0)), (x, (m + s).min(1.0))],
+                c.stroke_width(1),
+            )
+        });
+        if lo > 0.0 {
+            let mut chart = builder
+                .build_cartesian_2d((lo / 2.0..hi * 2.0).log_scale(), y_range)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(format!("{} (log scale)", sweep.param))
+                .y_desc("final ACC")
+                .x_label_formatter(&|x| format!("{x:.0e}"))
+                .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+                .label_style((FONT, 11))
+                .axis_desc_style((FONT, 12))
+                .draw()
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                .map_err(err)?;
+            chart.draw_series(bars).map_err(err)?;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(err)?;
+            chart
+                .draw_series([Circle::new((best.0, best.1), 7, BLACK.stroke_width(2))])
+                .map_err(err)?;
+        } else {
+            let mut chart = builder.build_cartesian_2d(lo..hi, y_range).map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(sweep.param.clone())
+                .y_desc("final ACC")
+                .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+                .label_style((FONT, 11))
+                .axis_desc_style((FONT, 12))
+                .draw()
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                .map_err(err)?;
+            chart.draw_series(bars).map_err(err)?;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(err)?;
+            chart
+                .draw_series([Circle::new((best.0, best.1), 7, BLACK.stroke_width(2))])
+                .map_err(err)?;
+        }
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -1,12 +1,14 @@
 //! Reports, from results only (never trains): the summary table, `summary.csv` and charts.
 
 pub mod chart;
+pub mod reference;
 pub mod summary;
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::config::ExperimentFile;
 use crate::results::JobResult;
 
 /// Reads every `jobs/*.json` under an experiment's folder, sorted by id.
@@ -31,13 +33,38 @@ pub fn load_results(out_dir: &Path) -> Result<Vec<JobResult>> {
     Ok(results)
 }
 
-/// Writes `summary.csv` and the charts for `results` into `out_dir`; returns the table as text.
-pub fn write_report(out_dir: &Path, results: &[JobResult]) -> Result<String> {
+/// The experiment file saved beside the results (`experiment.yaml`), when there is one.
+pub fn load_experiment(out_dir: &Path) -> Result<Option<ExperimentFile>> {
+    let path = out_dir.join("experiment.yaml");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let experiment = serde_yaml::from_str(&text)
+        .with_context(|| format!("{}: not a clbench experiment file", path.display()))?;
+    Ok(Some(experiment))
+}
+
+/// Writes `summary.csv`, `best.md` and the charts for `results` into `out_dir`; returns the
+/// tables as text.
+pub fn write_report(
+    out_dir: &Path,
+    results: &[JobResult],
+    experiment: Option<&ExperimentFile>,
+) -> Result<String> {
     let groups = summary::group(results);
+    let reference = experiment.and_then(|e| e.reference.as_ref());
     crate::results::write_atomic(
         &out_dir.join("summary.csv"),
         summary::csv(results).as_bytes(),
     )?;
     chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"))?;
-    Ok(summary::table(&groups))
+    chart::sensitivity(&groups, &out_dir.join("sensitivity"))?;
+    let best = reference::markdown(&reference::best_per_strategy(&groups, reference), reference);
+    crate::results::write_atomic(&out_dir.join("best.md"), best.as_bytes())?;
+    Ok(format!(
+        "{}\nBest of each grid (final ACC):\n{best}",
+        summary::table(&groups)
+    ))
 }

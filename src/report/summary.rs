@@ -48,9 +48,24 @@ pub struct Group {
 
 /// `key=value` for each parameter, in name order.
 pub fn params_label(params: &serde_json::Value) -> String {
+    params_label_except(params, &serde_json::Value::Null)
+}
+
+/// `key=value` for each parameter whose value differs from `defaults` (a strategy's resolved
+/// defaults) or that is in `always`, in name order: the short label of tables and legends.
+pub fn params_label_except(params: &serde_json::Value, defaults: &serde_json::Value) -> String {
+    params_label_with(params, defaults, &[])
+}
+
+fn params_label_with(
+    params: &serde_json::Value,
+    defaults: &serde_json::Value,
+    always: &[&str],
+) -> String {
     match params {
         serde_json::Value::Object(map) => map
             .iter()
+            .filter(|(k, v)| defaults.get(k.as_str()) != Some(*v) || always.contains(&k.as_str()))
             .map(|(k, v)| match v {
                 serde_json::Value::String(s) => format!("{k}={s}"),
                 serde_json::Value::Null => format!("{k}=none"),
@@ -62,16 +77,42 @@ pub fn params_label(params: &serde_json::Value) -> String {
     }
 }
 
-/// Results grouped by (strategy, parameters), in the order of first appearance by id.
+/// Results grouped by (strategy, parameters), sorted by label. Labels show the parameters that
+/// differ from the strategy's defaults (the job ids and `summary.csv` show every one).
 pub fn group(results: &[JobResult]) -> Vec<Group> {
+    let registry = crate::strategy::Registry::load().ok();
     let mut by_key: BTreeMap<String, Vec<&JobResult>> = BTreeMap::new();
     for r in results {
-        let label = format!("{} {}", r.strategy, params_label(&r.params))
-            .trim()
-            .to_string();
+        let defaults = registry
+            .as_ref()
+            .and_then(|reg| reg.get(&r.strategy))
+            .and_then(|reg| (reg.resolve)(&serde_yaml::Mapping::new()).ok())
+            .unwrap_or(serde_json::Value::Null);
+        // A swept parameter is always shown, even at its default value.
+        let swept: Vec<&str> = r
+            .params
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, v)| {
+                        results.iter().any(|o| {
+                            o.strategy == r.strategy && o.params.get(k.as_str()) != Some(*v)
+                        })
+                    })
+                    .map(|(k, _)| k.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let label = format!(
+            "{} {}",
+            r.strategy,
+            params_label_with(&r.params, &defaults, &swept)
+        )
+        .trim()
+        .to_string();
         by_key.entry(label).or_default().push(r);
     }
-    by_key
+    let mut groups: Vec<Group> = by_key
         .into_iter()
         .map(|(label, rs)| {
             let collect = |f: &dyn Fn(&JobResult) -> f64| {
@@ -97,14 +138,50 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 avg_accuracy_curve,
             }
         })
-        .collect()
+        .collect();
+    // By strategy, then by parameter values (numbers as numbers, so 20 comes before 100).
+    groups.sort_by(|a, b| {
+        a.strategy
+            .cmp(&b.strategy)
+            .then_with(|| compare_params(&a.params, &b.params))
+    });
+    groups
+}
+
+fn compare_params(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value;
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return std::cmp::Ordering::Equal;
+    };
+    for (key, x) in a {
+        let order = match (x, b.get(key).unwrap_or(&Value::Null)) {
+            (Value::Number(x), Value::Number(y)) => x
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&y.as_f64().unwrap_or(0.0)),
+            (x, y) => x.to_string().cmp(&y.to_string()),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// How a configuration's row is marked: the bounds every method is measured between.
+pub fn role(strategy: &str) -> &'static str {
+    match strategy {
+        "joint" => " (upper bound)",
+        "naive" => " (lower bound)",
+        _ => "",
+    }
 }
 
 /// The table printed at the end of a run.
 pub fn table(groups: &[Group]) -> String {
     let width = groups
         .iter()
-        .map(|g| g.label.len())
+        .map(|g| g.label.chars().count() + role(&g.strategy).len())
         .max()
         .unwrap_or(8)
         .max(8);
@@ -116,7 +193,7 @@ pub fn table(groups: &[Group]) -> String {
         let pm = |s: &Stat| format!("{:+.4} ± {:.4}", s.mean, s.std);
         out.push_str(&format!(
             "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9.1}\n",
-            g.label,
+            format!("{}{}", g.label, role(&g.strategy)),
             g.acc.n,
             format!("{:.4} ± {:.4}", g.acc.mean, g.acc.std),
             pm(&g.bwt),

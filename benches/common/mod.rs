@@ -1,0 +1,50 @@
+//! What the benches share: the MNIST-sized MLP and MNIST-shaped random data.
+//!
+//! Data come from a seeded ChaCha RNG (not libtorch's global generator), so every bench sees the
+//! same inputs whatever ran before it. Nothing here is timed.
+
+use clbench::model::{Mlp, MlpSpec};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+/// Where the benches run, and the name their groups carry.
+pub const DEVICE: Device = Device::Cpu;
+pub const DEVICE_NAME: &str = "cpu";
+
+/// Threads libtorch may use: the bench machine has 2 cores.
+pub const THREADS: i32 = 2;
+
+/// MNIST image size and classes.
+pub const PIXELS: i64 = 784;
+pub const CLASSES: i64 = 10;
+
+/// The 784-400-400-10 ReLU MLP with a single head.
+pub fn mnist_mlp(seed: u64) -> Mlp {
+    let spec = MlpSpec {
+        inputs: PIXELS,
+        hidden: vec![400, 400],
+        outputs: CLASSES,
+    };
+    Mlp::new(&spec, DEVICE, seed)
+}
+
+/// `n` random images with pixels in [0, 1] (Float [n, 784]) and labels drawn uniformly from
+/// `classes` (Int64 [n]).
+pub fn mnist_like(n: usize, classes: &[i64], seed: u64) -> (Tensor, Tensor) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..n * PIXELS as usize).map(|_| rng.gen::<f32>()).collect();
+    let y: Vec<i64> = (0..n)
+        .map(|_| classes[rng.gen_range(0..classes.len())])
+        .collect();
+    let x = Tensor::from_slice(&x)
+        .view([n as i64, PIXELS])
+        .to_device(DEVICE);
+    (x, Tensor::from_slice(&y).to_device(DEVICE))
+}
+
+/// Bool [10], true on `columns`.
+pub fn column_mask(columns: &[i64]) -> Tensor {
+    let m: Vec<bool> = (0..CLASSES).map(|c| columns.contains(&c)).collect();
+    Tensor::from_slice(&m).to_device(DEVICE)
+}

@@ -1,0 +1,91 @@
+//! The cost of each diagonal Fisher estimator on the 784-400-400-10 MLP, against one forward and
+//! one backward pass over the same samples (the floor every estimator pays).
+//!
+//! Groups `fisher/<device>/n<N>` for N = 1 000 and 10 000 MNIST-shaped random samples, all ten
+//! columns in play; throughput is samples. `per_sample_loop` (one backward pass per sample, the
+//! tests' reference) runs at N = 1 000 only. On CPU every tensor operation has finished when it
+//! returns, so no synchronisation is needed before reading the clock.
+//!
+//! Quick run: `cargo bench --bench fisher -- --warm-up-time 0.5 --measurement-time 1`.
+
+mod common;
+
+use std::time::Duration;
+
+use clbench::fisher::{diagonal_fisher, per_sample_loop, Estimator, FisherOptions};
+use clbench::model::{masked_logits, Mlp};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use tch::{Kind, Tensor};
+
+use common::{column_mask, mnist_like, mnist_mlp, CLASSES, DEVICE_NAME, THREADS};
+
+const SIZES: [usize; 2] = [1_000, 10_000];
+
+/// The reference cost: the summed NLL's gradients with respect to the parameters, through one
+/// forward and one backward pass (`.grad()` untouched, as in the Fisher pass).
+fn forward_backward(
+    model: &Mlp,
+    params: &[Tensor],
+    x: &Tensor,
+    y: &Tensor,
+    mask: &Tensor,
+) -> Vec<Tensor> {
+    let log_probs = masked_logits(&model.forward(x), mask).log_softmax(-1, Kind::Float);
+    let nll = -log_probs.gather(1, &y.unsqueeze(1), false).sum(Kind::Float);
+    Tensor::run_backward(&[nll], params, false, false)
+}
+
+fn fisher(c: &mut Criterion) {
+    tch::set_num_threads(THREADS);
+    let model = mnist_mlp(0);
+    let params: Vec<Tensor> = model.params().into_values().collect();
+    let digits: Vec<i64> = (0..CLASSES).collect();
+    let mask = column_mask(&digits);
+    let (x_all, y_all) = mnist_like(*SIZES.iter().max().unwrap(), &digits, 1);
+
+    for n in SIZES {
+        let (x, y) = (x_all.narrow(0, 0, n as i64), y_all.narrow(0, 0, n as i64));
+        let mut group = c.benchmark_group(format!("fisher/{DEVICE_NAME}/n{n}"));
+        group.throughput(Throughput::Elements(n as u64));
+        // Each iteration takes from tens of milliseconds to seconds: flat sampling fixes the
+        // count of iterations instead of growing it sample after sample.
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(if n > 1_000 { 10 } else { 20 });
+
+        group.bench_function("forward_backward", |b| {
+            b.iter(|| forward_backward(&model, &params, &x, &y, &mask))
+        });
+        for (name, estimator) in [
+            ("empirical", Estimator::Empirical),
+            ("argmax", Estimator::Argmax),
+            ("exact", Estimator::Exact),
+            ("sampled", Estimator::Sampled),
+            ("batch", Estimator::Batch),
+        ] {
+            // Defaults: 1 draw for `sampled`, mini-batches of 20 for `batch`, chunks of 4096.
+            let opts = FisherOptions {
+                estimator,
+                ..FisherOptions::default()
+            };
+            group.bench_function(name, |b| {
+                b.iter(|| diagonal_fisher(&model, black_box(&x), &y, &mask, &opts).unwrap())
+            });
+        }
+        if n <= 1_000 {
+            let opts = FisherOptions::default();
+            group.sample_size(10);
+            group.bench_function("per_sample_loop", |b| {
+                b.iter(|| per_sample_loop(&model, black_box(&x), &y, &mask, &opts).unwrap())
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    targets = fisher
+}
+criterion_main!(benches);

@@ -1,0 +1,167 @@
+//! Training throughput on the 784-400-400-10 MLP at batch 128 with Adam, in samples per second.
+//!
+//! Group `train_step/<device>`, each iteration one epoch over the same ~12 000 split-MNIST-shaped
+//! samples (two classes, the mask over their two columns), so the three cases compare directly:
+//!
+//! - `libtorch_loop`: a bare loop of forward, masked cross-entropy, backward and Adam step over
+//!   pre-made batches (the floor);
+//! - `libtorch_loop+ewc_penalty`: the same step plus EWC's `lambda/2 * sum F (theta -
+//!   theta_old)^2` through `weighted_squared_distance`, with a random positive F;
+//! - `clbench_trainer`: `Trainer::train_task` with a strategy that has no hooks (shuffling,
+//!   gathering batches, per-sample masks and the hook calls included).
+//!
+//! Quick run: `cargo bench --bench train_step -- --warm-up-time 0.5 --measurement-time 1`.
+
+mod common;
+
+use std::time::Duration;
+
+use clbench::model::{masked_cross_entropy, Mlp};
+use clbench::strategy::params::{snapshot, weighted_squared_distance};
+use clbench::strategy::{ParamMap, Strategy, TaskData};
+use clbench::train::{OptimizerKind, TrainSet, TrainSettings, Trainer};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{nn, nn::OptimizerConfig, Tensor};
+
+use common::{column_mask, mnist_like, mnist_mlp, DEVICE, DEVICE_NAME, THREADS};
+
+/// About one split-MNIST task (digits 0 and 1: 12 665 training images).
+const SAMPLES: usize = 12_000;
+const BATCH: usize = 128;
+const LR: f64 = 1e-3;
+/// The two classes of the task, as output columns.
+const TASK_CLASSES: [i64; 2] = [0, 1];
+const EWC_LAMBDA: f64 = 100.0;
+
+/// Plain fine-tuning: every hook left at its no-op default.
+struct Naive;
+
+impl Strategy for Naive {}
+
+/// Consecutive batches of `BATCH` rows, the last one partial, as contiguous tensors.
+fn batches(x: &Tensor, y: &Tensor) -> Vec<(Tensor, Tensor)> {
+    (0..SAMPLES)
+        .step_by(BATCH)
+        .map(|start| {
+            let len = BATCH.min(SAMPLES - start) as i64;
+            (
+                x.narrow(0, start as i64, len).contiguous(),
+                y.narrow(0, start as i64, len).contiguous(),
+            )
+        })
+        .collect()
+}
+
+fn adam(model: &Mlp) -> nn::Optimizer {
+    nn::Adam::default()
+        .build(&model.vs, LR)
+        .expect("building Adam")
+}
+
+/// A random positive importance per parameter, as EWC's Fisher would be.
+fn random_fisher(params: &ParamMap, seed: u64) -> ParamMap {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    params
+        .iter()
+        .map(|(name, p)| {
+            let values: Vec<f32> = (0..p.numel())
+                .map(|_| rng.gen_range(1e-3f32..1.0))
+                .collect();
+            (
+                name.clone(),
+                Tensor::from_slice(&values)
+                    .view(p.size().as_slice())
+                    .to_device(DEVICE),
+            )
+        })
+        .collect()
+}
+
+fn train_step(c: &mut Criterion) {
+    tch::set_num_threads(THREADS);
+    let (x, y) = mnist_like(SAMPLES, &TASK_CLASSES, 2);
+    let mask = column_mask(&TASK_CLASSES);
+    let batches = batches(&x, &y);
+
+    let mut group = c.benchmark_group(format!("train_step/{DEVICE_NAME}"));
+    group.throughput(Throughput::Elements(SAMPLES as u64));
+    // An iteration is a whole epoch (about a second on CPU).
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+
+    {
+        let model = mnist_mlp(3);
+        let mut opt = adam(&model);
+        group.bench_function("libtorch_loop", |b| {
+            b.iter(|| {
+                for (xb, yb) in &batches {
+                    let loss = masked_cross_entropy(&model.forward(xb), &mask, yb);
+                    opt.zero_grad();
+                    loss.backward();
+                    opt.step();
+                }
+            })
+        });
+    }
+
+    {
+        let model = mnist_mlp(4);
+        let mut opt = adam(&model);
+        let params = model.params();
+        let anchor = snapshot(&params);
+        let fisher = random_fisher(&params, 5);
+        group.bench_function("libtorch_loop+ewc_penalty", |b| {
+            b.iter(|| {
+                for (xb, yb) in &batches {
+                    let ce = masked_cross_entropy(&model.forward(xb), &mask, yb);
+                    let penalty = weighted_squared_distance(&params, &anchor, Some(&fisher))
+                        * (EWC_LAMBDA / 2.0);
+                    let loss = ce + penalty;
+                    opt.zero_grad();
+                    loss.backward();
+                    opt.step();
+                }
+            })
+        });
+    }
+
+    {
+        let model = mnist_mlp(6);
+        let task = TaskData {
+            task: 0,
+            x: x.shallow_clone(),
+            y: y.shallow_clone(),
+            mask: mask.shallow_clone(),
+        };
+        let set = TrainSet::from_task(&task);
+        let settings = TrainSettings {
+            optimizer: OptimizerKind::Adam,
+            lr: LR,
+            betas: (0.9, 0.999),
+            momentum: 0.0,
+            batch_size: BATCH,
+            epochs: 1,
+            iterations: None,
+            reset_optimizer: false,
+        };
+        let mut trainer = Trainer::new(settings);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        group.bench_function("clbench_trainer", |b| {
+            b.iter(|| {
+                trainer
+                    .train_task(&model, &mut Naive, &set, 0, &mut rng, |_| {})
+                    .unwrap()
+            })
+        });
+    }
+
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    targets = train_step
+}
+criterion_main!(benches);
