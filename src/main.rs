@@ -18,6 +18,9 @@ struct Cli {
     /// Print no progress lines.
     #[arg(long, short)]
     quiet: bool,
+    /// Rerun jobs whose results are already saved.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -27,9 +30,12 @@ enum Command {
         experiment: PathBuf,
         #[arg(long, short)]
         quiet: bool,
-        /// List the jobs without running them.
+        /// List the jobs (and which are already finished) without running them.
         #[arg(long)]
         dry_run: bool,
+        /// Rerun jobs whose results are already saved.
+        #[arg(long)]
+        force: bool,
     },
     /// List the registered strategies with their parameters.
     Strategies,
@@ -54,13 +60,28 @@ fn main() -> ExitCode {
                 experiment,
                 quiet,
                 dry_run,
+                force,
             }),
             _,
-        ) => run(&experiment, quiet || cli.quiet, dry_run),
+        ) => run(
+            &experiment,
+            runner::RunOptions {
+                quiet: quiet || cli.quiet,
+                force: force || cli.force,
+            },
+            dry_run,
+        ),
         (Some(Command::Strategies), _) => strategies(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
         (Some(Command::Data { dir, offline }), _) => describe_data(dir, offline),
-        (None, Some(experiment)) => run(&experiment, cli.quiet, false),
+        (None, Some(experiment)) => run(
+            &experiment,
+            runner::RunOptions {
+                quiet: cli.quiet,
+                force: cli.force,
+            },
+            false,
+        ),
         (None, None) => {
             eprintln!("clbench: give an experiment file, e.g. `clbench experiments/split_mnist.yaml`, or see --help");
             return ExitCode::from(2);
@@ -75,16 +96,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(file: &std::path::Path, quiet: bool, dry_run: bool) -> Result<ExitCode> {
+fn run(file: &std::path::Path, opts: runner::RunOptions, dry_run: bool) -> Result<ExitCode> {
+    let quiet = opts.quiet;
     let registry = Registry::load()?;
     let plan = Plan::from_file(file, &registry)?;
     if dry_run {
+        let jobs_dir = plan.out_dir.join("jobs");
+        let mut finished = 0;
         for job in &plan.jobs {
-            println!("{}", job.id);
+            let done = !opts.force && runner::finished(&jobs_dir, job).is_some();
+            finished += usize::from(done);
+            println!(
+                "{}{}",
+                job.id,
+                if done { "  (finished: would skip)" } else { "" }
+            );
         }
         println!(
-            "{} jobs; results would go to {}",
+            "{} jobs, {} to run, {finished} finished; results in {}",
             plan.jobs.len(),
+            plan.jobs.len() - finished,
             plan.out_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
@@ -106,19 +137,21 @@ fn run(file: &std::path::Path, quiet: bool, dry_run: bool) -> Result<ExitCode> {
         &plan.out_dir.join("experiment.yaml"),
         serde_yaml::to_string(&plan.experiment)?.as_bytes(),
     )?;
-    let outcome = runner::run_plan(
-        &plan,
-        &registry,
-        Arc::new(dataset),
-        runner::RunOptions { quiet },
-    )?;
-    let results = report::load_results(&plan.out_dir)?;
+    let outcome = runner::run_plan(&plan, &registry, Arc::new(dataset), opts)?;
+    // The report covers this plan's jobs; results of jobs since removed from the file stay on
+    // disk (and in `clbench report`), but not in this table.
+    let ids: std::collections::BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
+    let results: Vec<_> = report::load_results(&plan.out_dir)?
+        .into_iter()
+        .filter(|r| ids.contains(r.id.as_str()))
+        .collect();
     let table = report::write_report(&plan.out_dir, &results, Some(&plan.experiment))?;
     println!("\n{}", plan.experiment.name);
     print!("{table}");
     println!(
-        "{} jobs in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
+        "{} jobs run ({} skipped as finished) in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
         outcome.results.len(),
+        outcome.skipped,
         outcome.wall_s,
         outcome.workers,
         outcome.threads_per_worker,

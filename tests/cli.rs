@@ -232,3 +232,40 @@ fn a_bad_strategy_parameter_names_its_line_and_the_known_ones() {
         "{err}"
     );
 }
+
+#[test]
+fn a_rerun_skips_finished_jobs_and_a_changed_setting_reruns_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::synthetic_yaml("resume", dir.path(), "  - name: naive\n  - name: l2\n");
+    let file = write_experiment(dir.path(), "resume", &text);
+    let out = clbench(&[&file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let job = dir.path().join("resume/jobs/naive_seed1.json");
+    let first = std::fs::read_to_string(&job).unwrap();
+
+    let out = clbench(&[&file]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("skipping 4 finished job(s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&job).unwrap(),
+        first,
+        "a finished result was rewritten"
+    );
+
+    let dry = clbench(&["run", &file, "--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("4 jobs, 0 to run, 4 finished"));
+
+    std::fs::write(&file, text.replace("lr: 0.01", "lr: 0.02")).unwrap();
+    let out = clbench(&[&file]);
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("skipping"), "{}", stderr(&out));
+    assert_ne!(
+        std::fs::read_to_string(&job).unwrap(),
+        first,
+        "a changed setting must rerun"
+    );
+}

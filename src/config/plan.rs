@@ -47,6 +47,9 @@ pub struct JobSpec {
     pub seed: u64,
     /// The strategy entry's position in the file, 0-based (groups jobs for reports).
     pub entry: usize,
+    /// Every setting the job's outcome depends on (data, scenario, model, training, strategy,
+    /// parameters, seed). A saved result with equal settings is this job's result.
+    pub settings: serde_json::Value,
 }
 
 /// A validated experiment.
@@ -173,6 +176,12 @@ impl Plan {
                 ),
             ));
         }
+        let shared = serde_json::json!({
+            "dataset": experiment.dataset,
+            "scenario": experiment.scenario,
+            "model": { "hidden": experiment.model.hidden, "heads": heads },
+            "training": train,
+        });
         let mut jobs = Vec::new();
         let mut ids = BTreeSet::new();
         for (entry, mapping) in experiment.strategies.iter().enumerate() {
@@ -213,7 +222,12 @@ impl Plan {
                             format!("job `{id}` appears twice; remove the repeated grid value"),
                         ));
                     }
+                    let mut settings = shared.clone();
+                    settings["strategy"] = serde_json::json!(name);
+                    settings["params"] = resolved.clone();
+                    settings["seed"] = serde_json::json!(seed);
                     jobs.push(JobSpec {
+                        settings,
                         id,
                         strategy: name.clone(),
                         params: resolved.clone(),

@@ -33,6 +33,10 @@ pub struct JobResult {
     pub provenance: Provenance,
     /// The resolved experiment (after defaults), so the file alone says how it was made.
     pub config: serde_json::Value,
+    /// The settings the outcome depends on (see `JobSpec::settings`); a rerun skips a job whose
+    /// saved result has equal settings.
+    #[serde(default)]
+    pub settings: serde_json::Value,
 }
 
 /// One point of a training curve: means over one epoch of one task.

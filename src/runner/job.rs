@@ -151,6 +151,7 @@ pub fn run_job_with_model(
         device: format!("{device:?}"),
         provenance: provenance(),
         config: serde_json::to_value(&plan.experiment)?,
+        settings: job.settings.clone(),
     };
     Ok((result, model))
 }

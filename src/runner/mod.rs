@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Instant};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::config::{DatasetName, Plan, ScenarioKind};
+use crate::config::{DatasetName, JobSpec, Plan, ScenarioKind};
 use crate::data::{self, Dataset};
 use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
@@ -26,10 +26,14 @@ pub use job::{provenance, run_job, run_job_with_model};
 pub struct RunOptions {
     /// No progress lines.
     pub quiet: bool,
+    /// Rerun jobs that already have a result with the same settings.
+    pub force: bool,
 }
 
 /// What a run produced: finished results and failures, in plan order.
 pub struct RunOutcome {
+    /// Jobs not run because a result with the same settings was already saved.
+    pub skipped: usize,
     pub results: Vec<JobResult>,
     /// (job id, error chain) of each job that failed.
     pub failures: Vec<(String, String)>,
@@ -76,6 +80,13 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
     .with_context(|| format!("{}: scenario", plan.file.display()))
 }
 
+/// The saved result of `job` under `jobs_dir`, if there is one with the same settings.
+pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> {
+    let text = std::fs::read_to_string(jobs_dir.join(format!("{}.json", job.id))).ok()?;
+    let result: JobResult = serde_json::from_str(&text).ok()?;
+    (result.settings == job.settings).then_some(result)
+}
+
 /// Runs every job of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.
 pub fn run_plan(
     plan: &Plan,
@@ -84,22 +95,32 @@ pub fn run_plan(
     opts: RunOptions,
 ) -> Result<RunOutcome> {
     let started = Instant::now();
+    let jobs_dir = plan.out_dir.join("jobs");
+    let (todo, skipped): (Vec<&JobSpec>, Vec<&JobSpec>) = plan
+        .jobs
+        .iter()
+        .partition(|job| opts.force || finished(&jobs_dir, job).is_none());
     let scenario = Arc::new(build_scenario(plan, &dataset)?);
     let devices = devices::resolve(&plan.experiment.runner.devices)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (workers, threads) = devices::worker_layout(
-        plan.jobs.len(),
+        todo.len(),
         cores,
         plan.experiment.runner.workers,
         plan.experiment.runner.threads_per_worker,
     );
-    let jobs_dir = plan.out_dir.join("jobs");
     std::fs::create_dir_all(&jobs_dir)
         .with_context(|| format!("creating {}", jobs_dir.display()))?;
     if !opts.quiet {
+        if !skipped.is_empty() {
+            eprintln!(
+                "clbench: skipping {} finished job(s) with unchanged settings (--force reruns them)",
+                skipped.len()
+            );
+        }
         eprintln!(
             "clbench: {} jobs on {} worker(s) x {} thread(s), devices {:?}; results in {}",
-            plan.jobs.len(),
+            todo.len(),
             workers,
             threads,
             devices,
@@ -109,11 +130,10 @@ pub fn run_plan(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .build()?;
-    let total = plan.jobs.len();
+    let total = todo.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let outcomes: Vec<(String, Result<JobResult>)> = pool.install(|| {
-        plan.jobs
-            .par_iter()
+        todo.par_iter()
             .enumerate()
             .map(|(i, job)| {
                 tch::set_num_threads(threads as i32);
@@ -151,6 +171,7 @@ pub fn run_plan(
         }
     }
     Ok(RunOutcome {
+        skipped: skipped.len(),
         results,
         failures,
         wall_s: started.elapsed().as_secs_f64(),
