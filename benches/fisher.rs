@@ -36,6 +36,9 @@ fn forward_backward(
 }
 
 fn fisher(c: &mut Criterion) {
+    // As clbench's workers do (runner.flush_denormal): every case below, the bare loops too,
+    // runs without subnormal slowdowns, so the comparison is like for like.
+    clbench::runner::denormals::flush_denormals_to_zero();
     tch::set_num_threads(THREADS);
     let model = mnist_mlp(0);
     let params: Vec<Tensor> = model.params().into_values().collect();

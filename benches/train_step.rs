@@ -17,8 +17,10 @@ mod common;
 use std::time::Duration;
 
 use clbench::model::{masked_cross_entropy, Mlp};
+use clbench::strategies::ewc::Ewc;
 use clbench::strategy::params::{snapshot, weighted_squared_distance};
-use clbench::strategy::{ParamMap, Strategy, TaskData};
+use clbench::strategy::registry::BuildContext;
+use clbench::strategy::{ParamMap, Strategy, TaskContext, TaskData};
 use clbench::train::{OptimizerKind, TrainSet, TrainSettings, Trainer};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use rand::{Rng, SeedableRng};
@@ -80,6 +82,9 @@ fn random_fisher(params: &ParamMap, seed: u64) -> ParamMap {
 }
 
 fn train_step(c: &mut Criterion) {
+    // As clbench's workers do (runner.flush_denormal): every case below, the bare loops too,
+    // runs without subnormal slowdowns, so the comparison is like for like.
+    clbench::runner::denormals::flush_denormals_to_zero();
     tch::set_num_threads(THREADS);
     let (x, y) = mnist_like(SAMPLES, &TASK_CLASSES, 2);
     let mask = column_mask(&TASK_CLASSES);
@@ -145,12 +150,55 @@ fn train_step(c: &mut Criterion) {
             iterations: None,
             reset_optimizer: false,
         };
-        let mut trainer = Trainer::new(settings);
+        let mut trainer = Trainer::new(settings.clone());
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         group.bench_function("clbench_trainer", |b| {
             b.iter(|| {
                 trainer
                     .train_task(&model, &mut Naive, &set, 0, &mut rng, |_| {})
+                    .unwrap()
+            })
+        });
+
+        // The real EWC strategy after one task (its Fisher computed on this task's data), so
+        // every step pays its penalty and the penalty's backward pass.
+        let mut ewc = Ewc::new(
+            serde_yaml::from_str(&format!("lambda: {EWC_LAMBDA}")).unwrap(),
+            &BuildContext {
+                device: DEVICE,
+                num_tasks: 2,
+                seed: 0,
+            },
+        );
+        let ctx = TaskContext {
+            task: 0,
+            num_tasks: 2,
+            model: &model,
+            data: &task,
+            device: DEVICE,
+        };
+        ewc.after_task(&ctx).unwrap();
+        // The closed-form penalty gradient alone, for scale.
+        let params = model.params();
+        let q = match ewc.penalty(&model).unwrap() {
+            Some(clbench::strategy::Penalty::Quadratic(q)) => q,
+            _ => unreachable!("ewc's penalty is quadratic"),
+        };
+        // Gradients exist (as after the task loss's backward pass), so the closed form applies.
+        masked_cross_entropy(&model.forward(&batches[0].0), &mask, &batches[0].1).backward();
+        assert!(q.add_gradient(&params));
+        group.bench_function("ewc_penalty_gradient_only", |b| {
+            b.iter(|| {
+                for _ in 0..SAMPLES.div_ceil(BATCH) {
+                    q.add_gradient(&params);
+                }
+            })
+        });
+        let mut trainer = Trainer::new(settings);
+        group.bench_function("clbench_trainer+ewc", |b| {
+            b.iter(|| {
+                trainer
+                    .train_task(&model, &mut ewc, &set, 1, &mut rng, |_| {})
                     .unwrap()
             })
         });

@@ -17,14 +17,13 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
 use clbench::model::Mlp;
 use clbench::strategy::{
-    params::{snapshot, weighted_squared_distance},
+    params::{shallow, snapshot},
     registry::{config_from, resolve_with, BuildContext, Registration},
-    ParamMap, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
 };
 
 /// How the Fishers of successive tasks are combined.
@@ -70,6 +69,8 @@ pub struct Ewc {
     seed: u64,
     /// (Fisher, anchor) pairs: one for `mean`/`sum`, one per task for `separate`.
     terms: Vec<(ParamMap, ParamMap)>,
+    /// `lambda/2 * sum F (theta - anchor)^2` over the terms; `None` during the first task.
+    penalty: Option<QuadraticPenalty>,
 }
 
 impl Ewc {
@@ -78,6 +79,7 @@ impl Ewc {
             config,
             seed: ctx.seed,
             terms: Vec::new(),
+            penalty: None,
         }
     }
 
@@ -95,18 +97,8 @@ pub fn merge_mean(old: &ParamMap, new: &ParamMap, t: usize) -> ParamMap {
 }
 
 impl Strategy for Ewc {
-    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
-        if self.terms.is_empty() {
-            return Ok(None);
-        }
-        let params = model.params();
-        let total = self
-            .terms
-            .iter()
-            .map(|(fisher, anchor)| weighted_squared_distance(&params, anchor, Some(fisher)))
-            .reduce(|a, b| a + b)
-            .unwrap();
-        Ok(Some(total * (self.config.lambda / 2.0)))
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+        Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
@@ -132,6 +124,12 @@ impl Strategy for Ewc {
             }
             (_, None) => self.terms.push((new, anchor)),
         }
+        let terms = self
+            .terms
+            .iter()
+            .map(|(f, a)| (Some(shallow(f)), shallow(a)))
+            .collect();
+        self.penalty = Some(QuadraticPenalty::new(self.config.lambda / 2.0, terms));
         Ok(())
     }
 }

@@ -4,13 +4,12 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use clbench::model::Mlp;
 use clbench::strategy::{
-    params::{snapshot, weighted_squared_distance},
+    params::snapshot,
     registry::{resolve_with, Registration},
-    ParamMap, Strategy, TaskContext,
+    Penalty, QuadraticPenalty, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,28 +27,28 @@ impl Default for Config {
 
 pub struct L2 {
     config: Config,
-    /// Parameters after the previous task; `None` during the first task.
-    anchor: Option<ParamMap>,
+    /// The pull towards the parameters after the previous task; `None` during the first task.
+    penalty: Option<QuadraticPenalty>,
 }
 
 impl L2 {
     pub fn new(config: Config) -> L2 {
         L2 {
             config,
-            anchor: None,
+            penalty: None,
         }
     }
 }
 
 impl Strategy for L2 {
-    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
-        Ok(self.anchor.as_ref().map(|anchor| {
-            weighted_squared_distance(&model.params(), anchor, None) * (self.config.lambda / 2.0)
-        }))
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+        Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
-        self.anchor = Some(snapshot(&ctx.model.params()));
+        let anchor = snapshot(&ctx.model.params());
+        let scale = self.config.lambda / 2.0;
+        self.penalty = Some(QuadraticPenalty::new(scale, vec![(None, anchor)]));
         Ok(())
     }
 }

@@ -8,14 +8,13 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use clbench::importance::mas_importance;
 use clbench::model::Mlp;
 use clbench::strategy::{
-    params::{snapshot, weighted_squared_distance},
+    params::{shallow, snapshot},
     registry::{config_from, resolve_with, Registration},
-    ParamMap, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +39,8 @@ pub struct Mas {
     config: Config,
     /// Accumulated importance and the anchor, after the first task.
     state: Option<(ParamMap, ParamMap)>,
+    /// `lambda * sum Omega (theta - anchor)^2`; `None` during the first task.
+    penalty: Option<QuadraticPenalty>,
 }
 
 impl Mas {
@@ -47,6 +48,7 @@ impl Mas {
         Mas {
             config,
             state: None,
+            penalty: None,
         }
     }
 
@@ -57,10 +59,8 @@ impl Mas {
 }
 
 impl Strategy for Mas {
-    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
-        Ok(self.state.as_ref().map(|(omega, anchor)| {
-            weighted_squared_distance(&model.params(), anchor, Some(omega)) * self.config.lambda
-        }))
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+        Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
@@ -74,7 +74,10 @@ impl Strategy for Mas {
             Some((old, _)) => old.iter().map(|(k, o)| (k.clone(), o + &new[k])).collect(),
             None => new,
         };
-        self.state = Some((omega, snapshot(&ctx.model.params())));
+        let anchor = snapshot(&ctx.model.params());
+        let term = (Some(shallow(&omega)), shallow(&anchor));
+        self.penalty = Some(QuadraticPenalty::new(self.config.lambda, vec![term]));
+        self.state = Some((omega, anchor));
         Ok(())
     }
 }

@@ -8,14 +8,13 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
 use clbench::model::Mlp;
 use clbench::strategy::{
-    params::{snapshot, weighted_squared_distance},
+    params::{shallow, snapshot},
     registry::{config_from, resolve_with, BuildContext, Registration},
-    ParamMap, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +52,8 @@ pub struct OnlineEwc {
     seed: u64,
     /// The running Fisher and the anchor, after the first task.
     state: Option<(ParamMap, ParamMap)>,
+    /// `lambda/2 * sum F (theta - anchor)^2`; `None` during the first task.
+    penalty: Option<QuadraticPenalty>,
 }
 
 impl OnlineEwc {
@@ -61,6 +62,7 @@ impl OnlineEwc {
             config,
             seed: ctx.seed,
             state: None,
+            penalty: None,
         }
     }
 
@@ -78,11 +80,8 @@ pub fn decay_and_add(old: &ParamMap, new: &ParamMap, gamma: f64) -> ParamMap {
 }
 
 impl Strategy for OnlineEwc {
-    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
-        Ok(self.state.as_ref().map(|(fisher, anchor)| {
-            weighted_squared_distance(&model.params(), anchor, Some(fisher))
-                * (self.config.lambda / 2.0)
-        }))
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+        Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
@@ -99,7 +98,10 @@ impl Strategy for OnlineEwc {
             Some((old, _)) => decay_and_add(old, &new, c.gamma),
             None => new,
         };
-        self.state = Some((fisher, snapshot(&ctx.model.params())));
+        let anchor = snapshot(&ctx.model.params());
+        let term = (Some(shallow(&fisher)), shallow(&anchor));
+        self.penalty = Some(QuadraticPenalty::new(c.lambda / 2.0, vec![term]));
+        self.state = Some((fisher, anchor));
         Ok(())
     }
 }

@@ -10,13 +10,12 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 use clbench::model::Mlp;
 use clbench::strategy::{
-    params::{snapshot, weighted_squared_distance, zeros_like},
+    params::{shallow, snapshot, zeros_like},
     registry::{config_from, resolve_with, Registration},
-    ParamMap, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +46,8 @@ pub struct Si {
     before_step: Option<ParamMap>,
     /// Task-loss gradients of the current step.
     task_grads: Option<ParamMap>,
+    /// `c * sum Omega (theta - theta*)^2`; `None` during the first task.
+    penalty: Option<QuadraticPenalty>,
 }
 
 impl Si {
@@ -58,6 +59,7 @@ impl Si {
             task_start: None,
             before_step: None,
             task_grads: None,
+            penalty: None,
         }
     }
 
@@ -114,10 +116,8 @@ impl Strategy for Si {
         Ok(())
     }
 
-    fn penalty(&mut self, model: &Mlp) -> Result<Option<Tensor>> {
-        Ok(self.importance.as_ref().map(|(omega, anchor)| {
-            weighted_squared_distance(&model.params(), anchor, Some(omega)) * self.config.c
-        }))
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+        Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
     fn after_step(&mut self, model: &Mlp) -> Result<()> {
@@ -146,6 +146,8 @@ impl Strategy for Si {
         };
         let old = self.importance.as_ref().map(|(o, _)| o);
         let importance = consolidate(old, &omega, &start, &end, self.config.xi);
+        let term = (Some(shallow(&importance)), shallow(&end));
+        self.penalty = Some(QuadraticPenalty::new(self.config.c, vec![term]));
         self.importance = Some((importance, end));
         Ok(())
     }

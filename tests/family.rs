@@ -96,7 +96,12 @@ fn online_ewc_decays_and_accumulates_its_fisher() {
     assert_eq!(values(&f["head.bias"]), vec![0.375, 0.375]);
     set_all(&model, 1.0);
     // lambda/2 * sum F * 1 = 2 * (3.25 + 0.75) = 8.
-    let p = s.penalty(&model).unwrap().unwrap().double_value(&[]);
+    let p = s
+        .penalty(&model)
+        .unwrap()
+        .unwrap()
+        .value(&model.params())
+        .double_value(&[]);
     assert!((p - 8.0).abs() < 1e-5, "{p}");
     let old: ParamMap = [("p".into(), Tensor::from_slice(&[2.0f32]))]
         .into_iter()
@@ -144,7 +149,12 @@ fn si_path_integral_and_importance_match_the_hand_computation() {
         assert!((v as f64 - omega).abs() < 1e-5, "{v} vs {omega}");
     }
     set_all(&model, 0.6); // 1 away from the anchor at -0.4
-    let p = si.penalty(&model).unwrap().unwrap().double_value(&[]);
+    let p = si
+        .penalty(&model)
+        .unwrap()
+        .unwrap()
+        .value(&model.params())
+        .double_value(&[]);
     assert!((p - 2.0 * 6.0 * omega).abs() < 1e-4, "{p}");
 }
 
@@ -320,5 +330,72 @@ fn lwf_adds_distillation_from_the_second_task_on() {
             );
         }
         lwf.after_task(&ctx(t, &model, data)).unwrap();
+    }
+}
+
+#[test]
+fn the_closed_form_gradient_of_a_quadratic_penalty_equals_autograd() {
+    use clbench::strategy::QuadraticPenalty;
+    // Three terms with different weights and anchors, some weights zero (as a Fisher of an
+    // unused head), against backpropagation through the exact value.
+    let model = Mlp::new(
+        &MlpSpec {
+            inputs: 3,
+            hidden: vec![4],
+            outputs: 2,
+        },
+        Device::Cpu,
+        9,
+    );
+    let params = model.params();
+    let mut rng = 0u64;
+    let mut random = |p: &Tensor, zeros: bool| {
+        let values: Vec<f32> = (0..p.numel())
+            .map(|i| {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let v = (rng >> 40) as f32 / (1u64 << 24) as f32;
+                if zeros && i % 3 == 0 {
+                    0.0
+                } else {
+                    v
+                }
+            })
+            .collect();
+        Tensor::from_slice(&values).view(p.size().as_slice())
+    };
+    let terms: Vec<(Option<ParamMap>, ParamMap)> = (0..3)
+        .map(|t| {
+            let w = params
+                .iter()
+                .map(|(k, p)| (k.clone(), random(p, t < 2)))
+                .collect();
+            let a = params
+                .iter()
+                .map(|(k, p)| (k.clone(), random(p, false) - 0.5))
+                .collect();
+            (Some(w), a)
+        })
+        .collect();
+    let q = QuadraticPenalty::new(0.7, terms);
+    let reference: Vec<Tensor> = Tensor::run_backward(
+        &[q.value(&params)],
+        &params.values().collect::<Vec<_>>(),
+        false,
+        false,
+    );
+    (params.values().map(|p| p.sum(Kind::Float)).sum::<Tensor>() * 0.0).backward();
+    for p in params.values() {
+        let _ = p.grad().zero_();
+    }
+    assert!(q.add_gradient(&params));
+    for ((name, p), r) in params.iter().zip(reference) {
+        let diff = (p.grad() - &r).abs().max().double_value(&[]);
+        let scale = r.abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-5 * scale.max(1.0),
+            "{name}: {diff} (scale {scale})"
+        );
     }
 }

@@ -8,7 +8,7 @@ use clbench::model::{Mlp, MlpSpec};
 use clbench::strategies::ewc::{merge_mean, Ewc};
 use clbench::strategy::{
     registry::{BuildContext, Registration},
-    Registry, Strategy, TaskContext, TaskData,
+    Penalty, Registry, Strategy, TaskContext, TaskData,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -59,6 +59,30 @@ fn one_sample_task(task: usize) -> TaskData {
         y: Tensor::from_slice(&[0i64]),
         mask: Tensor::from_slice(&[true, true]),
     }
+}
+
+/// The gradients the training loop applies for the strategy's penalty (the closed form of a
+/// quadratic penalty), starting from zero gradients.
+fn closed_form_grads(model: &Mlp, strategy: &mut dyn Strategy) -> Vec<(String, Vec<f32>)> {
+    let params = model.params();
+    // Defined, zero gradients, as after the task loss's backward pass with a zero loss.
+    (params.values().map(|p| p.sum(Kind::Float)).sum::<Tensor>() * 0.0).backward();
+    for p in params.values() {
+        let _ = p.grad().zero_();
+    }
+    match strategy.penalty(model).unwrap().unwrap() {
+        Penalty::Quadratic(q) => assert!(q.add_gradient(&params)),
+        Penalty::Graph(_) => panic!("expected a quadratic penalty"),
+    }
+    params
+        .iter()
+        .map(|(k, p)| {
+            (
+                k.clone(),
+                Vec::<f32>::try_from(p.grad().flatten(0, -1)).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn grads_after_backward(model: &Mlp, loss: &Tensor) -> Vec<(String, Vec<f32>)> {
@@ -142,10 +166,17 @@ fn l2_penalty_and_gradient_match_the_hand_computation() {
     .unwrap();
     set_all(&model, 1.0);
     // 6 parameters, each 1 away from its anchor: 3/2 * 6 = 9; gradient lambda * (theta - anchor) = 3.
-    let penalty = l2.penalty(&model).unwrap().unwrap();
+    let penalty = l2.penalty(&model).unwrap().unwrap().value(&model.params());
+    let closed = closed_form_grads(&model, l2.as_mut());
     assert!((penalty.double_value(&[]) - 9.0).abs() < 1e-6);
     for (name, g) in grads_after_backward(&model, &penalty) {
         assert!(g.iter().all(|&v| (v - 3.0).abs() < 1e-6), "{name}: {g:?}");
+    }
+    for (name, g) in closed {
+        assert!(
+            g.iter().all(|&v| (v - 3.0).abs() < 1e-6),
+            "closed form, {name}: {g:?}"
+        );
     }
 }
 
@@ -180,7 +211,8 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
 
     set_all(&model, 1.0);
     // lambda/2 * sum F * 1^2 = 1 * (2.5 + 0.5) = 3; gradient lambda * F * (theta - anchor) = 2F.
-    let penalty = ewc.penalty(&model).unwrap().unwrap();
+    let penalty = ewc.penalty(&model).unwrap().unwrap().value(&model.params());
+    let closed = closed_form_grads(&model, &mut ewc);
     assert!(
         (penalty.double_value(&[]) - 3.0).abs() < 1e-6,
         "{}",
@@ -193,6 +225,14 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
             vec![0.5, 0.5]
         };
         assert_eq!(g, expected, "{name}");
+    }
+    for (name, g) in closed {
+        let expected: Vec<f32> = if name.ends_with("weight") {
+            vec![0.5, 2.0, 0.5, 2.0]
+        } else {
+            vec![0.5, 0.5]
+        };
+        assert_eq!(g, expected, "closed form, {name}");
     }
 }
 
@@ -330,9 +370,11 @@ impl Strategy for Recording {
             .push(format!("after_task_backward grads={has_grad}"));
         Ok(())
     }
-    fn penalty(&mut self, model: &Mlp) -> anyhow::Result<Option<Tensor>> {
+    fn penalty(&mut self, model: &Mlp) -> anyhow::Result<Option<Penalty<'_>>> {
         HOOKS.lock().unwrap().push("penalty".into());
-        Ok(Some(model.params()["head.bias"].sum(Kind::Float) * 0.0))
+        Ok(Some(Penalty::Graph(
+            model.params()["head.bias"].sum(Kind::Float) * 0.0,
+        )))
     }
     fn after_step(&mut self, _: &Mlp) -> anyhow::Result<()> {
         HOOKS.lock().unwrap().push("after_step".into());

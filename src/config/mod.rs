@@ -173,7 +173,7 @@ fn default_betas() -> (f64, f64) {
     (0.9, 0.999)
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSection {
     /// Jobs run at once (default: as many as there are cores, at most the number of jobs).
@@ -185,6 +185,21 @@ pub struct RunnerSection {
     /// `auto` (every CUDA GPU, else the CPU), or a list such as `[cpu]` or `[cuda:0, cuda:1]`.
     #[serde(default)]
     pub devices: Devices,
+    /// Flush subnormal floats to zero on the CPU (as `torch.set_flush_denormal(True)`): training
+    /// runs up to twice as fast; only values below 1.2e-38 change.
+    #[serde(default = "yes")]
+    pub flush_denormal: bool,
+}
+
+impl Default for RunnerSection {
+    fn default() -> Self {
+        RunnerSection {
+            workers: None,
+            threads_per_worker: None,
+            devices: Devices::Auto,
+            flush_denormal: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

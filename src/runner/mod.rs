@@ -5,6 +5,7 @@
 //! intra-op thread count so that workers x threads does not exceed the cores. A job that fails is
 //! recorded with its id and the others go on; the caller turns failures into the exit code.
 
+pub mod denormals;
 pub mod devices;
 mod job;
 
@@ -127,8 +128,14 @@ pub fn run_plan(
             plan.out_dir.display()
         );
     }
+    let flush = plan.experiment.runner.flush_denormal;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
+        .start_handler(move |_| {
+            if flush {
+                denormals::flush_denormals_to_zero();
+            }
+        })
         .build()?;
     let total = todo.len();
     let done = std::sync::atomic::AtomicUsize::new(0);

@@ -8,7 +8,7 @@
 //! for each epoch, for each batch:
 //!     task_loss(batch, logits, ce)  may change the task loss (LwF adds distillation)
 //!     after_task_backward(model)    the gradients of the task loss alone are in .grad() (SI)
-//!     penalty(model)                a regularization term; the loop adds it and backpropagates
+//!     penalty(model)                a regularization term; the loop adds its gradient
 //!     (optimizer step)
 //!     after_step(model)             e.g. SI's path integral
 //! after_task(ctx)                   e.g. EWC computes its Fisher and moves its anchor
@@ -22,9 +22,11 @@
 //! [`registry`].
 
 pub mod params;
+pub mod penalty;
 pub mod registry;
 
 pub use params::ParamMap;
+pub use penalty::{Penalty, QuadraticPenalty};
 pub use registry::{Registration, Registry};
 
 use anyhow::Result;
@@ -89,9 +91,10 @@ pub trait Strategy: Send {
         Ok(())
     }
 
-    /// The regularization term added to the task loss on this batch (a scalar with a graph to
-    /// the parameters), or `None` when there is none (yet).
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Tensor>> {
+    /// The regularization term added to the task loss on this batch, or `None` when there is
+    /// none (yet): a [`QuadraticPenalty`] whose gradient the loop adds in closed form, or any
+    /// scalar with a graph to the parameters.
+    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
         Ok(None)
     }
 

@@ -65,3 +65,10 @@ pub fn add_into(map: &mut ParamMap, name: &str, value: &Tensor) {
         .unwrap_or_else(|| panic!("no parameter named {name}"));
     *slot = &*slot + value;
 }
+
+/// A map sharing `map`'s tensors (no copy).
+pub fn shallow(map: &ParamMap) -> ParamMap {
+    map.iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect()
+}

@@ -3,10 +3,14 @@
 //!
 //! The loop owns the loss: it computes the masked cross-entropy, lets the strategy change it
 //! (`task_loss`), backpropagates it, lets the strategy read the task-only gradients, adds the
-//! strategy's penalty (a second, cheap backward pass through the parameters only), steps the
-//! optimizer and calls `after_step`. Losses are summed on the device and read once per epoch, so a
-//! GPU is not synchronised on every step; a NaN or infinite loss stops the job with the task, epoch
-//! and step where it showed.
+//! gradient of the strategy's penalty (in closed form for quadratic penalties, else by a second
+//! backward pass through the parameters only), steps the optimizer and calls `after_step`.
+//! Losses are summed on the device and read once per epoch, so a GPU is not synchronised on every
+//! step; a NaN or infinite loss stops the job with the task, epoch and step where it showed.
+//!
+//! A quadratic penalty's value is only needed for the training curve, so it is evaluated on every
+//! [`PENALTY_LOG_EVERY`]-th step of an epoch and on its last step, and the curve reports the mean
+//! of those values; its gradient is applied on every step.
 
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
@@ -16,7 +20,10 @@ use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use crate::model::{masked_cross_entropy, Mlp};
 use crate::results::CurvePoint;
-use crate::strategy::{Batch, Strategy, TaskData};
+use crate::strategy::{Batch, Penalty, Strategy, TaskData};
+
+/// A quadratic penalty's value is logged on every this-many-th step of an epoch.
+pub const PENALTY_LOG_EVERY: usize = 32;
 
 /// The optimizer and its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -156,6 +163,7 @@ impl Trainer {
         let batch = self.settings.batch_size.max(1);
         let total_steps = self.settings.steps_for(n);
         let device = data.x.device();
+        let params = model.params();
         let mut order: Vec<i64> = (0..n as i64).collect();
         let mut curve = Vec::new();
         let mut step = 0;
@@ -165,6 +173,7 @@ impl Trainer {
             let order_t = Tensor::from_slice(&order).to_device(device);
             let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
             let mut penalty_sum = Tensor::zeros([], (Kind::Float, device));
+            let mut penalty_logged = 0usize;
             let mut steps_this_epoch = 0;
             let mut start = 0;
             while start < n && step < total_steps {
@@ -187,9 +196,22 @@ impl Trainer {
                 opt.zero_grad();
                 loss.backward();
                 strategy.after_task_backward(model)?;
+                let last_of_epoch = start + len >= n || step + 1 == total_steps;
+                let log_penalty = (steps_this_epoch + 1) % PENALTY_LOG_EVERY == 0 || last_of_epoch;
                 if let Some(penalty) = strategy.penalty(model)? {
-                    penalty.backward();
-                    penalty_sum += penalty.detach();
+                    let closed_form = match &penalty {
+                        Penalty::Quadratic(q) => q.add_gradient(&params),
+                        Penalty::Graph(_) => false,
+                    };
+                    if !closed_form {
+                        let value = penalty.value(&params);
+                        value.backward();
+                        penalty_sum += value.detach();
+                        penalty_logged += 1;
+                    } else if log_penalty {
+                        penalty_sum += tch::no_grad(|| penalty.value(&params));
+                        penalty_logged += 1;
+                    }
                 }
                 opt.step();
                 strategy.after_step(model)?;
@@ -205,7 +227,7 @@ impl Trainer {
                 epoch,
                 step: self.global_step,
                 task_loss: loss_sum.double_value(&[]) / steps_this_epoch as f64,
-                penalty: penalty_sum.double_value(&[]) / steps_this_epoch as f64,
+                penalty: penalty_sum.double_value(&[]) / penalty_logged.max(1) as f64,
             };
             if !point.task_loss.is_finite() || !point.penalty.is_finite() {
                 bail!(
