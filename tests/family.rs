@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{linear_model, one_sample, set_all};
+
 use clbench::importance::{mas_importance, mas_importance_loop};
 use clbench::model::{Mlp, MlpSpec};
 use clbench::strategies::{
@@ -15,37 +17,6 @@ use clbench::strategy::{
     registry::BuildContext, ParamMap, Registry, Strategy, TaskContext, TaskData,
 };
 use tch::{Device, Kind, Tensor};
-
-fn set_all(model: &Mlp, value: f64) {
-    tch::no_grad(|| {
-        for p in model.params().values() {
-            let _ = p.shallow_clone().fill_(value);
-        }
-    });
-}
-
-fn linear_model(value: f64) -> Mlp {
-    let model = Mlp::new(
-        &MlpSpec {
-            inputs: 2,
-            hidden: vec![],
-            outputs: 2,
-        },
-        Device::Cpu,
-        0,
-    );
-    set_all(&model, value);
-    model
-}
-
-fn one_sample(task: usize, x: [f32; 2]) -> TaskData {
-    TaskData {
-        task,
-        x: Tensor::from_slice(&x).view([1, 2]),
-        y: Tensor::from_slice(&[0i64]),
-        mask: Tensor::from_slice(&[true, true]),
-    }
-}
 
 fn ctx<'a>(task: usize, model: &'a Mlp, data: &'a TaskData) -> TaskContext<'a> {
     TaskContext {

@@ -2,9 +2,11 @@
 
 mod common;
 
+use common::{linear_model, one_sample, set_all};
+
 use std::sync::Mutex;
 
-use clbench::model::{Mlp, MlpSpec};
+use clbench::model::Mlp;
 use clbench::strategies::ewc::{merge_mean, Ewc};
 use clbench::strategy::{
     registry::{BuildContext, Registration},
@@ -26,39 +28,6 @@ fn build(name: &str, params: &str) -> Box<dyn Strategy> {
         },
     )
     .unwrap()
-}
-
-/// A 2-input, 2-output linear softmax model with every parameter set to `value`.
-fn linear_model(value: f64) -> Mlp {
-    let model = Mlp::new(
-        &MlpSpec {
-            inputs: 2,
-            hidden: vec![],
-            outputs: 2,
-        },
-        Device::Cpu,
-        0,
-    );
-    set_all(&model, value);
-    model
-}
-
-fn set_all(model: &Mlp, value: f64) {
-    tch::no_grad(|| {
-        for p in model.params().values() {
-            let _ = p.shallow_clone().fill_(value);
-        }
-    });
-}
-
-/// One sample x = (1, 2) of class 0, both columns in play.
-fn one_sample_task(task: usize) -> TaskData {
-    TaskData {
-        task,
-        x: Tensor::from_slice(&[1.0f32, 2.0]).view([1, 2]),
-        y: Tensor::from_slice(&[0i64]),
-        mask: Tensor::from_slice(&[true, true]),
-    }
 }
 
 /// The gradients the training loop applies for the strategy's penalty (the closed form of a
@@ -155,7 +124,7 @@ fn l2_penalty_and_gradient_match_the_hand_computation() {
         l2.penalty(&model).unwrap().is_none(),
         "no penalty during the first task"
     );
-    let data = one_sample_task(0);
+    let data = one_sample(0, [1.0, 2.0]);
     l2.after_task(&TaskContext {
         task: 0,
         num_tasks: 3,
@@ -194,7 +163,7 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
             seed: 0,
         },
     );
-    let data = one_sample_task(0);
+    let data = one_sample(0, [1.0, 2.0]);
     ewc.after_task(&TaskContext {
         task: 0,
         num_tasks: 3,
@@ -252,7 +221,7 @@ fn ewc_merges_fishers_as_the_running_mean_over_three_tasks() {
     for (t, x) in inputs.iter().enumerate() {
         let data = TaskData {
             x: Tensor::from_slice(x).view([1, 2]),
-            ..one_sample_task(t)
+            ..one_sample(t, [1.0, 2.0])
         };
         singles.push(
             clbench::fisher::diagonal_fisher(

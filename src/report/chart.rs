@@ -235,75 +235,81 @@ where
         .zip(root.split_evenly((rows, cols)))
         .zip(colors)
     {
-        let lo = sweep.points.first().unwrap().0;
-        let hi = sweep.points.last().unwrap().0;
+        // Positive strengths are drawn on a log axis: x is log10 of the value, labelled 1eN.
+        let log = sweep.points.iter().all(|p| p.0 > 0.0);
+        let to_x = |v: f64| if log { v.log10() } else { v };
+        let xs: Vec<f64> = sweep.points.iter().map(|p| to_x(p.0)).collect();
+        let (lo, hi) = (xs[0], xs[xs.len() - 1]);
+        let pad = ((hi - lo) * 0.1).max(0.5);
         let best = sweep
             .points
             .iter()
             .copied()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap();
-        let caption = format!("{}: ACC vs {}", sweep.strategy, sweep.param);
-        let mut builder = ChartBuilder::on(&area);
-        builder
-            .caption(caption, (FONT, 16))
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                format!("{}: ACC vs {}", sweep.strategy, sweep.param),
+                (FONT, 16),
+            )
             .margin(10)
             .x_label_area_size(36)
-            .y_label_area_size(48);
-        let y_range = 0.0f64..1.0f64;
-        let points: Vec<(f64, f64)> = sweep.points.iter().map(|p| (p.0, p.1)).collect();
-        let bars = sweep.points.iter().map(|&(x, m, s)| {
+            .y_label_area_size(48)
+            .build_cartesian_2d(lo - pad..hi + pad, 0.0f64..1.0f64)
+            .map_err(err)?;
+        let x_desc = if log {
+            format!("{} (log scale)", sweep.param)
+        } else {
+            sweep.param.clone()
+        };
+        let x_label = |x: &f64| {
+            if log {
+                // Decades only: 1e-1, 1e0, 1e1, ...
+                let decade = x.round();
+                if (x - decade).abs() < 1e-6 {
+                    format!("1e{}", decade as i64)
+                } else {
+                    String::new()
+                }
+            } else {
+                format!("{x}")
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("final ACC")
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+            .label_style((FONT, 11))
+            .axis_desc_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        let points: Vec<(f64, f64)> = xs
+            .iter()
+            .zip(&sweep.points)
+            .map(|(&x, p)| (x, p.1))
+            .collect();
+        let bars = xs.iter().zip(&sweep.points).map(|(&x, &(_, m, s))| {
             PathElement::new(
                 vec![(x, (m - s).max(0.0)), (x, (m + s).min(1.0))],
                 c.stroke_width(1),
             )
         });
-        if lo > 0.0 {
-            let mut chart = builder
-                .build_cartesian_2d((lo / 2.0..hi * 2.0).log_scale(), y_range)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc(format!("{} (log scale)", sweep.param))
-                .y_desc("final ACC")
-                .x_label_formatter(&|x| format!("{x:.0e}"))
-                .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
-                .label_style((FONT, 11))
-                .axis_desc_style((FONT, 12))
-                .draw()
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(err)?;
-            chart.draw_series(bars).map_err(err)?;
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                .map_err(err)?;
-            chart
-                .draw_series([Circle::new((best.0, best.1), 7, BLACK.stroke_width(2))])
-                .map_err(err)?;
-        } else {
-            let mut chart = builder.build_cartesian_2d(lo..hi, y_range).map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc(sweep.param.clone())
-                .y_desc("final ACC")
-                .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
-                .label_style((FONT, 11))
-                .axis_desc_style((FONT, 12))
-                .draw()
-                .map_err(err)?;
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(err)?;
-            chart.draw_series(bars).map_err(err)?;
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                .map_err(err)?;
-            chart
-                .draw_series([Circle::new((best.0, best.1), 7, BLACK.stroke_width(2))])
-                .map_err(err)?;
-        }
+        chart
+            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+            .map_err(err)?;
+        chart.draw_series(bars).map_err(err)?;
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series([Circle::new(
+                (to_x(best.0), best.1),
+                7,
+                BLACK.stroke_width(2),
+            )])
+            .map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())

@@ -40,3 +40,34 @@ pub fn plan_from(text: &str) -> Plan {
     let registry = Registry::load().unwrap();
     Plan::from_str(text, Path::new("test.yaml"), &registry).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Sets every parameter of `model` to `value`.
+pub fn set_all(model: &clbench::model::Mlp, value: f64) {
+    tch::no_grad(|| {
+        for p in model.params().values() {
+            let _ = p.shallow_clone().fill_(value);
+        }
+    });
+}
+
+/// A 2-input, 2-output linear softmax model with every parameter set to `value`.
+pub fn linear_model(value: f64) -> clbench::model::Mlp {
+    let spec = clbench::model::MlpSpec {
+        inputs: 2,
+        hidden: vec![],
+        outputs: 2,
+    };
+    let model = clbench::model::Mlp::new(&spec, tch::Device::Cpu, 0);
+    set_all(&model, value);
+    model
+}
+
+/// One sample `x` of class 0 (column 0), both columns in play.
+pub fn one_sample(task: usize, x: [f32; 2]) -> clbench::strategy::TaskData {
+    clbench::strategy::TaskData {
+        task,
+        x: tch::Tensor::from_slice(&x).view([1, 2]),
+        y: tch::Tensor::from_slice(&[0i64]),
+        mask: tch::Tensor::from_slice(&[true, true]),
+    }
+}
