@@ -4,12 +4,13 @@
 //! `scale * sum_t sum_k w_tk (theta_k - a_tk)^2`: importance weights `w_t` and anchors `a_t`,
 //! one pair per term. Its gradient, `2 scale sum_t w_t (theta - a_t)`, equals `W theta - C` with
 //! `W = 2 scale sum_t w_t` and `C = 2 scale sum_t w_t a_t`, both fixed until the strategy's state
-//! changes. So [`QuadraticPenalty`] precomputes `W` and `C` once per task and the training loop
-//! adds `W theta - C` to the gradients in place: two elementwise operations per parameter, no
-//! allocation and no autograd graph. On the 784-400-400 MLP this costs a few percent of a step,
-//! where backpropagating the penalty's graph cost over 40% (`cargo bench --bench train_step`).
-//! (`W theta - C` rounds differently from `W (theta - a)` by about `eps |theta| / |theta - a|`
-//! relative to the penalty's gradient: negligible beside the task gradient it is added to.)
+//! changes. So [`QuadraticPenalty`] precomputes `W` and `C` once per task, and the gradient is
+//! applied without an autograd graph: inside fused Adam's loop on the CPU (`train::FusedAdam`),
+//! or added to the gradients in place elsewhere ([`QuadraticPenalty::add_gradient`]).
+//! Backpropagating the penalty's graph instead cost over 40% of a training step of the
+//! 784-400-400 MLP (`cargo bench --bench train_step`). (`W theta - C` rounds differently from
+//! `W (theta - a)` by about `eps |theta| / |theta - a|` relative to the penalty's gradient:
+//! negligible beside the task gradient it is added to.)
 //!
 //! Anything else returns [`Penalty::Graph`]: a scalar with a graph to the parameters, which the
 //! loop backpropagates.
@@ -81,6 +82,11 @@ impl QuadraticPenalty {
         }
     }
 
+    /// `(W, C)` of parameter `name`: the gradient is `W theta - C`.
+    pub fn gradient_terms(&self, name: &str) -> Option<(&Tensor, &Tensor)> {
+        Some((self.grad_weight.get(name)?, self.grad_offset.get(name)?))
+    }
+
     /// The value at `params`, exactly (term by term), with a graph to `params`.
     pub fn value(&self, params: &ParamMap) -> Tensor {
         self.terms
@@ -101,8 +107,9 @@ impl QuadraticPenalty {
         }
         let _guard = tch::no_grad_guard();
         for ((name, p), mut g) in params.iter().zip(grads) {
-            let _ = g.addcmul_(&self.grad_weight[name], p);
-            let _ = g.g_sub_(&self.grad_offset[name]);
+            // `W theta - C` first, then added: adding `W theta` to the gradient first would round
+            // away gradients much smaller than `W theta` before `C` cancels it.
+            let _ = g.g_add_(&(&self.grad_weight[name] * p - &self.grad_offset[name]));
         }
         true
     }

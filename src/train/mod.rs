@@ -12,6 +12,8 @@
 //! [`PENALTY_LOG_EVERY`]-th step of an epoch and on its last step, and the curve reports the mean
 //! of those values; its gradient is applied on every step.
 
+mod adam;
+
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -19,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use crate::model::{masked_cross_entropy, Mlp};
+
 use crate::results::CurvePoint;
-use crate::strategy::{Batch, Penalty, Strategy, TaskData};
+use crate::strategy::{Batch, ParamMap, Penalty, QuadraticPenalty, Strategy, TaskData};
+pub use adam::FusedAdam;
 
 /// A quadratic penalty's value is logged on every this-many-th step of an epoch.
 pub const PENALTY_LOG_EVERY: usize = 32;
@@ -52,13 +56,20 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
-    fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
-        Ok(match self.optimizer {
+    /// Adam on CPU parameters is [`FusedAdam`] (one pass per parameter); anything else is
+    /// libtorch's optimizer.
+    fn optimizer(&self, vs: &nn::VarStore, params: &ParamMap) -> Result<Optimizer> {
+        if self.optimizer == OptimizerKind::Adam && FusedAdam::supports(params) {
+            return Ok(Optimizer::Fused(FusedAdam::new(
+                vs, params, self.lr, self.betas, ADAM_EPS,
+            )?));
+        }
+        Ok(Optimizer::Torch(match self.optimizer {
             OptimizerKind::Adam => nn::Adam {
                 beta1: self.betas.0,
                 beta2: self.betas.1,
                 wd: 0.0,
-                eps: 1e-8,
+                eps: ADAM_EPS,
                 amsgrad: false,
             }
             .build(vs, self.lr)?,
@@ -69,7 +80,7 @@ impl TrainSettings {
                 nesterov: false,
             }
             .build(vs, self.lr)?,
-        })
+        }))
     }
 
     /// Optimizer steps for a task of `n` samples.
@@ -125,10 +136,37 @@ impl TrainSet {
     }
 }
 
+/// Adam's epsilon (PyTorch's default).
+const ADAM_EPS: f64 = 1e-8;
+
+/// The optimizer of a job: fused Adam on the CPU, libtorch's elsewhere.
+enum Optimizer {
+    Fused(FusedAdam),
+    Torch(nn::Optimizer),
+}
+
+impl Optimizer {
+    fn zero_grad(&mut self) {
+        match self {
+            Optimizer::Fused(adam) => adam.zero_grad(),
+            Optimizer::Torch(torch) => torch.zero_grad(),
+        }
+    }
+
+    /// A step from the gradients, plus a quadratic penalty's for fused Adam (libtorch's
+    /// optimizers expect it already added to the gradients).
+    fn step(&mut self, penalty: Option<&QuadraticPenalty>) {
+        match self {
+            Optimizer::Fused(adam) => adam.step(penalty),
+            Optimizer::Torch(torch) => torch.step(),
+        }
+    }
+}
+
 /// An optimizer that lives across tasks unless `reset_optimizer` asks for a fresh one.
 pub struct Trainer {
     settings: TrainSettings,
-    optimizer: Option<nn::Optimizer>,
+    optimizer: Option<Optimizer>,
     /// Steps taken over the whole job (the x axis of training curves).
     pub global_step: usize,
     /// Training samples processed over the whole job.
@@ -155,15 +193,15 @@ impl Trainer {
         rng: &mut ChaCha8Rng,
         mut on_epoch: impl FnMut(&CurvePoint),
     ) -> Result<Vec<CurvePoint>> {
+        let params = model.params();
         if self.optimizer.is_none() || self.settings.reset_optimizer {
-            self.optimizer = Some(self.settings.optimizer(&model.vs)?);
+            self.optimizer = Some(self.settings.optimizer(&model.vs, &params)?);
         }
         let opt = self.optimizer.as_mut().unwrap();
         let n = data.len();
         let batch = self.settings.batch_size.max(1);
         let total_steps = self.settings.steps_for(n);
         let device = data.x.device();
-        let params = model.params();
         let mut order: Vec<i64> = (0..n as i64).collect();
         let mut curve = Vec::new();
         let mut step = 0;
@@ -198,22 +236,31 @@ impl Trainer {
                 strategy.after_task_backward(model)?;
                 let last_of_epoch = start + len >= n || step + 1 == total_steps;
                 let log_penalty = (steps_this_epoch + 1) % PENALTY_LOG_EVERY == 0 || last_of_epoch;
-                if let Some(penalty) = strategy.penalty(model)? {
-                    let closed_form = match &penalty {
-                        Penalty::Quadratic(q) => q.add_gradient(&params),
-                        Penalty::Graph(_) => false,
-                    };
-                    if !closed_form {
-                        let value = penalty.value(&params);
+                match strategy.penalty(model)? {
+                    None => opt.step(None),
+                    Some(Penalty::Quadratic(q)) => {
+                        if log_penalty {
+                            penalty_sum += tch::no_grad(|| q.value(&params));
+                            penalty_logged += 1;
+                        }
+                        // Its gradient goes into fused Adam's loop, or is added in place.
+                        match opt {
+                            Optimizer::Fused(adam) => adam.step(Some(q)),
+                            Optimizer::Torch(torch) => {
+                                if !q.add_gradient(&params) {
+                                    q.value(&params).backward();
+                                }
+                                torch.step();
+                            }
+                        }
+                    }
+                    Some(Penalty::Graph(value)) => {
                         value.backward();
                         penalty_sum += value.detach();
                         penalty_logged += 1;
-                    } else if log_penalty {
-                        penalty_sum += tch::no_grad(|| penalty.value(&params));
-                        penalty_logged += 1;
+                        opt.step(None);
                     }
                 }
-                opt.step();
                 strategy.after_step(model)?;
                 loss_sum += loss.detach();
                 steps_this_epoch += 1;
