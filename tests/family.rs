@@ -181,35 +181,9 @@ fn lwf_distillation_matches_the_hand_computation() {
     assert!((kd2 - 4.0 * h2).abs() < 1e-6, "{kd2} vs {}", 4.0 * h2);
 }
 
-/// A synthetic job's result and final weights.
-fn run(strategy: &str, params: &str) -> (clbench::results::JobResult, Vec<f32>) {
-    let dir = tempfile::tempdir().unwrap();
-    let text = common::synthetic_yaml(
-        "family",
-        dir.path(),
-        &format!("  - name: {strategy}\n{params}"),
-    );
-    let plan = common::plan_from(&text);
-    let dataset = clbench::runner::load_dataset(&plan).unwrap();
-    let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
-    let registry = Registry::load().unwrap();
-    let (result, model) = clbench::runner::run_job_with_model(
-        &plan,
-        &registry,
-        &dataset,
-        &scenario,
-        &plan.jobs[0],
-        Device::Cpu,
-        true,
-    )
-    .unwrap();
-    let weights = model.params().values().flat_map(values).collect();
-    (result, weights)
-}
-
 #[test]
 fn each_method_ends_elsewhere_than_naive_and_penalizes_from_the_second_task_on() {
-    let (_, naive) = run("naive", "");
+    let (_, naive) = common::run_synthetic("naive", "");
     let cases = [
         ("l2", "    lambda: 10.0\n", true),
         ("ewc", "    lambda: 1000.0\n", true),
@@ -220,7 +194,7 @@ fn each_method_ends_elsewhere_than_naive_and_penalizes_from_the_second_task_on()
         ("joint", "", false),
     ];
     for (name, params, has_penalty) in cases {
-        let (result, weights) = run(name, params);
+        let (result, weights) = common::run_synthetic(name, params);
         let diff = naive
             .iter()
             .zip(&weights)

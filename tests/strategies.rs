@@ -258,32 +258,6 @@ fn ewc_merges_fishers_as_the_running_mean_over_three_tasks() {
     assert_eq!(merge_mean(&old, &new, 2)["p"].double_value(&[0]), 4.0);
 }
 
-/// Final weights of one job run by the real training loop, flattened.
-fn final_weights(strategy: &str, params: &str) -> Vec<f32> {
-    let dir = tempfile::tempdir().unwrap();
-    let text = common::synthetic_yaml("w", dir.path(), &format!("  - name: {strategy}\n{params}"));
-    let plan = common::plan_from(&text);
-    let dataset = clbench::runner::load_dataset(&plan).unwrap();
-    let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
-    let registry = Registry::load().unwrap();
-    let job = &plan.jobs[0];
-    let (_, model) = clbench::runner::run_job_with_model(
-        &plan,
-        &registry,
-        &dataset,
-        &scenario,
-        job,
-        Device::Cpu,
-        true,
-    )
-    .unwrap();
-    let params = model.params();
-    params
-        .values()
-        .flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap())
-        .collect()
-}
-
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -293,17 +267,17 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn regularizers_end_with_different_weights_than_naive_from_the_same_seed() {
-    let naive = final_weights("naive", "");
+    let naive = common::run_synthetic("naive", "").1;
     assert_eq!(
         naive,
-        final_weights("naive", ""),
+        common::run_synthetic("naive", "").1,
         "the same seed must give the same weights"
     );
     for (name, params) in [
         ("l2", "    lambda: 10.0\n"),
         ("ewc", "    lambda: 1000.0\n"),
     ] {
-        let w = final_weights(name, params);
+        let w = common::run_synthetic(name, params).1;
         let diff = max_abs_diff(&naive, &w);
         assert!(diff > 1e-3, "{name} ended within {diff} of naive's weights");
     }
@@ -375,20 +349,7 @@ fn the_training_loop_calls_the_hooks_in_the_documented_order() {
     let text = common::synthetic_yaml("hooks", dir.path(), "  - name: test_recording\n")
         .replace("epochs: 2", "iterations: 2")
         .replace("seeds: [1, 2]", "seeds: [1]");
-    let plan = common::plan_from(&text);
-    let dataset = clbench::runner::load_dataset(&plan).unwrap();
-    let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
-    let registry = Registry::load().unwrap();
-    clbench::runner::run_job(
-        &plan,
-        &registry,
-        &dataset,
-        &scenario,
-        &plan.jobs[0],
-        Device::Cpu,
-        true,
-    )
-    .unwrap();
+    common::run_first_job(&text);
     let hooks = HOOKS.lock().unwrap().clone();
     let step = [
         "task_loss",

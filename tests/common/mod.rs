@@ -71,3 +71,35 @@ pub fn one_sample(task: usize, x: [f32; 2]) -> clbench::strategy::TaskData {
         mask: tch::Tensor::from_slice(&[true, true]),
     }
 }
+
+/// Runs the first job of `text`'s plan through the real runner on the CPU; returns its result
+/// and trained model.
+pub fn run_first_job(text: &str) -> (clbench::results::JobResult, clbench::model::Mlp) {
+    let plan = plan_from(text);
+    let dataset = clbench::runner::load_dataset(&plan).unwrap();
+    let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
+    let registry = Registry::load().unwrap();
+    clbench::runner::run_job_with_model(
+        &plan,
+        &registry,
+        &dataset,
+        &scenario,
+        &plan.jobs[0],
+        tch::Device::Cpu,
+        true,
+    )
+    .unwrap()
+}
+
+/// One synthetic job of `strategy` with `params` (YAML lines under its list entry).
+pub fn run_synthetic(strategy: &str, params: &str) -> (clbench::results::JobResult, Vec<f32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = format!("  - name: {strategy}\n{params}");
+    let (result, model) = run_first_job(&synthetic_yaml("job", dir.path(), &entry));
+    let weights = model
+        .params()
+        .values()
+        .flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap())
+        .collect();
+    (result, weights)
+}
