@@ -176,9 +176,13 @@ fn default_betas() -> (f64, f64) {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSection {
-    /// Jobs run at once (default: as many as there are cores, at most the number of jobs).
+    /// Jobs run at once (default: one per GPU, else one per core; at most the number of jobs).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Jobs run at once on each device (workers = this x devices), e.g. several small jobs per
+    /// GPU; ignored when `workers` is given.
+    #[serde(default)]
+    pub jobs_per_device: Option<usize>,
     /// libtorch intra-op threads per worker (default: cores / workers, at least 1).
     #[serde(default)]
     pub threads_per_worker: Option<usize>,
@@ -195,6 +199,7 @@ impl Default for RunnerSection {
     fn default() -> Self {
         RunnerSection {
             workers: None,
+            jobs_per_device: None,
             threads_per_worker: None,
             devices: Devices::Auto,
             flush_denormal: true,

@@ -137,10 +137,11 @@ impl Plan {
                 "model.hidden widths must be positive".into(),
             ));
         }
-        if experiment.runner.workers == Some(0) || experiment.runner.threads_per_worker == Some(0) {
+        let r = &experiment.runner;
+        if [r.workers, r.jobs_per_device, r.threads_per_worker].contains(&Some(0)) {
             return Err(err(
                 top("runner"),
-                "runner.workers and runner.threads_per_worker must be at least 1".into(),
+                "runner.workers, runner.jobs_per_device and runner.threads_per_worker must be at least 1".into(),
             ));
         }
         let heads = match (experiment.model.heads, experiment.scenario.mode) {

@@ -46,18 +46,29 @@ pub fn parse_device(name: &str) -> Result<Device> {
     Ok(Device::Cuda(index))
 }
 
-/// (workers, threads per worker): by default one worker per core (at most one per job) and the
-/// cores shared out, so workers x threads <= cores.
+/// (workers, threads per worker): by default one worker per GPU when there are GPUs, else one
+/// per core; never more workers than jobs; the cores shared out so that workers x threads <=
+/// cores.
 pub fn worker_layout(
     jobs: usize,
     cores: usize,
     workers: Option<usize>,
     threads: Option<usize>,
+    gpus: usize,
 ) -> (usize, usize) {
     let cores = cores.max(1);
-    let workers = workers.unwrap_or(cores).min(jobs.max(1)).max(1);
+    let default = if gpus > 0 { gpus } else { cores };
+    let workers = workers.unwrap_or(default).min(jobs.max(1)).max(1);
     let threads = threads.unwrap_or((cores / workers).max(1)).max(1);
     (workers, threads)
+}
+
+/// The device of each worker slot: devices taken in turn, so `k * devices` workers put `k` jobs
+/// on every device at once.
+pub fn slots(devices: &[Device], workers: usize) -> Vec<Device> {
+    (0..workers.max(1))
+        .map(|w| devices[w % devices.len()])
+        .collect()
 }
 
 #[cfg(test)]
@@ -66,10 +77,29 @@ mod tests {
 
     #[test]
     fn layout_shares_the_cores() {
-        assert_eq!(worker_layout(9, 2, None, None), (2, 1));
-        assert_eq!(worker_layout(1, 8, None, None), (1, 8));
-        assert_eq!(worker_layout(9, 8, Some(3), None), (3, 2));
-        assert_eq!(worker_layout(9, 2, Some(1), Some(4)), (1, 4));
+        assert_eq!(worker_layout(9, 2, None, None, 0), (2, 1));
+        assert_eq!(worker_layout(1, 8, None, None, 0), (1, 8));
+        assert_eq!(worker_layout(9, 8, Some(3), None, 0), (3, 2));
+        assert_eq!(worker_layout(9, 2, Some(1), Some(4), 0), (1, 4));
+        // Two GPUs: one worker each by default, or as many as asked (jobs_per_device x GPUs).
+        assert_eq!(worker_layout(50, 16, None, None, 2), (2, 8));
+        assert_eq!(worker_layout(50, 16, Some(8), None, 2), (8, 2));
+    }
+
+    #[test]
+    fn slots_spread_workers_over_the_devices_in_turn() {
+        let gpus = [Device::Cuda(0), Device::Cuda(1)];
+        assert_eq!(
+            slots(&gpus, 5),
+            vec![
+                Device::Cuda(0),
+                Device::Cuda(1),
+                Device::Cuda(0),
+                Device::Cuda(1),
+                Device::Cuda(0)
+            ]
+        );
+        assert_eq!(slots(&[Device::Cpu], 3), vec![Device::Cpu; 3]);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::scenario::Scenario;
 use crate::strategy::{registry::BuildContext, Registry, TaskContext, TaskData};
 use crate::train::{accuracy, TrainSet, Trainer};
 
+use super::progress::JobEvent;
+
 /// Runs `job` of `plan` on `device`.
 pub fn run_job(
     plan: &Plan,
@@ -24,9 +26,9 @@ pub fn run_job(
     scenario: &Scenario,
     job: &JobSpec,
     device: Device,
-    quiet: bool,
+    on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<JobResult> {
-    run_job_with_model(plan, registry, dataset, scenario, job, device, quiet)
+    run_job_with_model(plan, registry, dataset, scenario, job, device, on_event)
         .map(|(result, _)| result)
 }
 
@@ -38,7 +40,7 @@ pub fn run_job_with_model(
     scenario: &Scenario,
     job: &JobSpec,
     device: Device,
-    quiet: bool,
+    on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<(JobResult, Mlp)> {
     let started = Instant::now();
     let num_tasks = scenario.num_tasks();
@@ -102,7 +104,14 @@ pub fn run_job_with_model(
         let set = TrainSet::from_parts(&parts);
         drop(parts);
         drop(earlier);
-        let points = trainer.train_task(&model, strategy.as_mut(), &set, t, &mut rng, |_| {})?;
+        let points = trainer.train_task(&model, strategy.as_mut(), &set, t, &mut rng, |p| {
+            on_event(JobEvent::Epoch {
+                task: t,
+                num_tasks,
+                epoch: p.epoch,
+                task_loss: p.task_loss,
+            })
+        })?;
         curve.extend(points);
         timings.train_s += tick.elapsed().as_secs_f64();
 
@@ -124,16 +133,11 @@ pub fn run_job_with_model(
             })
             .collect();
         timings.eval_s += tick.elapsed().as_secs_f64();
-        if !quiet {
-            let seen_mean = row[..=t].iter().sum::<f64>() / (t + 1) as f64;
-            eprintln!(
-                "  {}: task {}/{} trained, mean accuracy on tasks seen {:.4}",
-                job.id,
-                t + 1,
-                num_tasks,
-                seen_mean
-            );
-        }
+        on_event(JobEvent::TaskDone {
+            task: t,
+            num_tasks,
+            seen_mean: row[..=t].iter().sum::<f64>() / (t + 1) as f64,
+        });
         accuracy_matrix.push(row);
     }
     timings.total_s = started.elapsed().as_secs_f64();

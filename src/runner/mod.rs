@@ -8,6 +8,7 @@
 pub mod denormals;
 pub mod devices;
 mod job;
+pub mod progress;
 
 use std::{sync::Arc, time::Instant};
 
@@ -21,6 +22,7 @@ use crate::scenario::Scenario;
 use crate::strategy::Registry;
 
 pub use job::{provenance, run_job, run_job_with_model};
+pub use progress::{JobEvent, Progress};
 
 /// How the runner talks.
 #[derive(Debug, Clone, Copy, Default)]
@@ -104,12 +106,18 @@ pub fn run_plan(
     let scenario = Arc::new(build_scenario(plan, &dataset)?);
     let devices = devices::resolve(&plan.experiment.runner.devices)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runner = &plan.experiment.runner;
+    let gpus = devices.iter().filter(|d| d.is_cuda()).count();
     let (workers, threads) = devices::worker_layout(
         todo.len(),
         cores,
-        plan.experiment.runner.workers,
-        plan.experiment.runner.threads_per_worker,
+        runner
+            .workers
+            .or(runner.jobs_per_device.map(|k| k * devices.len())),
+        runner.threads_per_worker,
+        gpus,
     );
+    let slots = devices::slots(&devices, workers);
     std::fs::create_dir_all(&jobs_dir)
         .with_context(|| format!("creating {}", jobs_dir.display()))?;
     if !opts.quiet {
@@ -137,38 +145,33 @@ pub fn run_plan(
             }
         })
         .build()?;
-    let total = todo.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = Progress::new(opts.quiet, todo.len(), skipped.len(), workers);
+    let failed = std::sync::atomic::AtomicUsize::new(0);
     let outcomes: Vec<(String, Result<JobResult>)> = pool.install(|| {
         todo.par_iter()
-            .enumerate()
-            .map(|(i, job)| {
+            .map(|job| {
                 tch::set_num_threads(threads as i32);
-                let device = devices[i % devices.len()];
-                let result = run_job(plan, registry, &dataset, &scenario, job, device, opts.quiet)
+                let worker = rayon::current_thread_index().unwrap_or(0);
+                // Each worker is pinned to its slot's device.
+                let device = slots[worker % slots.len()];
+                let on_event = |event| progress.job_event(worker, &job.id, event);
+                let result = run_job(plan, registry, &dataset, &scenario, job, device, &on_event)
                     .and_then(|r| {
                         write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &r)?;
                         Ok(r)
                     })
                     .with_context(|| format!("job {}", job.id));
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                if !opts.quiet {
-                    match &result {
-                        Ok(r) => eprintln!(
-                            "[{n}/{total}] {}: ACC {:.4} BWT {:+.4} forgetting {:.4} ({:.1} s)",
-                            job.id,
-                            r.metrics.acc,
-                            r.metrics.bwt,
-                            r.metrics.forgetting,
-                            r.timings.total_s
-                        ),
-                        Err(e) => eprintln!("[{n}/{total}] {} FAILED: {e:#}", job.id),
-                    }
+                let failures =
+                    failed.load(std::sync::atomic::Ordering::SeqCst) + usize::from(result.is_err());
+                if result.is_err() {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
+                progress.job_finished(&job.id, &result, failures, skipped.len());
                 (job.id.clone(), result)
             })
             .collect()
     });
+    progress.finish();
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for (id, outcome) in outcomes {
