@@ -1,18 +1,118 @@
 //! Charts with plotters, each a plain function of (data, path without extension); every chart is
 //! written as SVG and PNG. Text uses the DejaVu Sans font shipped in `assets/fonts`, registered
-//! once, so charts look the same on any machine (no system font lookup).
+//! once, so charts look the same on any machine (no system font lookup). This file holds the
+//! shared pieces (font, palette, legend, error conversion), the average-accuracy chart and the
+//! sensitivity chart; the other charts have a file each beside it.
+//!
+//! Colours follow configurations: the i-th group of [`super::summary::group`] is drawn in
+//! [`color`]`(i)` in every chart of an experiment.
 
 use std::{path::Path, sync::Once};
 
 use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::summary::Group;
+use super::summary::{Group, Stat};
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static REGISTER_FONT: Once = Once::new();
 
-fn register_font() {
+/// Draws with `$draw(args..., root)` into `<base>.svg` and `<base>.png` of `$size` pixels.
+macro_rules! svg_and_png {
+    ($base:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
+        $crate::report::chart::register_font();
+        let svg = $base.with_extension("svg");
+        let png = $base.with_extension("png");
+        $draw($($arg,)* plotters::prelude::SVGBackend::new(&svg, $size).into_drawing_area())?;
+        $draw($($arg,)* plotters::prelude::BitMapBackend::new(&png, $size).into_drawing_area())?;
+    }};
+}
+pub(crate) use svg_and_png;
+
+/// A plotters drawing error as an `anyhow` error.
+pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing chart: {e:?}")
+}
+
+/// A legend in its own area: a coloured line and the label per entry, in columns when they do
+/// not fit one.
+pub(crate) fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    entries: &[(String, RGBColor)],
+) -> Result<()> {
+    let (w, h) = area.dim_in_pixel();
+    let line = 20i32;
+    let top = 36i32;
+    area.draw(&Text::new(title.to_string(), (10, 10), (FONT, 15)))
+        .map_err(draw_err)?;
+    let per_col = (((h as i32 - top - 8) / line).max(1)) as usize;
+    let cols = entries.len().div_ceil(per_col).max(1);
+    let col_w = (w as i32 - 10) / cols as i32;
+    for (k, (label, c)) in entries.iter().enumerate() {
+        let x = 10 + (k / per_col) as i32 * col_w;
+        let y = top + (k % per_col) as i32 * line;
+        area.draw(&PathElement::new(
+            vec![(x, y + 7), (x + 22, y + 7)],
+            c.stroke_width(3),
+        ))
+        .map_err(draw_err)?;
+        area.draw(&Text::new(label.clone(), (x + 28, y), (FONT, 13)))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// The legend entries of `groups`: label (with the number of seeds) and colour.
+pub(crate) fn entries(groups: &[Group]) -> Vec<(String, RGBColor)> {
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (format!("{} (n={})", g.label, g.acc.n), color(i)))
+        .collect()
+}
+
+/// A shaded band between the 95% interval bounds of `points` (x, stat).
+pub(crate) fn band(points: &[(f64, Stat)], c: RGBColor) -> Polygon<(f64, f64)> {
+    let mut outline: Vec<(f64, f64)> = points
+        .iter()
+        .map(|(x, s)| (*x, s.ci95_bounds().1))
+        .collect();
+    outline.extend(points.iter().rev().map(|(x, s)| (*x, s.ci95_bounds().0)));
+    Polygon::new(outline, c.mix(0.18).filled())
+}
+
+/// The lower end of an accuracy axis: the lowest value rounded down to a tenth, at most 0.9.
+pub(crate) fn accuracy_floor(values: impl Iterator<Item = f64>) -> f64 {
+    let low = values.fold(1.0f64, f64::min).min(0.9);
+    ((low * 10.0).floor() / 10.0).max(0.0)
+}
+
+/// Decimals for tick labels in points (value × 100) over a span of `span` (in fractions).
+pub(crate) fn decimals(span: f64) -> usize {
+    match span * 100.0 {
+        s if s < 0.5 => 2,
+        s if s < 5.0 => 1,
+        _ => 0,
+    }
+}
+
+/// `value` × 100 with `digits` decimals, never "-0".
+pub(crate) fn points(value: f64, digits: usize) -> String {
+    let text = format!("{:.digits$}", value * 100.0);
+    if text
+        .trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
+        text.trim_start_matches('-').to_string()
+    } else {
+        text
+    }
+}
+
+pub(crate) fn register_font() {
     REGISTER_FONT.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
         // Registration only fails on a malformed font, which the bundled one is not.
@@ -38,19 +138,9 @@ pub fn color(i: usize) -> RGBColor {
 }
 
 /// Average accuracy over the tasks seen so far, after each task, one line per configuration
-/// (mean over seeds). Writes `<base>.svg` and `<base>.png`.
+/// (mean over seeds, shaded 95% confidence band). Writes `<base>.svg` and `<base>.png`.
 pub fn average_accuracy(groups: &[Group], base: &Path) -> Result<()> {
-    register_font();
-    let svg = base.with_extension("svg");
-    let png = base.with_extension("png");
-    draw_average_accuracy(
-        groups,
-        SVGBackend::new(&svg, (900, 560)).into_drawing_area(),
-    )?;
-    draw_average_accuracy(
-        groups,
-        BitMapBackend::new(&png, (900, 560)).into_drawing_area(),
-    )?;
+    svg_and_png!(base, (900, 560), draw_average_accuracy(groups));
     Ok(())
 }
 
@@ -69,14 +159,16 @@ where
         .max()
         .unwrap_or(1)
         .max(1);
-    let low = groups
-        .iter()
-        .flat_map(|g| g.avg_accuracy_curve.iter().copied())
-        .fold(1.0f64, f64::min)
-        .min(0.9);
-    let y_min = ((low * 10.0).floor() / 10.0).max(0.0);
+    let y_min = accuracy_floor(
+        groups
+            .iter()
+            .flat_map(|g| g.avg_accuracy.iter().map(|s| s.ci95_bounds().0)),
+    );
     let mut chart = ChartBuilder::on(&root)
-        .caption("Average accuracy on the tasks seen so far", (FONT, 24))
+        .caption(
+            "Average accuracy on the tasks seen so far (mean, 95% CI)",
+            (FONT, 22),
+        )
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -84,6 +176,7 @@ where
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
         .x_desc("tasks trained")
         .y_desc("mean test accuracy (tasks 1..t)")
         .x_labels(tasks)
@@ -95,6 +188,13 @@ where
         .map_err(err)?;
     for (i, g) in groups.iter().enumerate() {
         let c = color(i);
+        let stats: Vec<(f64, Stat)> = g
+            .avg_accuracy
+            .iter()
+            .enumerate()
+            .map(|(t, s)| (t as f64 + 1.0, *s))
+            .collect();
+        chart.draw_series([band(&stats, c)]).map_err(err)?;
         let points: Vec<(f64, f64)> = g
             .avg_accuracy_curve
             .iter()
@@ -122,11 +222,32 @@ where
     Ok(())
 }
 
-/// One strategy's sweep of one numeric parameter: (value, ACC mean, ACC std) sorted by value.
+/// One configuration of a sweep: the swept value, the group's index (its colour) and its final
+/// ACC and BWT over seeds.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepPoint {
+    pub value: f64,
+    pub group: usize,
+    pub acc: Stat,
+    pub bwt: Stat,
+}
+
+/// One strategy's sweep of one numeric parameter, sorted by value.
 pub struct Sweep {
     pub strategy: String,
     pub param: String,
-    pub points: Vec<(f64, f64, f64)>,
+    pub points: Vec<SweepPoint>,
+}
+
+impl Sweep {
+    /// The chosen configuration: the highest mean ACC.
+    pub fn best(&self) -> SweepPoint {
+        *self
+            .points
+            .iter()
+            .max_by(|a, b| a.acc.mean.total_cmp(&b.acc.mean))
+            .expect("a sweep has points")
+    }
 }
 
 /// The sweeps in `groups`: for each strategy with several configurations that differ in exactly
@@ -136,12 +257,16 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
     strategies.dedup();
     let mut out = Vec::new();
     for strategy in strategies {
-        let members: Vec<&Group> = groups.iter().filter(|g| g.strategy == strategy).collect();
+        let members: Vec<(usize, &Group)> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.strategy == strategy)
+            .collect();
         if members.len() < 2 {
             continue;
         }
-        let keys: Vec<String> = members[0]
-            .params
+        let first = &members[0].1.params;
+        let keys: Vec<String> = first
             .as_object()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
@@ -150,26 +275,27 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
             .filter(|k| {
                 members
                     .iter()
-                    .any(|g| g.params.get(k.as_str()) != members[0].params.get(k.as_str()))
+                    .any(|(_, g)| g.params.get(k.as_str()) != first.get(k.as_str()))
             })
             .collect();
         let [param] = varying.as_slice() else {
             continue;
         };
-        let mut points: Vec<(f64, f64, f64)> = members
+        let mut points: Vec<SweepPoint> = members
             .iter()
-            .filter_map(|g| {
-                Some((
-                    g.params.get(param.as_str())?.as_f64()?,
-                    g.acc.mean,
-                    g.acc.std,
-                ))
+            .filter_map(|&(group, g)| {
+                Some(SweepPoint {
+                    value: g.params.get(param.as_str())?.as_f64()?,
+                    group,
+                    acc: g.acc,
+                    bwt: g.bwt,
+                })
             })
             .collect();
         if points.len() < 2 {
             continue;
         }
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points.sort_by(|a, b| a.value.total_cmp(&b.value));
         out.push(Sweep {
             strategy: strategy.to_string(),
             param: param.to_string(),
@@ -179,138 +305,163 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
     out
 }
 
-/// Final ACC against each swept strength, one panel per strategy (log axis when the values are
-/// positive), mean ± standard deviation over seeds, the best value marked. Writes nothing when
-/// no grid sweeps a strength.
+/// Final ACC (left) and BWT (right) against each swept strength, a row of panels per strategy
+/// (log axis when the values are positive), mean with 95% confidence bars over seeds, each point
+/// in its configuration's colour; the chosen (best-ACC) value ringed in both panels. Writes
+/// nothing when no grid sweeps a strength.
 pub fn sensitivity(groups: &[Group], base: &Path) -> Result<()> {
     let sweeps = sweeps(groups);
     if sweeps.is_empty() {
         return Ok(());
     }
-    register_font();
-    let cols = sweeps.len().min(3);
-    let rows = sweeps.len().div_ceil(cols);
-    let size = (380 * cols as u32, 320 * rows as u32);
-    let colors: Vec<RGBColor> = sweeps
-        .iter()
-        .map(|s| {
-            color(
-                groups
-                    .iter()
-                    .position(|g| g.strategy == s.strategy)
-                    .unwrap_or(0),
-            )
-        })
-        .collect();
-    let svg = base.with_extension("svg");
-    let png = base.with_extension("png");
-    draw_sensitivity(
-        &sweeps,
-        &colors,
-        (rows, cols),
-        SVGBackend::new(&svg, size).into_drawing_area(),
-    )?;
-    draw_sensitivity(
-        &sweeps,
-        &colors,
-        (rows, cols),
-        BitMapBackend::new(&png, size).into_drawing_area(),
-    )?;
+    let size = (2 * 420, 320 * sweeps.len() as u32);
+    svg_and_png!(base, size, draw_sensitivity(&sweeps));
     Ok(())
+}
+
+/// Which metric a sensitivity panel shows.
+#[derive(Clone, Copy)]
+enum Metric {
+    Acc,
+    Bwt,
 }
 
 fn draw_sensitivity<DB: DrawingBackend>(
     sweeps: &[Sweep],
-    colors: &[RGBColor],
-    (rows, cols): (usize, usize),
     root: DrawingArea<DB, plotters::coord::Shift>,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing chart: {e:?}");
-    root.fill(&WHITE).map_err(err)?;
-    for ((sweep, area), &c) in sweeps
-        .iter()
-        .zip(root.split_evenly((rows, cols)))
-        .zip(colors)
-    {
-        // Positive strengths are drawn on a log axis: x is log10 of the value, labelled 1eN.
-        let log = sweep.points.iter().all(|p| p.0 > 0.0);
-        let to_x = |v: f64| if log { v.log10() } else { v };
-        let xs: Vec<f64> = sweep.points.iter().map(|p| to_x(p.0)).collect();
-        let (lo, hi) = (xs[0], xs[xs.len() - 1]);
-        let pad = ((hi - lo) * 0.1).max(0.5);
-        let best = sweep
-            .points
-            .iter()
-            .copied()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap();
-        let mut chart = ChartBuilder::on(&area)
-            .caption(
-                format!("{}: ACC vs {}", sweep.strategy, sweep.param),
-                (FONT, 16),
-            )
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
-            .build_cartesian_2d(lo - pad..hi + pad, 0.0f64..1.0f64)
-            .map_err(err)?;
-        let x_desc = if log {
-            format!("{} (log scale)", sweep.param)
-        } else {
-            sweep.param.clone()
-        };
-        let x_label = |x: &f64| {
-            if log {
-                // Decades only: 1e-1, 1e0, 1e1, ...
-                let decade = x.round();
-                if (x - decade).abs() < 1e-6 {
-                    format!("1e{}", decade as i64)
-                } else {
-                    String::new()
-                }
-            } else {
-                format!("{x}")
-            }
-        };
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc("final ACC")
-            .x_label_formatter(&x_label)
-            .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
-            .label_style((FONT, 11))
-            .axis_desc_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
-        let points: Vec<(f64, f64)> = xs
-            .iter()
-            .zip(&sweep.points)
-            .map(|(&x, p)| (x, p.1))
-            .collect();
-        let bars = xs.iter().zip(&sweep.points).map(|(&x, &(_, m, s))| {
-            PathElement::new(
-                vec![(x, (m - s).max(0.0)), (x, (m + s).min(1.0))],
-                c.stroke_width(1),
-            )
-        });
-        chart
-            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-            .map_err(err)?;
-        chart.draw_series(bars).map_err(err)?;
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
-            .map_err(err)?;
-        chart
-            .draw_series([Circle::new(
-                (to_x(best.0), best.1),
-                7,
-                BLACK.stroke_width(2),
-            )])
-            .map_err(err)?;
+    root.fill(&WHITE).map_err(draw_err)?;
+    let areas = root.split_evenly((sweeps.len(), 2));
+    for (k, sweep) in sweeps.iter().enumerate() {
+        for (m, metric) in [Metric::Acc, Metric::Bwt].into_iter().enumerate() {
+            draw_sweep_panel(sweep, metric, &areas[2 * k + m])?;
+        }
     }
-    root.present().map_err(err)?;
+    root.present().map_err(draw_err)?;
+    Ok(())
+}
+
+fn draw_sweep_panel<DB: DrawingBackend>(
+    sweep: &Sweep,
+    metric: Metric,
+    area: &DrawingArea<DB, Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let stat = |p: &SweepPoint| match metric {
+        Metric::Acc => p.acc,
+        Metric::Bwt => p.bwt,
+    };
+    // Positive strengths are drawn on a log axis: x is log10 of the value, labelled 1eN.
+    let log = sweep.points.iter().all(|p| p.value > 0.0);
+    let to_x = |v: f64| if log { v.log10() } else { v };
+    let xs: Vec<f64> = sweep.points.iter().map(|p| to_x(p.value)).collect();
+    let (lo, hi) = (xs[0], xs[xs.len() - 1]);
+    let pad = ((hi - lo) * 0.1).max(0.5);
+    let best = sweep.best();
+    let (y_range, name): (std::ops::Range<f64>, &str) = match metric {
+        Metric::Acc => (0.0f64..1.0f64, "final ACC"),
+        Metric::Bwt => {
+            let low = sweep
+                .points
+                .iter()
+                .map(|p| p.bwt.ci95_bounds().0)
+                .fold(0.0f64, f64::min);
+            let high = sweep
+                .points
+                .iter()
+                .map(|p| p.bwt.ci95_bounds().1)
+                .fold(0.0f64, f64::max);
+            let pad = ((high - low) * 0.1).max(0.01);
+            (low - pad..high + pad, "BWT")
+        }
+    };
+    let digits = decimals(y_range.end - y_range.start);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{}: {name} vs {} (95% CI)", sweep.strategy, sweep.param),
+            (FONT, 16),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(lo - pad..hi + pad, y_range)
+        .map_err(draw_err)?;
+    let x_desc = if log {
+        format!("{} (log scale)", sweep.param)
+    } else {
+        sweep.param.clone()
+    };
+    let x_label = |x: &f64| {
+        if log {
+            // Decades only: 1e-1, 1e0, 1e1, ...
+            let decade = x.round();
+            if (x - decade).abs() < 1e-6 {
+                format!("1e{}", decade as i64)
+            } else {
+                String::new()
+            }
+        } else {
+            format!("{x}")
+        }
+    };
+    chart
+        .configure_mesh()
+        .light_line_style(BLACK.mix(0.04))
+        .x_desc(x_desc)
+        .y_desc(match metric {
+            Metric::Acc => "final ACC (%)",
+            Metric::Bwt => "BWT (points of accuracy)",
+        })
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&|y| points(*y, digits))
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .draw()
+        .map_err(draw_err)?;
+    if matches!(metric, Metric::Bwt) {
+        chart
+            .draw_series([PathElement::new(
+                vec![(lo - pad, 0.0), (hi + pad, 0.0)],
+                BLACK.mix(0.5).stroke_width(1),
+            )])
+            .map_err(draw_err)?;
+    }
+    let points: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(&sweep.points)
+        .map(|(&x, p)| (x, stat(p).mean))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(
+            points.clone(),
+            BLACK.mix(0.35).stroke_width(2),
+        ))
+        .map_err(draw_err)?;
+    for (&x, p) in xs.iter().zip(&sweep.points) {
+        let c = color(p.group);
+        let (low, high) = stat(p).ci95_bounds();
+        chart
+            .draw_series([
+                PathElement::new(vec![(x, low), (x, high)], c.stroke_width(2)),
+                PathElement::new(vec![(x - 0.04, low), (x + 0.04, low)], c.stroke_width(2)),
+                PathElement::new(vec![(x - 0.04, high), (x + 0.04, high)], c.stroke_width(2)),
+            ])
+            .map_err(draw_err)?;
+        chart
+            .draw_series([Circle::new((x, stat(p).mean), 4, c.filled())])
+            .map_err(draw_err)?;
+    }
+    chart
+        .draw_series([Circle::new(
+            (to_x(best.value), stat(&best).mean),
+            8,
+            BLACK.stroke_width(2),
+        )])
+        .map_err(draw_err)?;
     Ok(())
 }

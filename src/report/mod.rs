@@ -1,6 +1,14 @@
-//! Reports, from results only (never trains): the summary table, `summary.csv` and charts.
+//! Reports, from results only (never trains): the summary table, `summary.csv`, `best.md`, the
+//! charts (each an SVG and a PNG, one file per chart function) and the pages that gather them,
+//! `index.html` (self-contained) and `README.md`. Colours follow the configurations of
+//! [`summary::group`] across every chart.
 
 pub mod chart;
+pub mod curves;
+pub mod final_metrics;
+pub mod forgetting;
+pub mod heatmap;
+pub mod html;
 pub mod reference;
 pub mod summary;
 
@@ -46,8 +54,8 @@ pub fn load_experiment(out_dir: &Path) -> Result<Option<ExperimentFile>> {
     Ok(Some(experiment))
 }
 
-/// Writes `summary.csv`, `best.md` and the charts for `results` into `out_dir`; returns the
-/// tables as text.
+/// Writes `summary.csv`, `best.md`, the charts, `index.html` and `README.md` for `results` into
+/// `out_dir`; returns the tables as text.
 pub fn write_report(
     out_dir: &Path,
     results: &[JobResult],
@@ -61,8 +69,31 @@ pub fn write_report(
     )?;
     chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"))?;
     chart::sensitivity(&groups, &out_dir.join("sensitivity"))?;
-    let best = reference::markdown(&reference::best_per_strategy(&groups, reference), reference);
+    heatmap::accuracy_matrices(&groups, &out_dir.join("accuracy"))?;
+    forgetting::per_task(&groups, &out_dir.join("forgetting"))?;
+    final_metrics::final_metrics(&groups, &out_dir.join("final_metrics"))?;
+    curves::training_curves(&groups, &out_dir.join("curves"))?;
+    let best_rows = reference::best_per_strategy(&groups, reference);
+    let best = reference::markdown(&best_rows, reference);
     crate::results::write_atomic(&out_dir.join("best.md"), best.as_bytes())?;
+    let experiment_text = match std::fs::read_to_string(out_dir.join("experiment.yaml")) {
+        Ok(text) => Some(text),
+        Err(_) => experiment.map(serde_yaml::to_string).transpose()?,
+    };
+    let name = experiment
+        .map(|e| e.name.clone())
+        .or_else(|| results.first().map(|r| r.experiment.clone()))
+        .unwrap_or_else(|| out_dir.display().to_string());
+    let page = html::Page {
+        name: &name,
+        groups: &groups,
+        results,
+        best_rows: &best_rows,
+        reference,
+        experiment: experiment_text,
+    };
+    html::write_html(&page, out_dir)?;
+    html::write_readme(&page, out_dir)?;
     Ok(format!(
         "{}\nBest of each grid (final ACC):\n{best}",
         summary::table(&groups)

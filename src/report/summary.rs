@@ -1,9 +1,12 @@
-//! Grouping results by configuration (strategy + parameters) over seeds, with mean and standard
-//! deviation; the printed table and `summary.csv`.
+//! Grouping results by configuration (strategy + parameters) over seeds, with mean, standard
+//! deviation and 95% confidence interval; the printed table and `summary.csv`.
+//!
+//! The 95% interval of a mean over n seeds is `mean ± t_{0.975, n-1} · s / √n` (Student's t, s the
+//! sample standard deviation); with one seed there is no interval.
 
 use std::collections::BTreeMap;
 
-use crate::results::{metrics::average_accuracy_curve, JobResult};
+use crate::results::{metrics::average_accuracy_curve, CurvePoint, JobResult};
 
 /// Mean and sample standard deviation (n - 1; 0 for a single value).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +31,131 @@ impl Stat {
             n,
         }
     }
+
+    /// Half-width of the 95% confidence interval of the mean, `t_{0.975, n-1} · s / √n`; `None`
+    /// for fewer than two values.
+    pub fn ci95(&self) -> Option<f64> {
+        (self.n > 1).then(|| t_975(self.n - 1) * self.std / (self.n as f64).sqrt())
+    }
+
+    /// The interval's bounds, `(mean, mean)` without one.
+    pub fn ci95_bounds(&self) -> (f64, f64) {
+        let h = self.ci95().unwrap_or(0.0);
+        (self.mean - h, self.mean + h)
+    }
+
+    /// `mean ± half-width` with `digits` decimals (the mean alone for one value); `scale`
+    /// multiplies both (100 for percent).
+    pub fn format(&self, scale: f64, digits: usize) -> String {
+        match self.ci95() {
+            Some(h) => format!("{:.digits$} ± {:.digits$}", self.mean * scale, h * scale),
+            None => format!("{:.digits$}", self.mean * scale),
+        }
+    }
+}
+
+/// The 0.975 quantile of Student's t distribution with `df` degrees of freedom (`df >= 1`),
+/// solved by bisection on the distribution function `1 - I_{df/(df+t²)}(df/2, 1/2) / 2`.
+pub fn t_975(df: usize) -> f64 {
+    let df = df.max(1) as f64;
+    let tail = |t: f64| 0.5 * incomplete_beta(df / (df + t * t), df / 2.0, 0.5);
+    let (mut lo, mut hi) = (0.0f64, 1000.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if tail(mid) > 0.025 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The regularized incomplete beta function `I_x(a, b)` (continued fraction, as in Numerical
+/// Recipes' `betai`).
+fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_fraction(x, a, b) / a
+    } else {
+        1.0 - front * beta_fraction(1.0 - x, b, a) / b
+    }
+}
+
+fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..300 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let del = d * c;
+        h *= del;
+        if (del - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, nine coefficients; about 15 digits).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x) Γ(1 - x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let sum = G[1..]
+        .iter()
+        .enumerate()
+        .fold(G[0], |acc, (i, g)| acc + g / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
 /// One configuration's results over its seeds.
@@ -44,6 +172,14 @@ pub struct Group {
     pub wall_s: Stat,
     /// Mean over seeds of the average accuracy on the tasks seen so far, after each task.
     pub avg_accuracy_curve: Vec<f64>,
+    /// The same over seeds, with its spread: one [`Stat`] per task trained.
+    pub avg_accuracy: Vec<Stat>,
+    /// `accuracy[i][j]` over seeds: test accuracy on task j after training task i.
+    pub accuracy: Vec<Vec<Stat>>,
+    /// The smallest seed, whose training curve is `curve`.
+    pub curve_seed: u64,
+    /// Task loss and penalty per epoch of the smallest seed's job.
+    pub curve: Vec<CurvePoint>,
 }
 
 /// `key=value` for each parameter, in name order.
@@ -123,9 +259,24 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 .map(|r| average_accuracy_curve(&r.accuracy))
                 .collect();
             let len = curves.iter().map(Vec::len).min().unwrap_or(0);
-            let avg_accuracy_curve = (0..len)
-                .map(|i| curves.iter().map(|c| c[i]).sum::<f64>() / curves.len() as f64)
+            let avg_accuracy: Vec<Stat> = (0..len)
+                .map(|i| Stat::of(&curves.iter().map(|c| c[i]).collect::<Vec<_>>()))
                 .collect();
+            let avg_accuracy_curve = avg_accuracy.iter().map(|s| s.mean).collect();
+            let rows = rs.iter().map(|r| r.accuracy.len()).min().unwrap_or(0);
+            let cols = rs
+                .iter()
+                .flat_map(|r| r.accuracy.iter().map(Vec::len))
+                .min()
+                .unwrap_or(0);
+            let accuracy = (0..rows)
+                .map(|i| {
+                    (0..cols)
+                        .map(|j| Stat::of(&rs.iter().map(|r| r.accuracy[i][j]).collect::<Vec<_>>()))
+                        .collect()
+                })
+                .collect();
+            let first = rs.iter().min_by_key(|r| r.seed).expect("a group has a job");
             Group {
                 label,
                 strategy: rs[0].strategy.clone(),
@@ -136,6 +287,10 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 forgetting: collect(&|r| r.metrics.forgetting),
                 wall_s: collect(&|r| r.timings.total_s),
                 avg_accuracy_curve,
+                avg_accuracy,
+                accuracy,
+                curve_seed: first.seed,
+                curve: first.curve.clone(),
             }
         })
         .collect();
@@ -174,6 +329,30 @@ pub fn role(strategy: &str) -> &'static str {
         "joint" => " (upper bound)",
         "naive" => " (lower bound)",
         _ => "",
+    }
+}
+
+/// Which configuration is best in each column of the summary, by mean over seeds: the highest
+/// ACC, the highest BWT, the lowest forgetting. Indices into `groups` (every one that ties).
+pub struct Best {
+    pub acc: Vec<usize>,
+    pub bwt: Vec<usize>,
+    pub forgetting: Vec<usize>,
+}
+
+impl Best {
+    pub fn of(groups: &[Group]) -> Best {
+        let pick = |value: &dyn Fn(&Group) -> f64| {
+            let top = groups.iter().map(value).fold(f64::NEG_INFINITY, f64::max);
+            (0..groups.len())
+                .filter(|&i| value(&groups[i]) == top)
+                .collect()
+        };
+        Best {
+            acc: pick(&|g| g.acc.mean),
+            bwt: pick(&|g| g.bwt.mean),
+            forgetting: pick(&|g| -g.forgetting.mean),
+        }
     }
 }
 
@@ -237,5 +416,40 @@ mod tests {
         assert_eq!(s.mean, 2.5);
         assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(Stat::of(&[0.7]).std, 0.0);
+    }
+
+    #[test]
+    fn ci95_is_t_times_the_standard_error() {
+        // mean 0.92, s = 0.02, t_{0.975,2} = 4.302653: half-width 4.302653 * 0.02 / sqrt(3).
+        let s = Stat::of(&[0.90, 0.92, 0.94]);
+        assert!((s.mean - 0.92).abs() < 1e-12);
+        assert!((s.std - 0.02).abs() < 1e-12);
+        let expected = 4.302_652_729_749_464 * 0.02 / 3f64.sqrt();
+        assert!(
+            (s.ci95().unwrap() - expected).abs() < 1e-9,
+            "{:?}",
+            s.ci95()
+        );
+        assert!((expected - 0.049_682_75).abs() < 1e-8);
+        assert_eq!(Stat::of(&[0.7]).ci95(), None);
+        assert_eq!(Stat::of(&[0.7]).format(100.0, 1), "70.0");
+    }
+
+    #[test]
+    fn t_quantiles_match_the_tables() {
+        for (df, t) in [
+            (1, 12.706_204_736),
+            (2, 4.302_652_730),
+            (4, 2.776_445_105),
+            (9, 2.262_157_163),
+            (30, 2.042_272_456),
+            (1000, 1.962_339_081),
+        ] {
+            assert!(
+                (t_975(df) - t).abs() < 1e-6,
+                "df {df}: {} vs {t}",
+                t_975(df)
+            );
+        }
     }
 }

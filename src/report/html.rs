@@ -1,0 +1,445 @@
+//! The experiment's pages: `index.html`, self-contained (the SVG charts' text inlined, inline
+//! CSS, no scripts, fonts or anything else fetched), and `README.md` with the same tables and
+//! links to the PNG charts, for code-hosting sites. Both are built from the groups, the results'
+//! provenance and the files already in the folder (charts, `experiment.yaml`); nothing is
+//! recomputed from training.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::reference::Row;
+use super::summary::{role, Best, Group, Stat};
+use crate::config::Reference;
+use crate::results::JobResult;
+
+/// A chart of the report: file name without extension, title, what it shows.
+pub struct Chart {
+    pub base: &'static str,
+    pub title: &'static str,
+    pub about: &'static str,
+}
+
+/// Every chart the report may write, in the order the pages show them.
+pub const CHARTS: [Chart; 6] = [
+    Chart {
+        base: "final_metrics",
+        title: "Final ACC, BWT and forgetting",
+        about: "Per configuration, mean over seeds with 95% confidence bars; in the ACC panel, lines at the joint (upper bound) and naive (lower bound) ACC when the experiment has them.",
+    },
+    Chart {
+        base: "forgetting",
+        title: "Accuracy on each task as later tasks are trained",
+        about: "A panel per task j: its test accuracy after training each task i ≥ j, mean over seeds with a shaded 95% confidence band. A falling line is forgetting.",
+    },
+    Chart {
+        base: "accuracy",
+        title: "Accuracy matrices",
+        about: "A panel per configuration: test accuracy (%) on task j (columns) after training task i (rows), mean over seeds. Below the diagonal is what was kept, above it what was not yet learned.",
+    },
+    Chart {
+        base: "avg_accuracy",
+        title: "Average accuracy on the tasks seen so far",
+        about: "After each task, the mean test accuracy on tasks 1..t, mean over seeds with a shaded 95% confidence band.",
+    },
+    Chart {
+        base: "sensitivity",
+        title: "Sensitivity to the swept strength",
+        about: "Final ACC (left) and BWT (right) against each swept parameter, mean with 95% confidence bars, each point in its configuration's colour; the ring marks the chosen (best-ACC) value.",
+    },
+    Chart {
+        base: "curves",
+        title: "Training curves",
+        about: "Mean task loss (log scale) and mean penalty per epoch against the global step, for the smallest seed of each configuration; grey lines mark the ends of tasks.",
+    },
+];
+
+const METRICS: [(&str, &str); 4] = [
+    (
+        "R[i][j]",
+        "the test accuracy on task j after training task i, for T tasks",
+    ),
+    (
+        "ACC",
+        "mean over j of R[T-1][j]: the average accuracy after the last task",
+    ),
+    (
+        "BWT",
+        "mean over j < T-1 of R[T-1][j] − R[j][j] (Lopez-Paz & Ranzato 2017): negative when learning later tasks hurt earlier ones",
+    ),
+    (
+        "forgetting",
+        "mean over j < T-1 of max_{l < T-1} R[l][j] − R[T-1][j] (Chaudhry et al. 2018): the drop from each task's best accuracy to its final one",
+    ),
+];
+
+const CI_NOTE: &str = "Mean ± half-width of the 95% confidence interval over seeds, t_{0.975, n−1} · s / √n (the mean alone for one seed); ACC in %, BWT and forgetting in points of accuracy. Best per column (highest ACC, highest BWT, lowest forgetting) in bold.";
+
+/// Everything the pages show.
+pub struct Page<'a> {
+    pub name: &'a str,
+    pub groups: &'a [Group],
+    pub results: &'a [JobResult],
+    pub best_rows: &'a [Row],
+    pub reference: Option<&'a Reference>,
+    /// The resolved experiment file's text.
+    pub experiment: Option<String>,
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One summary row's cells: label, seeds, ACC, BWT, forgetting, wall time; with the bold flags.
+fn summary_cells(g: &Group, k: usize, best: &Best) -> (Vec<String>, [bool; 3]) {
+    let cells = vec![
+        format!("{}{}", g.label, role(&g.strategy)),
+        g.acc.n.to_string(),
+        g.acc.format(100.0, 2),
+        signed(&g.bwt),
+        g.forgetting.format(100.0, 2),
+        format!("{:.1}", g.wall_s.mean),
+    ];
+    let flags = [
+        best.acc.contains(&k),
+        best.bwt.contains(&k),
+        best.forgetting.contains(&k),
+    ];
+    (cells, flags)
+}
+
+fn signed(s: &Stat) -> String {
+    let text = s.format(100.0, 2);
+    if s.mean >= 0.0 {
+        format!("+{text}")
+    } else {
+        text
+    }
+}
+
+const SUMMARY_HEAD: [&str; 6] = [
+    "configuration",
+    "seeds",
+    "ACC %",
+    "BWT (points)",
+    "forgetting (points)",
+    "wall s per job",
+];
+
+const BEST_HEAD: [&str; 7] = [
+    "strategy",
+    "best configuration",
+    "clbench ACC % (mean ± SE)",
+    "seeds",
+    "published ACC %",
+    "difference",
+    "within max(3, 2 SE)",
+];
+
+fn best_cells(row: &Row) -> Vec<String> {
+    let (published, diff, ok) = match (row.published, row.agrees()) {
+        (Some(p), Some(ok)) => (
+            format!("{p:.2}"),
+            format!("{:+.2}", row.acc_percent - p),
+            if ok { "yes" } else { "no" }.to_string(),
+        ),
+        _ => ("—".into(), "—".into(), "—".into()),
+    };
+    vec![
+        format!("{}{}", row.strategy, role(&row.strategy)),
+        row.best.clone(),
+        format!("{:.2} ± {:.2}", row.acc_percent, row.se_percent),
+        row.seeds.to_string(),
+        published,
+        diff,
+        ok,
+    ]
+}
+
+/// The machine, versions and times, as (what, value) lines.
+fn provenance(results: &[JobResult]) -> Vec<(&'static str, String)> {
+    let distinct = |f: &dyn Fn(&JobResult) -> String| {
+        let mut v: Vec<String> = results.iter().map(f).collect();
+        v.sort();
+        v.dedup();
+        v.join(", ")
+    };
+    let total: f64 = results.iter().map(|r| r.timings.total_s).sum();
+    let mean = total / results.len().max(1) as f64;
+    let start = results
+        .iter()
+        .map(|r| r.provenance.finished_at_unix as f64 - r.timings.total_s)
+        .fold(f64::INFINITY, f64::min);
+    let end = results
+        .iter()
+        .map(|r| r.provenance.finished_at_unix)
+        .max()
+        .unwrap_or(0);
+    let samples = Stat::of(
+        &results
+            .iter()
+            .map(|r| r.timings.samples_per_s)
+            .collect::<Vec<_>>(),
+    );
+    vec![
+        ("host", distinct(&|r| r.provenance.hostname.clone())),
+        ("device", distinct(&|r| r.device.clone())),
+        (
+            "clbench",
+            distinct(&|r| r.provenance.clbench_version.clone()),
+        ),
+        (
+            "git revision",
+            distinct(&|r| r.provenance.git_revision.clone()),
+        ),
+        (
+            "libtorch",
+            distinct(&|r| r.provenance.torch_version.clone()),
+        ),
+        ("tch", distinct(&|r| r.provenance.tch_version.clone())),
+        ("jobs", results.len().to_string()),
+        (
+            "wall time of the jobs",
+            format!("{total:.1} s in all, {mean:.1} s per job on average"),
+        ),
+        (
+            "from first start to last finish",
+            if start.is_finite() {
+                format!("{:.1} s, finished {}", end as f64 - start, utc(end))
+            } else {
+                "—".into()
+            },
+        ),
+        (
+            "training speed",
+            format!("{:.0} samples/s per job on average", samples.mean),
+        ),
+    ]
+}
+
+/// A Unix time as `YYYY-MM-DD hh:mm:ss UTC` (days to civil date after H. Hinnant).
+fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// An SVG file's text ready to inline: the XML declaration dropped, scaled to the page width.
+fn inline_svg(text: &str) -> String {
+    let start = text.find("<svg").unwrap_or(0);
+    text[start..].replacen("<svg ", "<svg style=\"max-width:100%;height:auto\" ", 1)
+}
+
+const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;margin:2em auto;max-width:1280px;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}td.text{text-align:left}
+.swatch{display:inline-block;width:.9em;height:.9em;margin-right:.4em;vertical-align:-.1em;border-radius:2px}
+figure{margin:1.2em 0}figcaption{color:#555;font-size:.92em;max-width:60em}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:.8em;overflow-x:auto;font-size:.88em}
+.note{color:#555;font-size:.9em}dt{font-weight:bold}dd{margin:0 0 .5em 1.5em}";
+
+/// Writes `index.html` into `out_dir`; the charts must already be there.
+pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
+    let mut h = String::new();
+    let name = escape(page.name);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>clbench: {name}</title>\n<style>\n{CSS}\n</style>\n</head>\n<body>\n<h1>{name}</h1>\n<p class=\"note\">Continual-learning benchmark report written by clbench from the saved results in this folder ({} jobs, {} configurations). Rebuild with <code>clbench report &lt;this folder&gt;</code>.</p>\n",
+        page.results.len(),
+        page.groups.len()
+    );
+    h.push_str("<h2>Summary</h2>\n<table>\n<thead><tr>");
+    for head in SUMMARY_HEAD {
+        let _ = write!(h, "<th>{}</th>", escape(head));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    let best = Best::of(page.groups);
+    for (k, g) in page.groups.iter().enumerate() {
+        let (cells, flags) = summary_cells(g, k, &best);
+        let c = super::chart::color(k);
+        let _ = write!(
+            h,
+            "<tr><td><span class=\"swatch\" style=\"background:#{:02x}{:02x}{:02x}\"></span>{}</td>",
+            c.0,
+            c.1,
+            c.2,
+            escape(&cells[0])
+        );
+        for (i, cell) in cells.iter().enumerate().skip(1) {
+            let bold = (2..5).contains(&i) && flags[i - 2];
+            if bold {
+                let _ = write!(h, "<td><b>{}</b></td>", escape(cell));
+            } else {
+                let _ = write!(h, "<td>{}</td>", escape(cell));
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    let _ = writeln!(
+        h,
+        "</tbody>\n</table>\n<p class=\"note\">{}</p>",
+        escape(CI_NOTE)
+    );
+
+    h.push_str("<h2>Best of each grid</h2>\n");
+    if let Some(r) = page.reference {
+        let _ = writeln!(h, "<p>Published figures: {}</p>", escape(r.source.trim()));
+    }
+    h.push_str("<table>\n<thead><tr>");
+    for head in BEST_HEAD {
+        let _ = write!(h, "<th>{}</th>", escape(head));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    for row in page.best_rows {
+        h.push_str("<tr>");
+        for (i, cell) in best_cells(row).iter().enumerate() {
+            let class = if i == 1 { " class=\"text\"" } else { "" };
+            let _ = write!(h, "<td{class}>{}</td>", escape(cell));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n<p class=\"note\">The best configuration of each strategy is the one with the highest mean ACC; SE is the standard error of that mean.</p>\n");
+
+    h.push_str("<h2>Charts</h2>\n");
+    for chart in &CHARTS {
+        let path = out_dir.join(format!("{}.svg", chart.base));
+        if !path.exists() {
+            continue;
+        }
+        let svg = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let _ = write!(
+            h,
+            "<figure id=\"{}\">\n<h3>{}</h3>\n{}\n<figcaption>{} (<code>{}.svg</code>, <code>{}.png</code>)</figcaption>\n</figure>\n",
+            chart.base,
+            escape(chart.title),
+            inline_svg(&svg),
+            escape(chart.about),
+            chart.base,
+            chart.base
+        );
+    }
+
+    h.push_str("<h2>Metrics</h2>\n<dl>\n");
+    for (term, meaning) in METRICS {
+        let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(term), escape(meaning));
+    }
+    h.push_str("</dl>\n");
+
+    h.push_str("<h2>Experiment</h2>\n");
+    match &page.experiment {
+        Some(text) => {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">As resolved (defaults filled in), from <code>experiment.yaml</code>.</p>\n<pre>{}</pre>",
+                escape(text)
+            );
+        }
+        None => h.push_str("<p>No <code>experiment.yaml</code> in this folder.</p>\n"),
+    }
+
+    h.push_str("<h2>Machine, versions and time</h2>\n<table>\n<tbody>\n");
+    for (what, value) in provenance(page.results) {
+        let _ = writeln!(
+            h,
+            "<tr><th>{}</th><td class=\"text\">{}</td></tr>",
+            escape(what),
+            escape(&value)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    crate::results::write_atomic(&out_dir.join("index.html"), h.as_bytes())?;
+    Ok(())
+}
+
+/// Escapes `|` for a Markdown table cell.
+fn md(cell: &str) -> String {
+    cell.replace('|', "\\|")
+}
+
+/// Writes `README.md` into `out_dir`: the tables in Markdown and the PNG charts.
+pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
+    let mut m = format!(
+        "# {}\n\nclbench report from the saved results in this folder ({} jobs, {} configurations). The same report with inline charts: [`index.html`](index.html); rebuild both with `clbench report <this folder>`.\n\n## Summary\n\n",
+        page.name,
+        page.results.len(),
+        page.groups.len()
+    );
+    let _ = writeln!(m, "| {} |", SUMMARY_HEAD.join(" | "));
+    let _ = writeln!(m, "|{}", " --- |".repeat(SUMMARY_HEAD.len()));
+    let best = Best::of(page.groups);
+    for (k, g) in page.groups.iter().enumerate() {
+        let (cells, flags) = summary_cells(g, k, &best);
+        let cells: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if (2..5).contains(&i) && flags[i - 2] {
+                    format!("**{}**", md(c))
+                } else {
+                    md(c)
+                }
+            })
+            .collect();
+        let _ = writeln!(m, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(m, "\n{CI_NOTE}\n\n## Best of each grid\n");
+    if let Some(r) = page.reference {
+        let _ = writeln!(m, "Published figures: {}\n", r.source.trim());
+    }
+    let _ = writeln!(m, "| {} |", BEST_HEAD.join(" | "));
+    let _ = writeln!(m, "|{}", " --- |".repeat(BEST_HEAD.len()));
+    for row in page.best_rows {
+        let cells: Vec<String> = best_cells(row).iter().map(|c| md(c)).collect();
+        let _ = writeln!(m, "| {} |", cells.join(" | "));
+    }
+    m.push_str("\n## Charts\n\n");
+    for chart in &CHARTS {
+        if !out_dir.join(format!("{}.png", chart.base)).exists() {
+            continue;
+        }
+        let _ = writeln!(
+            m,
+            "### {}\n\n{}\n\n[![{}]({}.png)]({}.png) ([SVG]({}.svg))\n",
+            chart.title, chart.about, chart.title, chart.base, chart.base, chart.base
+        );
+    }
+    m.push_str("## Metrics\n\n");
+    for (term, meaning) in METRICS {
+        let _ = writeln!(m, "- **{term}**: {meaning}.");
+    }
+    m.push_str("\n## Experiment\n\nAs resolved, in [`experiment.yaml`](experiment.yaml); per-job results in `jobs/`, one row per job in [`summary.csv`](summary.csv).\n\n## Machine, versions and time\n\n| what | value |\n| --- | --- |\n");
+    for (what, value) in provenance(page.results) {
+        let _ = writeln!(m, "| {what} | {} |", md(&value));
+    }
+    crate::results::write_atomic(&out_dir.join("README.md"), m.as_bytes())?;
+    Ok(())
+}
