@@ -101,6 +101,10 @@ impl Strategy for Ewc {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
+    fn importance(&self) -> Option<&ParamMap> {
+        self.fisher()
+    }
+
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
         let opts = FisherOptions::from_settings(
             self.config.fisher,

@@ -63,6 +63,10 @@ impl Strategy for Mas {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
+    fn importance(&self) -> Option<&ParamMap> {
+        Mas::importance(self)
+    }
+
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
         let new = mas_importance(
             ctx.model,

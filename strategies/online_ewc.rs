@@ -84,6 +84,10 @@ impl Strategy for OnlineEwc {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
+    fn importance(&self) -> Option<&ParamMap> {
+        self.fisher()
+    }
+
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
         let c = &self.config;
         let opts = FisherOptions::from_settings(

@@ -139,6 +139,10 @@ impl Strategy for Si {
         Ok(())
     }
 
+    fn importance(&self) -> Option<&ParamMap> {
+        Si::importance(self)
+    }
+
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
         let end = snapshot(&ctx.model.params());
         let (Some(omega), Some(start)) = (self.omega.take(), self.task_start.take()) else {

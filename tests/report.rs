@@ -13,12 +13,13 @@ use std::{
 
 const STRATEGIES: &str = "  - name: naive\n  - name: joint\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n";
 
-const CHARTS: [&str; 6] = [
+const CHARTS: [&str; 7] = [
     "accuracy",
     "avg_accuracy",
     "curves",
     "final_metrics",
     "forgetting",
+    "importance",
     "sensitivity",
 ];
 

@@ -22,7 +22,7 @@ pub struct Chart {
 }
 
 /// Every chart the report may write, in the order the pages show them.
-pub const CHARTS: [Chart; 6] = [
+pub const CHARTS: [Chart; 7] = [
     Chart {
         base: "final_metrics",
         title: "Final ACC, BWT and forgetting",
@@ -52,6 +52,11 @@ pub const CHARTS: [Chart; 6] = [
         base: "curves",
         title: "Training curves",
         about: "Mean task loss (log scale) and mean penalty per epoch against the global step, for the smallest seed of each configuration; grey lines mark the ends of tasks.",
+    },
+    Chart {
+        base: "importance",
+        title: "Importance distributions",
+        about: "For methods that weight their penalty by an importance (EWC family: Fisher; SI, MAS: Omega): per parameter tensor, a box per task after which it was measured (darker: later), on a log axis; box: quartiles, whiskers: 10th and 90th percentiles, bar: median, dots: smallest and largest non-zero value. Smallest seed of each configuration.",
     },
 ];
 

@@ -9,6 +9,7 @@ pub mod final_metrics;
 pub mod forgetting;
 pub mod heatmap;
 pub mod html;
+pub mod importance;
 pub mod reference;
 pub mod summary;
 
@@ -73,6 +74,7 @@ pub fn write_report(
     forgetting::per_task(&groups, &out_dir.join("forgetting"))?;
     final_metrics::final_metrics(&groups, &out_dir.join("final_metrics"))?;
     curves::training_curves(&groups, &out_dir.join("curves"))?;
+    importance::importance_distributions(&groups, &out_dir.join("importance"))?;
     let best_rows = reference::best_per_strategy(&groups, reference);
     let best = reference::markdown(&best_rows, reference);
     crate::results::write_atomic(&out_dir.join("best.md"), best.as_bytes())?;

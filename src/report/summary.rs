@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::results::{metrics::average_accuracy_curve, CurvePoint, JobResult};
+use crate::results::{metrics::average_accuracy_curve, CurvePoint, ImportanceSummary, JobResult};
 
 /// Mean and sample standard deviation (n - 1; 0 for a single value).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,6 +180,8 @@ pub struct Group {
     pub curve_seed: u64,
     /// Task loss and penalty per epoch of the smallest seed's job.
     pub curve: Vec<CurvePoint>,
+    /// Importance distributions after each task, of the smallest seed's job.
+    pub importance: Vec<ImportanceSummary>,
 }
 
 /// `key=value` for each parameter, in name order.
@@ -291,6 +293,7 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 accuracy,
                 curve_seed: first.seed,
                 curve: first.curve.clone(),
+                importance: first.importance.clone(),
             }
         })
         .collect();

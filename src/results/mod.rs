@@ -33,6 +33,10 @@ pub struct JobResult {
     pub provenance: Provenance,
     /// The resolved experiment (after defaults), so the file alone says how it was made.
     pub config: serde_json::Value,
+    /// Distribution of the strategy's importance values per parameter, after each task (for
+    /// methods that have one: EWC family, SI, MAS).
+    #[serde(default)]
+    pub importance: Vec<ImportanceSummary>,
     /// The settings the outcome depends on (see `JobSpec::settings`); a rerun skips a job whose
     /// saved result has equal settings.
     #[serde(default)]
@@ -61,6 +65,58 @@ pub struct Timings {
     pub eval_s: f64,
     /// Training samples processed per second.
     pub samples_per_s: f64,
+}
+
+/// Quantiles of one parameter tensor's importance values after one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportanceSummary {
+    pub task: usize,
+    /// Parameter name, e.g. `trunk.0.weight`.
+    pub param: String,
+    /// Number of values, and how many of them are exactly zero.
+    pub count: usize,
+    pub zeros: usize,
+    /// Quantiles 0, 0.1, 0.25, 0.5, 0.75, 0.9 and 1 of the non-zero values (empty if all are
+    /// zero).
+    pub quantiles: Vec<f64>,
+}
+
+/// The quantiles that [`ImportanceSummary::quantiles`] holds.
+pub const IMPORTANCE_QUANTILES: [f64; 7] = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0];
+
+impl ImportanceSummary {
+    /// Summarises `values` (any shape) of parameter `param` after task `task`.
+    pub fn of(task: usize, param: &str, values: &tch::Tensor) -> ImportanceSummary {
+        let all: Vec<f32> = Vec::try_from(
+            values
+                .detach()
+                .to_device(tch::Device::Cpu)
+                .to_kind(tch::Kind::Float)
+                .flatten(0, -1),
+        )
+        .unwrap_or_default();
+        let mut positive: Vec<f64> = all
+            .iter()
+            .filter(|v| **v != 0.0)
+            .map(|&v| v as f64)
+            .collect();
+        positive.sort_by(f64::total_cmp);
+        let quantiles = if positive.is_empty() {
+            Vec::new()
+        } else {
+            IMPORTANCE_QUANTILES
+                .iter()
+                .map(|q| positive[((positive.len() - 1) as f64 * q).round() as usize])
+                .collect()
+        };
+        ImportanceSummary {
+            task,
+            param: param.to_string(),
+            count: all.len(),
+            zeros: all.len() - positive.len(),
+            quantiles,
+        }
+    }
 }
 
 /// Versions and revision, recorded in every result.

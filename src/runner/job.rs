@@ -11,7 +11,7 @@ use tch::Device;
 use crate::config::{JobSpec, Plan};
 use crate::data::Dataset;
 use crate::model::{Mlp, MlpSpec};
-use crate::results::{JobResult, Metrics, Provenance, Timings};
+use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance, Timings};
 use crate::scenario::Scenario;
 use crate::strategy::{registry::BuildContext, Registry, TaskContext, TaskData};
 use crate::train::{accuracy, TrainSet, Trainer};
@@ -73,6 +73,7 @@ pub fn run_job_with_model(
     let mut timings = Timings::default();
     let mut accuracy_matrix = Vec::with_capacity(num_tasks);
     let mut curve = Vec::new();
+    let mut importance = Vec::new();
     for t in 0..num_tasks {
         let current = scenario.train_data(&dataset.train, t, device);
         let ctx = TaskContext {
@@ -118,6 +119,12 @@ pub fn run_job_with_model(
         let tick = Instant::now();
         strategy.after_task(&ctx)?;
         timings.after_task_s += tick.elapsed().as_secs_f64();
+        if let Some(map) = strategy.importance() {
+            importance.extend(
+                map.iter()
+                    .map(|(name, v)| ImportanceSummary::of(t, name, v)),
+            );
+        }
 
         let tick = Instant::now();
         let row: Vec<f64> = (0..num_tasks)
@@ -151,6 +158,7 @@ pub fn run_job_with_model(
         metrics: Metrics::from_matrix(&accuracy_matrix),
         accuracy: accuracy_matrix,
         curve,
+        importance,
         timings,
         device: format!("{device:?}"),
         provenance: provenance(),

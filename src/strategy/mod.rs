@@ -105,4 +105,10 @@ pub trait Strategy: Send {
     fn after_task(&mut self, _ctx: &TaskContext) -> Result<()> {
         Ok(())
     }
+
+    /// The per-parameter importance the penalty weights (a Fisher, SI's or MAS's Omega), for
+    /// reports: read after each `after_task`. `None` for methods without one.
+    fn importance(&self) -> Option<&ParamMap> {
+        None
+    }
 }
