@@ -66,36 +66,24 @@ where
             .fold(f64::NEG_INFINITY, f64::max)
             .ceil();
         let width = (tasks + 1) as f64;
+        let top = hi.max(lo + 1.0);
         let mut chart = ChartBuilder::on(&area)
             .caption(&g.label, (FONT, 14).into_font().color(&color(*k)))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..width * params.len() as f64, lo..hi.max(lo + 1.0))
+            .build_cartesian_2d(0.0..width * params.len() as f64, lo..top)
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(0)
-            .x_desc("parameter tensor; one box per task, left to right")
+            .x_desc(format!("{}; a box per task", params.join("  |  ")))
             .y_desc("importance (log10)")
             .y_label_formatter(&|y| format!("1e{}", y.round() as i64))
             .label_style((FONT, 11))
             .axis_desc_style((FONT, 12))
             .draw()
-            .map_err(draw_err)?;
-        // Each parameter's name above its group of boxes.
-        chart
-            .draw_series(params.iter().enumerate().map(|(i, name)| {
-                Text::new(
-                    name.to_string(),
-                    (
-                        i as f64 * width + 0.6,
-                        hi.max(lo + 1.0) - 0.05 * (hi - lo).max(1.0),
-                    ),
-                    (FONT, 11).into_font(),
-                )
-            }))
             .map_err(draw_err)?;
         for s in &g.importance {
             let Some(p) = params.iter().position(|&n| n == s.param) else {
