@@ -36,6 +36,10 @@ enum Command {
         /// Rerun jobs whose results are already saved.
         #[arg(long)]
         force: bool,
+        /// Run only shard I of N (0-based): the jobs whose position in the plan is I modulo N,
+        /// so N processes (e.g. a Slurm job array) share one grid and one results folder.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
     },
     /// List the registered strategies with their parameters.
     Strategies,
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
                 quiet,
                 dry_run,
                 force,
+                shard,
             }),
             _,
         ) => run(
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
                 force: force || cli.force,
             },
             dry_run,
+            shard,
         ),
         (Some(Command::Strategies), _) => strategies(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
                 force: cli.force,
             },
             false,
+            None,
         ),
         (None, None) => {
             eprintln!("clbench: give an experiment file, e.g. `clbench experiments/split_mnist.yaml`, or see --help");
@@ -96,10 +103,38 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(file: &std::path::Path, opts: runner::RunOptions, dry_run: bool) -> Result<ExitCode> {
+/// `I/N` with I < N.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let parse = || -> Option<(usize, usize)> {
+        let (i, n) = text.split_once('/')?;
+        Some((i.trim().parse().ok()?, n.trim().parse().ok()?))
+    };
+    match parse() {
+        Some((i, n)) if i < n => Ok((i, n)),
+        _ => Err(format!(
+            "`{text}` is not a shard: give I/N with 0 <= I < N, e.g. 0/4"
+        )),
+    }
+}
+
+fn run(
+    file: &std::path::Path,
+    opts: runner::RunOptions,
+    dry_run: bool,
+    shard: Option<(usize, usize)>,
+) -> Result<ExitCode> {
     let quiet = opts.quiet;
     let registry = Registry::load()?;
-    let plan = Plan::from_file(file, &registry)?;
+    let mut plan = Plan::from_file(file, &registry)?;
+    if let Some((i, n)) = shard {
+        plan.jobs = plan
+            .jobs
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, j)| j)
+            .collect();
+    }
     if dry_run {
         let jobs_dir = plan.out_dir.join("jobs");
         let mut finished = 0;
@@ -138,25 +173,38 @@ fn run(file: &std::path::Path, opts: runner::RunOptions, dry_run: bool) -> Resul
         serde_yaml::to_string(&plan.experiment)?.as_bytes(),
     )?;
     let outcome = runner::run_plan(&plan, &registry, Arc::new(dataset), opts)?;
-    // The report covers this plan's jobs; results of jobs since removed from the file stay on
-    // disk (and in `clbench report`), but not in this table.
-    let ids: std::collections::BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();
-    let results: Vec<_> = report::load_results(&plan.out_dir)?
-        .into_iter()
-        .filter(|r| ids.contains(r.id.as_str()))
-        .collect();
-    let table = report::write_report(&plan.out_dir, &results, Some(&plan.experiment))?;
-    println!("\n{}", plan.experiment.name);
-    print!("{table}");
-    println!(
-        "{} jobs run ({} skipped as finished) in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
-        outcome.results.len(),
-        outcome.skipped,
-        outcome.wall_s,
-        outcome.workers,
-        outcome.threads_per_worker,
-        plan.out_dir.display()
-    );
+    if let Some((i, n)) = shard {
+        // Shards share one folder: the report is built once, after all of them.
+        println!(
+            "shard {i}/{n}: {} jobs run ({} skipped as finished) in {:.1} s; when every shard has finished, \
+             `clbench report {}` builds the report",
+            outcome.results.len(),
+            outcome.skipped,
+            outcome.wall_s,
+            plan.out_dir.display()
+        );
+    } else {
+        // The report covers this plan's jobs; results of jobs since removed from the file stay
+        // on disk (and in `clbench report`), but not in this table.
+        let ids: std::collections::BTreeSet<&str> =
+            plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        let results: Vec<_> = report::load_results(&plan.out_dir)?
+            .into_iter()
+            .filter(|r| ids.contains(r.id.as_str()))
+            .collect();
+        let table = report::write_report(&plan.out_dir, &results, Some(&plan.experiment))?;
+        println!("\n{}", plan.experiment.name);
+        print!("{table}");
+        println!(
+            "{} jobs run ({} skipped as finished) in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
+            outcome.results.len(),
+            outcome.skipped,
+            outcome.wall_s,
+            outcome.workers,
+            outcome.threads_per_worker,
+            plan.out_dir.display()
+        );
+    }
     if outcome.failures.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -83,6 +83,22 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
     .with_context(|| format!("{}: scenario", plan.file.display()))
 }
 
+/// Removes temp files a killed run left behind (`write_atomic` writes `.<name>.<pid>.tmp` and
+/// renames it), so the folder holds only complete results.
+fn remove_stale_temp_files(dir: &std::path::Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The saved result of `job` under `jobs_dir`, if there is one with the same settings.
 pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> {
     let text = std::fs::read_to_string(jobs_dir.join(format!("{}.json", job.id))).ok()?;
@@ -120,6 +136,7 @@ pub fn run_plan(
     let slots = devices::slots(&devices, workers);
     std::fs::create_dir_all(&jobs_dir)
         .with_context(|| format!("creating {}", jobs_dir.display()))?;
+    remove_stale_temp_files(&jobs_dir)?;
     if !opts.quiet {
         if !skipped.is_empty() {
             eprintln!(

@@ -1,0 +1,149 @@
+//! Crash safety: the binary killed with SIGKILL at several points and restarted finishes with
+//! the results of an uninterrupted run, and no file under the report folder is ever truncated
+//! or unparsable. And shards: N processes with `--shard i/N` together give the whole grid.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+const STRATEGIES: &str =
+    "  - name: naive\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: [10.0, 100.0]\n";
+
+fn clbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clbench"))
+}
+
+/// A synthetic grid of 10 jobs long enough to be killed in the middle (a few seconds).
+fn experiment(dir: &Path, name: &str) -> String {
+    let text = common::synthetic_yaml(name, dir, STRATEGIES).replace("epochs: 2", "epochs: 6");
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Every file under `folder` that is JSON parses as a job result, and no temp file is left.
+fn assert_intact(folder: &Path) {
+    for entry in std::fs::read_dir(folder.join("jobs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            serde_json::from_str::<clbench::results::JobResult>(&text)
+                .unwrap_or_else(|e| panic!("{name} is truncated or unparsable: {e}"));
+        }
+    }
+}
+
+fn matrices(folder: &Path) -> Vec<(String, Vec<Vec<f64>>)> {
+    clbench::report::load_results(folder)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.accuracy))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_at_several_points_resumes_to_the_uninterrupted_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference_dir = dir.path().join("reference");
+    std::fs::create_dir_all(&reference_dir).unwrap();
+    let file = experiment(&reference_dir, "crash");
+    let started = Instant::now();
+    let out = clbench().args(["-q", &file]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = started.elapsed();
+    let reference = matrices(&reference_dir.join("crash"));
+    assert_eq!(reference.len(), 10);
+
+    let killed_dir = dir.path().join("killed");
+    std::fs::create_dir_all(&killed_dir).unwrap();
+    let file = experiment(&killed_dir, "crash");
+    let folder = killed_dir.join("crash");
+    // Kill at 20%, 45% and 70% of an uninterrupted run's time, checking the folder each time.
+    let mut kills = 0;
+    for fraction in [0.2, 0.45, 0.7] {
+        let mut child = clbench()
+            .args(["-q", &file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        sleep(full.mul_f64(fraction));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            kills += 1;
+        }
+        child.wait().unwrap();
+        if folder.join("jobs").exists() {
+            assert_intact(&folder);
+        }
+    }
+    assert!(
+        kills >= 2,
+        "the run finished before it could be killed twice; make the grid longer"
+    );
+    let out = clbench().args(["-q", &file]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_intact(&folder);
+    let leftovers: Vec<_> = std::fs::read_dir(folder.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    assert_eq!(
+        matrices(&folder),
+        reference,
+        "resumed results differ from an uninterrupted run"
+    );
+}
+
+#[test]
+fn shards_together_run_the_whole_grid_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = experiment(dir.path(), "shards");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let out = clbench()
+            .args(["run", &file, "--quiet", "--shard", &shard])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("shard {i}/3")));
+        ids = matrices(&dir.path().join("shards"))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+    }
+    assert_eq!(ids.len(), 10, "{ids:?}");
+    let out = clbench()
+        .args(["report", &dir.path().join("shards").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(dir.path().join("shards/index.html").exists());
+    let bad = clbench()
+        .args(["run", &file, "--shard", "3/3"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a shard"));
+}
