@@ -8,7 +8,7 @@ use std::{
     path::Path,
     process::{Command, Stdio},
     thread::sleep,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 const STRATEGIES: &str =
