@@ -30,6 +30,21 @@ macro_rules! svg_and_png {
 }
 pub(crate) use svg_and_png;
 
+/// Fills `root` white, writes `title` across its top 40 pixels and returns the area below.
+pub(crate) fn titled_body<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    size: u32,
+) -> Result<DrawingArea<DB, Shift>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(draw_err)?;
+    let (top, body) = root.split_vertically(40);
+    top.titled(title, (FONT, size)).map_err(draw_err)?;
+    Ok(body)
+}
+
 /// A plotters drawing error as an `anyhow` error.
 pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing chart: {e:?}")

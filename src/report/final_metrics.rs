@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::chart::{color, decimals, draw_err, points, svg_and_png, FONT};
+use super::chart::{color, decimals, draw_err, points, svg_and_png, titled_body, FONT};
 use super::summary::{Group, Stat};
 
 const LABELS_W: u32 = 320;
@@ -65,13 +65,11 @@ fn draw<DB: DrawingBackend>(groups: &[Group], root: DrawingArea<DB, Shift>) -> R
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (top, body) = root.split_vertically(40);
-    top.titled(
+    let body = titled_body(
+        &root,
         "Final metrics per configuration (mean over seeds, bars: 95% CI)",
-        (FONT, 18),
-    )
-    .map_err(draw_err)?;
+        18,
+    )?;
     let n = groups.len() as f64;
     // Above the rows, room for the labels of the reference lines.
     let top = n + 0.9;

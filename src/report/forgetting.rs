@@ -8,7 +8,9 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{accuracy_floor, band, color, draw_err, entries, legend, svg_and_png, FONT};
+use super::chart::{
+    accuracy_floor, band, color, draw_err, entries, legend, svg_and_png, titled_body, FONT,
+};
 use super::summary::{Group, Stat};
 
 const PANEL: (u32, u32) = (420, 330);
@@ -46,13 +48,11 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (top, body) = root.split_vertically(40);
-    top.titled(
+    let body = titled_body(
+        &root,
         "Accuracy on each task as later tasks are trained (mean over seeds, 95% CI)",
-        (FONT, 18),
-    )
-    .map_err(draw_err)?;
+        18,
+    )?;
     let areas = body.split_evenly((rows, cols));
     for (j, area) in areas.iter().take(tasks).enumerate() {
         panel(groups, j, tasks, area)?;

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::chart::{color, draw_err, svg_and_png, FONT};
+use super::chart::{color, draw_err, svg_and_png, titled_body, FONT};
 use super::summary::Group;
 
 const PANEL: (u32, u32) = (400, 380);
@@ -41,13 +41,7 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (top, body) = root.split_vertically(40);
-    top.titled(
-        "Accuracy matrix R[i][j]: test accuracy (%) on task j after training task i, mean over seeds",
-        (FONT, 17),
-    )
-    .map_err(draw_err)?;
+    let body = titled_body(&root, "Accuracy matrix R[i][j]: test accuracy (%) on task j after training task i, mean over seeds", 17)?;
     for ((i, g), area) in groups
         .iter()
         .enumerate()

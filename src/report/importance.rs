@@ -9,7 +9,7 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{color, draw_err, svg_and_png, FONT};
+use super::chart::{color, draw_err, svg_and_png, titled_body, FONT};
 use super::summary::Group;
 
 /// Writes `<base>.svg` and `<base>.png`; nothing when no configuration has importances.
@@ -40,13 +40,11 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(draw_err)?;
-    let (top, body) = root.split_vertically(40);
-    top.titled(
+    let body = titled_body(
+        &root,
         "Importance values per parameter after each task (log scale; smallest seed)",
-        (FONT, 18),
-    )
-    .map_err(draw_err)?;
+        18,
+    )?;
     for ((k, g), area) in groups.iter().zip(body.split_evenly((rows, cols))) {
         let mut params: Vec<&str> = g.importance.iter().map(|s| s.param.as_str()).collect();
         params.dedup();
