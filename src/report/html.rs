@@ -144,36 +144,6 @@ const SUMMARY_HEAD: [&str; 6] = [
     "wall s per job",
 ];
 
-const BEST_HEAD: [&str; 7] = [
-    "strategy",
-    "best configuration",
-    "clbench ACC % (mean ± SE)",
-    "seeds",
-    "published ACC %",
-    "difference",
-    "within max(3, 2 SE)",
-];
-
-fn best_cells(row: &Row) -> Vec<String> {
-    let (published, diff, ok) = match (row.published, row.agrees()) {
-        (Some(p), Some(ok)) => (
-            format!("{p:.2}"),
-            format!("{:+.2}", row.acc_percent - p),
-            if ok { "yes" } else { "no" }.to_string(),
-        ),
-        _ => ("—".into(), "—".into(), "—".into()),
-    };
-    vec![
-        format!("{}{}", row.strategy, role(&row.strategy)),
-        row.best.clone(),
-        format!("{:.2} ± {:.2}", row.acc_percent, row.se_percent),
-        row.seeds.to_string(),
-        published,
-        diff,
-        ok,
-    ]
-}
-
 /// The machine, versions and times, as (what, value) lines.
 fn provenance(results: &[JobResult]) -> Vec<(&'static str, String)> {
     let distinct = |f: &dyn Fn(&JobResult) -> String| {
@@ -319,13 +289,13 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         let _ = writeln!(h, "<p>Published figures: {}</p>", escape(r.source.trim()));
     }
     h.push_str("<table>\n<thead><tr>");
-    for head in BEST_HEAD {
+    for head in super::reference::HEADER {
         let _ = write!(h, "<th>{}</th>", escape(head));
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for row in page.best_rows {
         h.push_str("<tr>");
-        for (i, cell) in best_cells(row).iter().enumerate() {
+        for (i, cell) in super::reference::cells(row).iter().enumerate() {
             let class = if i == 1 { " class=\"text\"" } else { "" };
             let _ = write!(h, "<td{class}>{}</td>", escape(cell));
         }
@@ -420,10 +390,10 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
     if let Some(r) = page.reference {
         let _ = writeln!(m, "Published figures: {}\n", r.source.trim());
     }
-    let _ = writeln!(m, "| {} |", BEST_HEAD.join(" | "));
-    let _ = writeln!(m, "|{}", " --- |".repeat(BEST_HEAD.len()));
+    let _ = writeln!(m, "| {} |", super::reference::HEADER.join(" | "));
+    let _ = writeln!(m, "|{}", " --- |".repeat(super::reference::HEADER.len()));
     for row in page.best_rows {
-        let cells: Vec<String> = best_cells(row).iter().map(|c| md(c)).collect();
+        let cells: Vec<String> = super::reference::cells(row).iter().map(|c| md(c)).collect();
         let _ = writeln!(m, "| {} |", cells.join(" | "));
     }
     m.push_str("\n## Charts\n\n");

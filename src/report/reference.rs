@@ -49,36 +49,51 @@ pub fn best_per_strategy(groups: &[Group], reference: Option<&Reference>) -> Vec
     rows
 }
 
+/// The columns of the comparison, in the order [`cells`] gives them.
+pub const HEADER: [&str; 7] = [
+    "strategy",
+    "best configuration",
+    "clbench ACC % (mean ± SE)",
+    "seeds",
+    "published ACC %",
+    "difference",
+    "within max(3, 2 SE)",
+];
+
+/// One row of the comparison as text cells ("—" where there is no published figure).
+pub fn cells(row: &Row) -> Vec<String> {
+    let (published, diff, ok) = match (row.published, row.agrees()) {
+        (Some(p), Some(ok)) => (
+            format!("{p:.2}"),
+            format!("{:+.2}", row.acc_percent - p),
+            if ok { "yes" } else { "no" }.to_string(),
+        ),
+        _ => ("—".into(), "—".into(), "—".into()),
+    };
+    vec![
+        format!("{}{}", row.strategy, super::summary::role(&row.strategy)),
+        row.best.clone(),
+        format!("{:.2} ± {:.2}", row.acc_percent, row.se_percent),
+        row.seeds.to_string(),
+        published,
+        diff,
+        ok,
+    ]
+}
+
 /// The comparison as a Markdown table.
 pub fn markdown(rows: &[Row], reference: Option<&Reference>) -> String {
     let mut out = String::new();
     if let Some(r) = reference {
         out.push_str(&format!("Published figures: {}\n\n", r.source.trim()));
     }
-    out.push_str("| strategy | best configuration | clbench ACC % (mean ± SE) | seeds | published ACC % | difference | within max(3, 2 SE) |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(HEADER.len())));
     for row in rows {
-        let (published, diff, ok) = match (row.published, row.agrees()) {
-            (Some(p), Some(ok)) => (
-                format!("{p:.2}"),
-                format!("{:+.2}", row.acc_percent - p),
-                if ok { "yes" } else { "no" }.to_string(),
-            ),
-            _ => ("—".into(), "—".into(), "—".into()),
-        };
-        out.push_str(&format!(
-            "| {}{} | {} | {:.2} ± {:.2} | {} | {published} | {diff} | {ok} |\n",
-            row.strategy,
-            super::summary::role(&row.strategy),
-            row.best,
-            row.acc_percent,
-            row.se_percent,
-            row.seeds
-        ));
+        out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
     }
     out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
