@@ -7,6 +7,12 @@
 //! `-sum_c softmax(z_teacher/T)_c log softmax(z_student/T)_c * T^2`, averaged over the batch and
 //! over the earlier outputs: each earlier task's head in the task scenario, the classes seen
 //! before in the class scenario, the shared head in the domain scenario. No stored data is used.
+//!
+//! `weighting` chooses how the two losses are combined on task t (1-based):
+//! - `fixed` (Li & Hoiem): `CE + alpha * KD`;
+//! - `by_task` (van de Ven & Tolias 2019, "Three scenarios for continual learning", whose code
+//!   weighs the new task as one of the t seen so far): `(1/t) * CE + (1 - 1/t) * alpha * KD`.
+//!   In the class scenario this is what lifts LwF above naive (their 24.17% on split MNIST).
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -25,6 +31,18 @@ pub struct Config {
     pub alpha: f64,
     /// Softening temperature T.
     pub temperature: f64,
+    /// How the new task's loss and the distillation loss are balanced.
+    pub weighting: Weighting,
+}
+
+/// The balance between the new task's cross-entropy and the distillation loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// `CE + alpha * KD` on every task (Li & Hoiem).
+    Fixed,
+    /// `(1/t) CE + (1 - 1/t) alpha KD` on task t = 1, 2, ... (van de Ven & Tolias).
+    ByTask,
 }
 
 impl Default for Config {
@@ -33,6 +51,7 @@ impl Default for Config {
         Config {
             alpha: 1.0,
             temperature: 2.0,
+            weighting: Weighting::Fixed,
         }
     }
 }
@@ -85,9 +104,14 @@ impl Strategy for Lwf {
             .map(|mask| distillation(logits, &old, mask, self.config.temperature))
             .reduce(|a, b| a + b)
             .map(|sum| sum / self.old_outputs.len() as f64);
-        Ok(match kd {
-            Some(kd) => ce + kd * self.config.alpha,
-            None => ce,
+        let Some(kd) = kd else { return Ok(ce) };
+        let kd = kd * self.config.alpha;
+        Ok(match self.config.weighting {
+            Weighting::Fixed => ce + kd,
+            Weighting::ByTask => {
+                let new_share = 1.0 / (batch.task + 1) as f64;
+                ce * new_share + kd * (1.0 - new_share)
+            }
         })
     }
 
@@ -113,6 +137,7 @@ inventory::submit! {
         params: &[
             ("alpha", "weight of the distillation loss (default 1)"),
             ("temperature", "softening temperature T (default 2)"),
+            ("weighting", "fixed: CE + alpha KD (default); by_task: (1/t) CE + (1-1/t) alpha KD"),
         ],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(Lwf::new(config_from(params)?))),

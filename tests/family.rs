@@ -218,9 +218,32 @@ fn each_method_ends_elsewhere_than_naive_and_penalizes_from_the_second_task_on()
 
 #[test]
 fn lwf_adds_distillation_from_the_second_task_on() {
+    let fixed = lwf_losses_on_two_tasks("fixed");
+    assert_eq!(fixed[0], 1.0, "no distillation on the first task");
+    assert!(
+        fixed[1] > 1.0,
+        "distillation must add to the loss on task 1: {}",
+        fixed[1]
+    );
+    // van de Ven's weighting on task t = 2: CE/2 + KD/2, with KD = fixed - CE and CE = 1.
+    let by_task = lwf_losses_on_two_tasks("by_task");
+    assert_eq!(by_task[0], 1.0, "task 1 is all cross-entropy");
+    let kd = fixed[1] - 1.0;
+    assert!(
+        (by_task[1] - (0.5 + 0.5 * kd)).abs() < 1e-6,
+        "{} vs {}",
+        by_task[1],
+        0.5 + 0.5 * kd
+    );
+}
+
+/// LwF's loss on one sample of each of two tasks with a cross-entropy of exactly 1.
+fn lwf_losses_on_two_tasks(weighting: &str) -> Vec<f64> {
     let registry = Registry::load().unwrap();
     let reg = registry.get("lwf").unwrap();
-    let params = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap();
+    let mut yaml = serde_yaml::Mapping::new();
+    yaml.insert("weighting".into(), weighting.into());
+    let params = (reg.resolve)(&yaml).unwrap();
     let bc = BuildContext {
         device: Device::Cpu,
         num_tasks: 2,
@@ -249,6 +272,7 @@ fn lwf_adds_distillation_from_the_second_task_on() {
     };
     let batch_mask = mask1.unsqueeze(0);
     let ce = Tensor::from(1.0f32);
+    let mut losses = Vec::new();
     for (t, data) in [(0, &t0), (1, &t1)] {
         lwf.before_task(&ctx(t, &model, data)).unwrap();
         // Move the student away from the teacher so that distillation has something to say.
@@ -266,16 +290,10 @@ fn lwf_adds_distillation_from_the_second_task_on() {
             .task_loss(&batch, &logits, ce.shallow_clone())
             .unwrap()
             .double_value(&[]);
-        if t == 0 {
-            assert_eq!(loss, 1.0, "no distillation on the first task");
-        } else {
-            assert!(
-                loss > 1.0,
-                "distillation must add to the loss on task 1: {loss}"
-            );
-        }
+        losses.push(loss);
         lwf.after_task(&ctx(t, &model, data)).unwrap();
     }
+    losses
 }
 
 #[test]
