@@ -17,13 +17,14 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
 use clbench::model::Mlp;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{config_from, resolve_with, BuildContext, Registration},
-    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
 
 /// How the Fishers of successive tasks are combined.
@@ -83,6 +84,16 @@ impl Ewc {
         }
     }
 
+    /// `lambda/2 * sum F (theta - anchor)^2` over the terms.
+    fn rebuild_penalty(&mut self) {
+        let terms = self
+            .terms
+            .iter()
+            .map(|(f, a)| (Some(shallow(f)), shallow(a)))
+            .collect();
+        self.penalty = Some(QuadraticPenalty::new(self.config.lambda / 2.0, terms));
+    }
+
     /// The current merged Fisher (the last one for `separate`).
     pub fn fisher(&self) -> Option<&ParamMap> {
         self.terms.last().map(|(f, _)| f)
@@ -128,13 +139,39 @@ impl Strategy for Ewc {
             }
             (_, None) => self.terms.push((new, anchor)),
         }
-        let terms = self
-            .terms
-            .iter()
-            .map(|(f, a)| (Some(shallow(f)), shallow(a)))
-            .collect();
-        self.penalty = Some(QuadraticPenalty::new(self.config.lambda / 2.0, terms));
+        self.rebuild_penalty();
         Ok(())
+    }
+
+    fn save_state(&self) -> Option<SavedState> {
+        let mut state = SavedState::new();
+        state.put_count("terms", self.terms.len());
+        for (i, (fisher, anchor)) in self.terms.iter().enumerate() {
+            state.put_map(&format!("term{i}/fisher"), fisher);
+            state.put_map(&format!("term{i}/anchor"), anchor);
+        }
+        Some(state)
+    }
+
+    fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
+        let n = state.take_count("terms")?;
+        self.terms = (0..n)
+            .map(|i| {
+                let missing = || anyhow::anyhow!("ewc: term {i} missing from the saved state");
+                Ok((
+                    state
+                        .take_map(&format!("term{i}/fisher"), device)
+                        .ok_or_else(missing)?,
+                    state
+                        .take_map(&format!("term{i}/anchor"), device)
+                        .ok_or_else(missing)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        if n > 0 {
+            self.rebuild_penalty();
+        }
+        state.finish("ewc")
     }
 }
 

@@ -4,12 +4,13 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use clbench::model::Mlp;
 use clbench::strategy::{
-    params::snapshot,
+    params::{shallow, snapshot},
     registry::{resolve_with, Registration},
-    Penalty, QuadraticPenalty, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,7 +28,9 @@ impl Default for Config {
 
 pub struct L2 {
     config: Config,
-    /// The pull towards the parameters after the previous task; `None` during the first task.
+    /// The parameters after the previous task; `None` during the first task.
+    anchor: Option<ParamMap>,
+    /// The pull towards `anchor`.
     penalty: Option<QuadraticPenalty>,
 }
 
@@ -35,8 +38,15 @@ impl L2 {
     pub fn new(config: Config) -> L2 {
         L2 {
             config,
+            anchor: None,
             penalty: None,
         }
+    }
+
+    fn set_anchor(&mut self, anchor: ParamMap) {
+        let scale = self.config.lambda / 2.0;
+        self.penalty = Some(QuadraticPenalty::new(scale, vec![(None, shallow(&anchor))]));
+        self.anchor = Some(anchor);
     }
 }
 
@@ -46,10 +56,23 @@ impl Strategy for L2 {
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
-        let anchor = snapshot(&ctx.model.params());
-        let scale = self.config.lambda / 2.0;
-        self.penalty = Some(QuadraticPenalty::new(scale, vec![(None, anchor)]));
+        self.set_anchor(snapshot(&ctx.model.params()));
         Ok(())
+    }
+
+    fn save_state(&self) -> Option<SavedState> {
+        let mut state = SavedState::new();
+        if let Some(anchor) = &self.anchor {
+            state.put_map("anchor", anchor);
+        }
+        Some(state)
+    }
+
+    fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
+        if let Some(anchor) = state.take_map("anchor", device) {
+            self.set_anchor(anchor);
+        }
+        state.finish("l2")
     }
 }
 

@@ -8,6 +8,13 @@
 //! over the earlier outputs: each earlier task's head in the task scenario, the classes seen
 //! before in the class scenario, the shared head in the domain scenario. No stored data is used.
 //!
+//! The teacher's softmax is over the earlier outputs. The student's is over the same outputs when
+//! they are a head apart from the current one (the task scenario), and over every output the
+//! current task trains on when those include the earlier ones (the class scenario: all classes
+//! seen so far, the teacher's targets being zero on the new classes, as van de Ven & Tolias's
+//! code does). So in the class scenario distillation holds back the new classes' share of the
+//! probability, which is what lets LwF keep anything of the old classes there.
+//!
 //! `weighting` chooses how the two losses are combined on task t (1-based):
 //! - `fixed` (Li & Hoiem): `CE + alpha * KD`;
 //! - `by_task` (van de Ven & Tolias 2019, "Three scenarios for continual learning", whose code
@@ -16,12 +23,12 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use clbench::model::{masked_logits, Mlp};
 use clbench::strategy::{
     registry::{config_from, resolve_with, Registration},
-    Batch, Strategy, TaskContext,
+    Batch, SavedState, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +68,9 @@ pub struct Lwf {
     teacher: Option<Mlp>,
     /// Output masks of earlier tasks (Bool [outputs]), none a subset of another.
     old_outputs: Vec<Tensor>,
+    /// For each of `old_outputs`, the outputs the student's softmax runs over during the
+    /// current task (set by `before_task`).
+    student_outputs: Vec<Tensor>,
 }
 
 impl Lwf {
@@ -69,16 +79,30 @@ impl Lwf {
             config,
             teacher: None,
             old_outputs: Vec::new(),
+            student_outputs: Vec::new(),
         }
     }
 }
 
-/// `-sum softmax(teacher/T) * log_softmax(student/T) * T^2` over `mask`'s columns, batch mean.
-pub fn distillation(student: &Tensor, teacher: &Tensor, mask: &Tensor, temperature: f64) -> Tensor {
-    let target = (masked_logits(teacher, mask) / temperature).softmax(-1, Kind::Float);
-    let log_p = (masked_logits(student, mask) / temperature).log_softmax(-1, Kind::Float);
-    // Masked columns have target 0 and log_p -inf: take them out before multiplying.
-    let terms = (target * log_p).masked_fill(&mask.logical_not(), 0.0);
+/// Whether every output in `inner` is in `outer` (Bool masks of one shape).
+fn is_subset(inner: &Tensor, outer: &Tensor) -> bool {
+    inner.logical_and(&outer.logical_not()).any().int64_value(&[]) == 0
+}
+
+/// `-sum softmax(teacher/T) * log_softmax(student/T) * T^2`, batch mean: the teacher's softmax
+/// over `teacher_mask`'s columns, the student's over `student_mask`'s (which must contain
+/// `teacher_mask`; the targets are zero on the extra columns).
+pub fn distillation(
+    student: &Tensor,
+    teacher: &Tensor,
+    teacher_mask: &Tensor,
+    student_mask: &Tensor,
+    temperature: f64,
+) -> Tensor {
+    let target = (masked_logits(teacher, teacher_mask) / temperature).softmax(-1, Kind::Float);
+    let log_p = (masked_logits(student, student_mask) / temperature).log_softmax(-1, Kind::Float);
+    // Columns outside the teacher's have target 0 and maybe log_p -inf: take them out first.
+    let terms = (target * log_p).masked_fill(&teacher_mask.logical_not(), 0.0);
     -terms
         .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
         .mean(Kind::Float)
@@ -90,6 +114,15 @@ impl Strategy for Lwf {
         if ctx.task > 0 {
             self.teacher = Some(ctx.model.frozen_copy()?);
         }
+        let current = &ctx.data.mask;
+        self.student_outputs = self
+            .old_outputs
+            .iter()
+            .map(|old| match is_subset(old, current) {
+                true => current.shallow_clone(),
+                false => old.shallow_clone(),
+            })
+            .collect();
         Ok(())
     }
 
@@ -101,7 +134,16 @@ impl Strategy for Lwf {
         let kd = self
             .old_outputs
             .iter()
-            .map(|mask| distillation(logits, &old, mask, self.config.temperature))
+            .zip(&self.student_outputs)
+            .map(|(teacher_mask, student_mask)| {
+                distillation(
+                    logits,
+                    &old,
+                    teacher_mask,
+                    student_mask,
+                    self.config.temperature,
+                )
+            })
             .reduce(|a, b| a + b)
             .map(|sum| sum / self.old_outputs.len() as f64);
         let Some(kd) = kd else { return Ok(ce) };
@@ -117,15 +159,32 @@ impl Strategy for Lwf {
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
         let mask = ctx.data.mask.shallow_clone();
-        let contains =
-            |a: &Tensor, b: &Tensor| b.logical_and(&a.logical_not()).any().int64_value(&[]) == 0;
         // Nested masks (the class scenario) keep the largest; equal ones (domain) keep one.
-        if self.old_outputs.iter().any(|m| contains(m, &mask)) {
+        if self.old_outputs.iter().any(|m| is_subset(&mask, m)) {
             return Ok(());
         }
-        self.old_outputs.retain(|m| !contains(&mask, m));
+        self.old_outputs.retain(|m| !is_subset(m, &mask));
         self.old_outputs.push(mask);
         Ok(())
+    }
+
+    /// The earlier tasks' output masks; the teacher is the model itself at the next
+    /// `before_task`, so it is rebuilt from the checkpoint's model.
+    fn save_state(&self) -> Option<SavedState> {
+        let mut state = SavedState::new();
+        state.put_count("masks", self.old_outputs.len());
+        for (i, mask) in self.old_outputs.iter().enumerate() {
+            state.put(format!("mask{i}"), mask);
+        }
+        Some(state)
+    }
+
+    fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
+        let n = state.take_count("masks")?;
+        self.old_outputs = (0..n)
+            .map(|i| state.take(&format!("mask{i}"), device))
+            .collect::<Result<_>>()?;
+        state.finish("lwf")
     }
 }
 

@@ -8,13 +8,14 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use clbench::importance::mas_importance;
 use clbench::model::Mlp;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{config_from, resolve_with, Registration},
-    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +53,13 @@ impl Mas {
         }
     }
 
+    /// Sets the importance and the anchor, and the penalty `lambda * sum Omega (theta - anchor)^2`.
+    fn set_state(&mut self, omega: ParamMap, anchor: ParamMap) {
+        let term = (Some(shallow(&omega)), shallow(&anchor));
+        self.penalty = Some(QuadraticPenalty::new(self.config.lambda, vec![term]));
+        self.state = Some((omega, anchor));
+    }
+
     /// The accumulated importance.
     pub fn importance(&self) -> Option<&ParamMap> {
         self.state.as_ref().map(|(o, _)| o)
@@ -79,10 +87,29 @@ impl Strategy for Mas {
             None => new,
         };
         let anchor = snapshot(&ctx.model.params());
-        let term = (Some(shallow(&omega)), shallow(&anchor));
-        self.penalty = Some(QuadraticPenalty::new(self.config.lambda, vec![term]));
-        self.state = Some((omega, anchor));
+        self.set_state(omega, anchor);
         Ok(())
+    }
+
+    fn save_state(&self) -> Option<SavedState> {
+        let mut state = SavedState::new();
+        if let Some((omega, anchor)) = &self.state {
+            state.put_map("omega", omega);
+            state.put_map("anchor", anchor);
+        }
+        Some(state)
+    }
+
+    fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
+        match (
+            state.take_map("omega", device),
+            state.take_map("anchor", device),
+        ) {
+            (Some(omega), Some(anchor)) => self.set_state(omega, anchor),
+            (None, None) => {}
+            _ => anyhow::bail!("mas: the saved state has only one of omega and anchor"),
+        }
+        state.finish("mas")
     }
 }
 

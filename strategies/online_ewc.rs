@@ -8,13 +8,14 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
 use clbench::model::Mlp;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{config_from, resolve_with, BuildContext, Registration},
-    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +67,13 @@ impl OnlineEwc {
         }
     }
 
+    /// Sets the running Fisher and the anchor, and the penalty `lambda/2 * sum F (theta - anchor)^2`.
+    fn set_state(&mut self, fisher: ParamMap, anchor: ParamMap) {
+        let term = (Some(shallow(&fisher)), shallow(&anchor));
+        self.penalty = Some(QuadraticPenalty::new(self.config.lambda / 2.0, vec![term]));
+        self.state = Some((fisher, anchor));
+    }
+
     /// The running Fisher.
     pub fn fisher(&self) -> Option<&ParamMap> {
         self.state.as_ref().map(|(f, _)| f)
@@ -103,10 +111,29 @@ impl Strategy for OnlineEwc {
             None => new,
         };
         let anchor = snapshot(&ctx.model.params());
-        let term = (Some(shallow(&fisher)), shallow(&anchor));
-        self.penalty = Some(QuadraticPenalty::new(c.lambda / 2.0, vec![term]));
-        self.state = Some((fisher, anchor));
+        self.set_state(fisher, anchor);
         Ok(())
+    }
+
+    fn save_state(&self) -> Option<SavedState> {
+        let mut state = SavedState::new();
+        if let Some((fisher, anchor)) = &self.state {
+            state.put_map("fisher", fisher);
+            state.put_map("anchor", anchor);
+        }
+        Some(state)
+    }
+
+    fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
+        match (
+            state.take_map("fisher", device),
+            state.take_map("anchor", device),
+        ) {
+            (Some(fisher), Some(anchor)) => self.set_state(fisher, anchor),
+            (None, None) => {}
+            _ => anyhow::bail!("online_ewc: the saved state has only one of fisher and anchor"),
+        }
+        state.finish("online_ewc")
     }
 }
 

@@ -10,12 +10,13 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 use clbench::model::Mlp;
 use clbench::strategy::{
     params::{shallow, snapshot, zeros_like},
     registry::{config_from, resolve_with, Registration},
-    ParamMap, Penalty, QuadraticPenalty, Strategy, TaskContext,
+    ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +62,13 @@ impl Si {
             task_grads: None,
             penalty: None,
         }
+    }
+
+    /// Sets Omega and the anchor, and the penalty `c * sum Omega (theta - anchor)^2`.
+    fn set_importance(&mut self, omega: ParamMap, anchor: ParamMap) {
+        let term = (Some(shallow(&omega)), shallow(&anchor));
+        self.penalty = Some(QuadraticPenalty::new(self.config.c, vec![term]));
+        self.importance = Some((omega, anchor));
     }
 
     /// Omega, the accumulated importance.
@@ -150,10 +158,30 @@ impl Strategy for Si {
         };
         let old = self.importance.as_ref().map(|(o, _)| o);
         let importance = consolidate(old, &omega, &start, &end, self.config.xi);
-        let term = (Some(shallow(&importance)), shallow(&end));
-        self.penalty = Some(QuadraticPenalty::new(self.config.c, vec![term]));
-        self.importance = Some((importance, end));
+        self.set_importance(importance, end);
         Ok(())
+    }
+
+    /// Omega and the anchor; the current task's path integral is rebuilt by `before_task`.
+    fn save_state(&self) -> Option<SavedState> {
+        let mut state = SavedState::new();
+        if let Some((omega, anchor)) = &self.importance {
+            state.put_map("omega", omega);
+            state.put_map("anchor", anchor);
+        }
+        Some(state)
+    }
+
+    fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
+        match (
+            state.take_map("omega", device),
+            state.take_map("anchor", device),
+        ) {
+            (Some(omega), Some(anchor)) => self.set_importance(omega, anchor),
+            (None, None) => {}
+            _ => anyhow::bail!("si: the saved state has only one of omega and anchor"),
+        }
+        state.finish("si")
     }
 }
 

@@ -168,17 +168,24 @@ fn lwf_distillation_matches_the_hand_computation() {
         .view([1, 3])
         .set_requires_grad(true);
     let teacher = z.detach();
-    let kd = distillation(&z, &teacher, &mask, 1.0);
+    let kd = distillation(&z, &teacher, &mask, &mask, 1.0);
     let entropy = -(0.25f64 * 0.25f64.ln() + 0.75 * 0.75f64.ln());
     assert!((kd.double_value(&[]) - entropy).abs() < 1e-6);
     // Cross-entropy is smallest where the student matches the teacher: zero gradient there.
     kd.backward();
     assert!(z.grad().abs().max().double_value(&[]) < 1e-6);
     // At T = 2 the softened targets are (1/(1+sqrt 3), sqrt 3/(1+sqrt 3)) and the loss is x T^2.
-    let kd2 = distillation(&teacher, &teacher, &mask, 2.0).double_value(&[]);
+    let kd2 = distillation(&teacher, &teacher, &mask, &mask, 2.0).double_value(&[]);
     let q = 3f64.sqrt() / (1.0 + 3f64.sqrt());
     let h2 = -((1.0 - q) * (1.0 - q).ln() + q * q.ln());
     assert!((kd2 - 4.0 * h2).abs() < 1e-6, "{kd2} vs {}", 4.0 * h2);
+    // The class scenario: the student's softmax also covers the new class (logit ln 4), where
+    // the teacher's target is 0: p = (1, 3, 4)/8, so KD = -(0.25 ln 1/8 + 0.75 ln 3/8).
+    let all = Tensor::from_slice(&[true, true, true]);
+    let student = Tensor::from_slice(&[0.0f32, 3f32.ln(), 4f32.ln()]).view([1, 3]);
+    let kd3 = distillation(&student, &teacher, &mask, &all, 1.0).double_value(&[]);
+    let expected = -(0.25 * (1.0f64 / 8.0).ln() + 0.75 * (3.0f64 / 8.0).ln());
+    assert!((kd3 - expected).abs() < 1e-6, "{kd3} vs {expected}");
 }
 
 #[test]

@@ -193,6 +193,10 @@ pub struct RunnerSection {
     /// runs up to twice as fast; only values below 1.2e-38 change.
     #[serde(default = "yes")]
     pub flush_denormal: bool,
+    /// Save a checkpoint after every task of a job, so a killed job resumes from its last
+    /// finished task (`<output>/<name>/checkpoints/`, deleted when the job finishes).
+    #[serde(default = "yes")]
+    pub checkpoints: bool,
 }
 
 impl Default for RunnerSection {
@@ -203,6 +207,7 @@ impl Default for RunnerSection {
             threads_per_worker: None,
             devices: Devices::Auto,
             flush_denormal: true,
+            checkpoints: true,
         }
     }
 }

@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 pub struct JobResult {
     /// Stable id that encodes the strategy, every one of its parameters and the seed.
     pub id: String,
+    /// Set when the job went on from a checkpoint after this many tasks (after a crash or a
+    /// kill); its timings then add up the runs, without the work the kill lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after_task: Option<usize>,
     pub experiment: String,
     pub strategy: String,
     /// The strategy's resolved parameters (defaults filled in), as given to its constructor.

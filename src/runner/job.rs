@@ -1,9 +1,11 @@
 //! One job end to end, inside its worker: build the model and strategy, train the tasks in order
 //! calling the hooks, fill the accuracy matrix, and return the result (the caller writes it).
+//! With a checkpoint path, the job saves a checkpoint after every task but the last and, when
+//! one is there, goes on from it (see [`checkpoint`](super::checkpoint)).
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
@@ -11,14 +13,16 @@ use tch::Device;
 use crate::config::{JobSpec, Plan};
 use crate::data::Dataset;
 use crate::model::{Mlp, MlpSpec};
-use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance, Timings};
+use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance};
 use crate::scenario::Scenario;
 use crate::strategy::{registry::BuildContext, Registry, TaskContext, TaskData};
 use crate::train::{accuracy, TrainSet, Trainer};
 
+use super::checkpoint::{self, JobProgress};
 use super::progress::JobEvent;
 
-/// Runs `job` of `plan` on `device`.
+/// Runs `job` of `plan` on `device`, checkpointing to (and resuming from) `checkpoint` if given.
+#[allow(clippy::too_many_arguments)]
 pub fn run_job(
     plan: &Plan,
     registry: &Registry,
@@ -26,13 +30,17 @@ pub fn run_job(
     scenario: &Scenario,
     job: &JobSpec,
     device: Device,
+    checkpoint: Option<&Path>,
     on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<JobResult> {
-    run_job_with_model(plan, registry, dataset, scenario, job, device, on_event)
-        .map(|(result, _)| result)
+    run_job_with_model(
+        plan, registry, dataset, scenario, job, device, checkpoint, on_event,
+    )
+    .map(|(result, _)| result)
 }
 
-/// [`run_job`], also returning the trained model (for tests and checkpoints).
+/// [`run_job`], also returning the trained model (for tests).
+#[allow(clippy::too_many_arguments)]
 pub fn run_job_with_model(
     plan: &Plan,
     registry: &Registry,
@@ -40,6 +48,7 @@ pub fn run_job_with_model(
     scenario: &Scenario,
     job: &JobSpec,
     device: Device,
+    checkpoint: Option<&Path>,
     on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<(JobResult, Mlp)> {
     let started = Instant::now();
@@ -70,11 +79,36 @@ pub fn run_job_with_model(
         .collect();
 
     let mut trainer = Trainer::new(plan.train.clone());
-    let mut timings = Timings::default();
-    let mut accuracy_matrix = Vec::with_capacity(num_tasks);
-    let mut curve = Vec::new();
-    let mut importance = Vec::new();
-    for t in 0..num_tasks {
+    let mut progress = JobProgress::new(&job.id, &job.settings);
+    let mut resumed_after_task = None;
+    if let Some(path) = checkpoint {
+        if let Some(saved) = checkpoint::load(path, &job.settings)? {
+            let resume = || -> Result<JobProgress> {
+                checkpoint::restore_model(&model, saved.model)?;
+                trainer.load_optimizer_state(&model, saved.optimizer)?;
+                strategy.load_state(saved.strategy, device)?;
+                let p = saved.progress;
+                trainer.global_step = p.global_step;
+                trainer.samples_seen = p.samples_seen;
+                rng.set_word_pos(p.rng_word_pos.parse()?);
+                Ok(p)
+            };
+            progress = resume().with_context(|| {
+                format!(
+                    "resuming from checkpoint {}; delete it to restart the job from its first task",
+                    path.display()
+                )
+            })?;
+            resumed_after_task = Some(progress.tasks_done);
+            on_event(JobEvent::Resumed {
+                tasks_done: progress.tasks_done,
+                num_tasks,
+            });
+        }
+    }
+    // Time spent by earlier runs of this job (before a kill), so totals add up.
+    let earlier_s = progress.timings.total_s;
+    for t in progress.tasks_done..num_tasks {
         let current = scenario.train_data(&dataset.train, t, device);
         let ctx = TaskContext {
             task: t,
@@ -113,14 +147,14 @@ pub fn run_job_with_model(
                 task_loss: p.task_loss,
             })
         })?;
-        curve.extend(points);
-        timings.train_s += tick.elapsed().as_secs_f64();
+        progress.curve.extend(points);
+        progress.timings.train_s += tick.elapsed().as_secs_f64();
 
         let tick = Instant::now();
         strategy.after_task(&ctx)?;
-        timings.after_task_s += tick.elapsed().as_secs_f64();
+        progress.timings.after_task_s += tick.elapsed().as_secs_f64();
         if let Some(map) = strategy.importance() {
-            importance.extend(
+            progress.importance.extend(
                 map.iter()
                     .map(|(name, v)| ImportanceSummary::of(t, name, v)),
             );
@@ -139,26 +173,48 @@ pub fn run_job_with_model(
                 accuracy(&model, &data)
             })
             .collect();
-        timings.eval_s += tick.elapsed().as_secs_f64();
+        progress.timings.eval_s += tick.elapsed().as_secs_f64();
         on_event(JobEvent::TaskDone {
             task: t,
             num_tasks,
             seen_mean: row[..=t].iter().sum::<f64>() / (t + 1) as f64,
         });
-        accuracy_matrix.push(row);
+        progress.accuracy.push(row);
+        progress.tasks_done = t + 1;
+
+        // After the last task the result itself is written; a strategy without saved state
+        // cannot resume, so it gets no checkpoint.
+        if let (Some(path), true) = (checkpoint, t + 1 < num_tasks) {
+            if let Some(state) = strategy.save_state() {
+                progress.global_step = trainer.global_step;
+                progress.samples_seen = trainer.samples_seen;
+                progress.rng_word_pos = rng.get_word_pos().to_string();
+                progress.timings.total_s = earlier_s + started.elapsed().as_secs_f64();
+                checkpoint::save(
+                    path,
+                    &progress,
+                    &model,
+                    trainer.optimizer_state(),
+                    Some(state),
+                )?;
+            }
+        }
     }
-    timings.total_s = started.elapsed().as_secs_f64();
+    let mut timings = progress.timings;
+    timings.total_s = earlier_s + started.elapsed().as_secs_f64();
     timings.samples_per_s = trainer.samples_seen as f64 / timings.train_s.max(1e-9);
+    let accuracy_matrix = progress.accuracy;
     let result = JobResult {
         id: job.id.clone(),
+        resumed_after_task,
         experiment: plan.experiment.name.clone(),
         strategy: job.strategy.clone(),
         params: job.params.clone(),
         seed: job.seed,
         metrics: Metrics::from_matrix(&accuracy_matrix),
         accuracy: accuracy_matrix,
-        curve,
-        importance,
+        curve: progress.curve,
+        importance: progress.importance,
         timings,
         device: format!("{device:?}"),
         provenance: provenance(),

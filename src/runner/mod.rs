@@ -5,6 +5,7 @@
 //! intra-op thread count so that workers x threads does not exceed the cores. A job that fails is
 //! recorded with its id and the others go on; the caller turns failures into the exit code.
 
+pub mod checkpoint;
 pub mod denormals;
 pub mod devices;
 mod job;
@@ -99,6 +100,15 @@ fn remove_stale_temp_files(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+fn remove_if_present(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The saved result of `job` under `jobs_dir`, if there is one with the same settings.
 pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> {
     let text = std::fs::read_to_string(jobs_dir.join(format!("{}.json", job.id))).ok()?;
@@ -137,6 +147,10 @@ pub fn run_plan(
     std::fs::create_dir_all(&jobs_dir)
         .with_context(|| format!("creating {}", jobs_dir.display()))?;
     remove_stale_temp_files(&jobs_dir)?;
+    let checkpoints_dir = plan.out_dir.join("checkpoints");
+    if checkpoints_dir.exists() {
+        remove_stale_temp_files(&checkpoints_dir)?;
+    }
     if !opts.quiet {
         if !skipped.is_empty() {
             eprintln!(
@@ -172,12 +186,32 @@ pub fn run_plan(
                 // Each worker is pinned to its slot's device.
                 let device = slots[worker % slots.len()];
                 let on_event = |event| progress.job_event(worker, &job.id, event);
-                let result = run_job(plan, registry, &dataset, &scenario, job, device, &on_event)
-                    .and_then(|r| {
-                        write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &r)?;
-                        Ok(r)
-                    })
-                    .with_context(|| format!("job {}", job.id));
+                let checkpoint = runner
+                    .checkpoints
+                    .then(|| checkpoint::path(&plan.out_dir, &job.id));
+                let result = (|| -> Result<JobResult> {
+                    if let (Some(path), true) = (&checkpoint, opts.force) {
+                        // --force reruns from the first task.
+                        remove_if_present(path)?;
+                    }
+                    let r = run_job(
+                        plan,
+                        registry,
+                        &dataset,
+                        &scenario,
+                        job,
+                        device,
+                        checkpoint.as_deref(),
+                        &on_event,
+                    )?;
+                    write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &r)?;
+                    // Only once the result is safely written.
+                    if let Some(path) = &checkpoint {
+                        remove_if_present(path)?;
+                    }
+                    Ok(r)
+                })()
+                .with_context(|| format!("job {}", job.id));
                 let failures =
                     failed.load(std::sync::atomic::Ordering::SeqCst) + usize::from(result.is_err());
                 if result.is_err() {

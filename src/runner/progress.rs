@@ -27,6 +27,8 @@ pub enum JobEvent {
         /// Mean accuracy on the tasks trained so far.
         seen_mean: f64,
     },
+    /// The job goes on from its checkpoint after `tasks_done` finished tasks.
+    Resumed { tasks_done: usize, num_tasks: usize },
 }
 
 /// The runner's reporter, shared by its workers.
@@ -84,6 +86,28 @@ impl Progress {
     pub fn job_event(&self, worker: usize, id: &str, event: JobEvent) {
         match (self, event) {
             (Progress::Quiet, _) => {}
+            (
+                Progress::Lines { .. },
+                JobEvent::Resumed {
+                    tasks_done,
+                    num_tasks,
+                },
+            ) => {
+                eprintln!(
+                    "  {id}: resumed from its checkpoint after task {tasks_done}/{num_tasks}"
+                );
+            }
+            (
+                Progress::Bars { grid, .. },
+                JobEvent::Resumed {
+                    tasks_done,
+                    num_tasks,
+                },
+            ) => {
+                grid.println(format!(
+                    "{id}: resumed from its checkpoint after task {tasks_done}/{num_tasks}"
+                ));
+            }
             (
                 Progress::Lines { .. },
                 JobEvent::TaskDone {

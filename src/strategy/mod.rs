@@ -12,7 +12,12 @@
 //!     (optimizer step)
 //!     after_step(model)             e.g. SI's path integral
 //! after_task(ctx)                   e.g. EWC computes its Fisher and moves its anchor
+//! save_state()                      what later tasks need, into the job's checkpoint
 //! ```
+//!
+//! A job resumed from a checkpoint builds a fresh strategy, calls `load_state` with what
+//! `save_state` returned after the last finished task, and goes on with `before_task` of the
+//! next one.
 //!
 //! Hooks return values and the loop applies them (a strategy never edits the loss in place), so a
 //! penalty that silently became zero is visible in the training curve. Every hook has a no-op
@@ -24,10 +29,12 @@
 pub mod params;
 pub mod penalty;
 pub mod registry;
+pub mod state;
 
 pub use params::ParamMap;
 pub use penalty::{Penalty, QuadraticPenalty};
 pub use registry::{Registration, Registry};
+pub use state::SavedState;
 
 use anyhow::Result;
 use tch::{Device, Tensor};
@@ -110,5 +117,20 @@ pub trait Strategy: Send {
     /// reports: read after each `after_task`. `None` for methods without one.
     fn importance(&self) -> Option<&ParamMap> {
         None
+    }
+
+    /// Everything the method carries from finished tasks to later ones (importances, anchors,
+    /// output masks), read after `after_task` and saved in the job's checkpoint. State that
+    /// `before_task` rebuilds from the model (LwF's teacher, SI's start point) need not be in it.
+    /// `None`, the default, says the method cannot be checkpointed: a killed job of it restarts
+    /// from its first task.
+    fn save_state(&self) -> Option<SavedState> {
+        None
+    }
+
+    /// Restores what [`save_state`](Self::save_state) returned into a freshly built strategy,
+    /// before `before_task` of the next task. Entries are on the CPU; move them to `device`.
+    fn load_state(&mut self, _state: SavedState, _device: Device) -> Result<()> {
+        anyhow::bail!("this strategy does not save its state, so it cannot be resumed")
     }
 }

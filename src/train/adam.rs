@@ -1,5 +1,5 @@
-//! Adam in one pass over memory per parameter on the CPU, with a quadratic penalty's gradient
-//! folded in.
+//! Adam with its state in the open (for checkpoints), in one pass over memory per parameter on
+//! the CPU, with a quadratic penalty's gradient folded in.
 //!
 //! libtorch's Adam makes about eight passes per parameter (moments, square root, division,
 //! update, two temporaries), and on a CPU the step of a small MLP is bound by that memory
@@ -11,19 +11,23 @@
 //! The arithmetic is PyTorch's (Kingma & Ba 2015 with PyTorch's bias corrections and eps
 //! placement): `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
 //! `p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)`. Results equal libtorch's Adam up to
-//! float rounding. Parameters must be contiguous f32 CPU tensors ([`FusedAdam::supports`]);
-//! elsewhere the trainer uses libtorch's optimizer.
+//! float rounding. The one-pass loop needs contiguous f32 CPU tensors ([`Adam::fuses`]);
+//! elsewhere (a GPU) the same arithmetic runs as tensor operations, as libtorch's Adam does.
 
 use rayon::prelude::*;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use crate::strategy::{ParamMap, QuadraticPenalty};
+use anyhow::Result;
+
+use crate::strategy::{ParamMap, QuadraticPenalty, SavedState};
 
 /// Elements per parallel chunk: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 15;
 
 /// Adam's state for the parameters of one model.
-pub struct FusedAdam {
+pub struct Adam {
+    /// Whether steps run the one-pass CPU loop.
+    fused: bool,
     lr: f64,
     betas: (f64, f64),
     eps: f64,
@@ -35,9 +39,9 @@ pub struct FusedAdam {
     zeroer: nn::Optimizer,
 }
 
-impl FusedAdam {
-    /// Whether every parameter is a contiguous f32 CPU tensor.
-    pub fn supports(params: &ParamMap) -> bool {
+impl Adam {
+    /// Whether every parameter is a contiguous f32 CPU tensor (the one-pass loop's condition).
+    pub fn fuses(params: &ParamMap) -> bool {
         params
             .values()
             .all(|p| p.device() == Device::Cpu && p.kind() == Kind::Float && p.is_contiguous())
@@ -49,7 +53,7 @@ impl FusedAdam {
         lr: f64,
         betas: (f64, f64),
         eps: f64,
-    ) -> anyhow::Result<FusedAdam> {
+    ) -> Result<Adam> {
         let state = params
             .iter()
             .map(|(name, p)| {
@@ -62,7 +66,8 @@ impl FusedAdam {
             })
             .collect();
         let zeroer = nn::Sgd::default().build(vs, 0.0)?;
-        Ok(FusedAdam {
+        Ok(Adam {
+            fused: Adam::fuses(params),
             lr,
             betas,
             eps,
@@ -102,9 +107,13 @@ impl FusedAdam {
             if !g.defined() && terms.is_none() {
                 continue;
             }
+            if !self.fused {
+                tensor_update(p, m, v, &g, terms, &k);
+                continue;
+            }
             let n = p.numel();
             // SAFETY: `p`, `m`, `v` (and `g`, `W`, `C` when present) are contiguous f32 CPU
-            // tensors of `n` elements (checked by `supports` for the parameters; moments were
+            // tensors of `n` elements (checked by `fuses` for the parameters; moments were
             // made with `zeros_like`; the gradient and the penalty's tensors have the
             // parameter's shape, asserted below). `p`, `m` and `v` are separate storages, and
             // the ones only read (`g`, `W`, `C`) are separate from them.
@@ -118,6 +127,52 @@ impl FusedAdam {
             }
         }
     }
+
+    /// The step count and both moments, for a checkpoint.
+    pub fn state(&self) -> SavedState {
+        let mut state = SavedState::new();
+        state.put_count("step", self.step as usize);
+        for (name, _, m, v) in &self.state {
+            state.put(format!("m/{name}"), m);
+            state.put(format!("v/{name}"), v);
+        }
+        state
+    }
+
+    /// Restores [`state`](Self::state)'s output into an optimizer built for the same model.
+    pub fn load_state(&mut self, mut saved: SavedState) -> Result<()> {
+        self.step = i32::try_from(saved.take_count("step")?)?;
+        let _guard = tch::no_grad_guard();
+        for (name, p, m, v) in &mut self.state {
+            m.copy_(&saved.take(&format!("m/{name}"), p.device())?);
+            v.copy_(&saved.take(&format!("v/{name}"), p.device())?);
+        }
+        saved.finish("the Adam optimizer")
+    }
+}
+
+/// One step of one parameter in tensor operations, in the order of libtorch's Adam.
+fn tensor_update(
+    p: &mut Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    g: &Tensor,
+    terms: Option<(&Tensor, &Tensor)>,
+    k: &Coefficients,
+) {
+    let penalty = terms.map(|(w, c)| w * &*p - c);
+    let grad = match (g.defined(), penalty) {
+        (true, Some(q)) => g + q,
+        (true, None) => g.shallow_clone(),
+        (false, Some(q)) => q,
+        (false, None) => return,
+    };
+    let _ = m.g_mul_scalar_(k.b1 as f64);
+    let _ = m.g_add_(&(&grad * k.one_minus_b1 as f64));
+    let _ = v.g_mul_scalar_(k.b2 as f64);
+    let _ = v.g_add_(&(&grad * &grad * k.one_minus_b2 as f64));
+    let denom = v.sqrt() * k.inv_bias2_sqrt as f64 + k.eps as f64;
+    let _ = p.g_sub_(&(&*m / denom * k.step_size as f64));
 }
 
 struct Coefficients {
@@ -218,6 +273,16 @@ mod tests {
     /// a step: hence the looser bound with a penalty.
     #[test]
     fn fused_adam_follows_libtorchs_adam() {
+        follows_libtorchs_adam(true);
+    }
+
+    /// The tensor-operation path (what a GPU runs), checked on the CPU.
+    #[test]
+    fn unfused_adam_follows_libtorchs_adam() {
+        follows_libtorchs_adam(false);
+    }
+
+    fn follows_libtorchs_adam(fused_loop: bool) {
         for (with_penalty, steps, tolerance) in [
             (false, 1, 1e-6),
             (true, 1, 1e-6),
@@ -233,7 +298,9 @@ mod tests {
                 .collect();
             let penalty = QuadraticPenalty::new(0.5, vec![(Some(weights), anchor)]);
             let mut torch = nn::Adam::default().build(&a.vs, 1e-2).unwrap();
-            let mut fused = FusedAdam::new(&b.vs, &b.params(), 1e-2, (0.9, 0.999), 1e-8).unwrap();
+            let mut fused = Adam::new(&b.vs, &b.params(), 1e-2, (0.9, 0.999), 1e-8).unwrap();
+            assert!(fused.fused);
+            fused.fused = fused_loop;
             for step in 0..steps {
                 torch.zero_grad();
                 loss(&a, step).backward();
@@ -248,7 +315,7 @@ mod tests {
             let diff = max_rel_diff(&b.params(), &a.params());
             assert!(
                 diff < tolerance,
-                "penalty {with_penalty}, {steps} steps: relative difference {diff}"
+                "fused {fused_loop}, penalty {with_penalty}, {steps} steps: relative difference {diff}"
             );
         }
     }

@@ -13,18 +13,20 @@
 //! of those values; its gradient is applied on every step.
 
 mod adam;
+mod sgd;
 
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use crate::model::{masked_cross_entropy, Mlp};
 
 use crate::results::CurvePoint;
-use crate::strategy::{Batch, ParamMap, Penalty, QuadraticPenalty, Strategy, TaskData};
-pub use adam::FusedAdam;
+use crate::strategy::{Batch, ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskData};
+pub use adam::Adam;
+pub use sgd::Sgd;
 
 /// A quadratic penalty's value is logged on every this-many-th step of an epoch.
 pub const PENALTY_LOG_EVERY: usize = 32;
@@ -56,31 +58,15 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
-    /// Adam on CPU parameters is [`FusedAdam`] (one pass per parameter); anything else is
-    /// libtorch's optimizer.
+    /// The optimizer for `params`: ours rather than libtorch's, whose state tch cannot read,
+    /// so that checkpoints can save it.
     fn optimizer(&self, vs: &nn::VarStore, params: &ParamMap) -> Result<Optimizer> {
-        if self.optimizer == OptimizerKind::Adam && FusedAdam::supports(params) {
-            return Ok(Optimizer::Fused(FusedAdam::new(
-                vs, params, self.lr, self.betas, ADAM_EPS,
-            )?));
-        }
-        Ok(Optimizer::Torch(match self.optimizer {
-            OptimizerKind::Adam => nn::Adam {
-                beta1: self.betas.0,
-                beta2: self.betas.1,
-                wd: 0.0,
-                eps: ADAM_EPS,
-                amsgrad: false,
+        Ok(match self.optimizer {
+            OptimizerKind::Adam => {
+                Optimizer::Adam(Adam::new(vs, params, self.lr, self.betas, ADAM_EPS)?)
             }
-            .build(vs, self.lr)?,
-            OptimizerKind::Sgd => nn::Sgd {
-                momentum: self.momentum,
-                dampening: 0.0,
-                wd: 0.0,
-                nesterov: false,
-            }
-            .build(vs, self.lr)?,
-        }))
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(vs, params, self.lr, self.momentum)?),
+        })
     }
 
     /// Optimizer steps for a task of `n` samples.
@@ -139,26 +125,39 @@ impl TrainSet {
 /// Adam's epsilon (PyTorch's default).
 const ADAM_EPS: f64 = 1e-8;
 
-/// The optimizer of a job: fused Adam on the CPU, libtorch's elsewhere.
+/// The optimizer of a job.
 enum Optimizer {
-    Fused(FusedAdam),
-    Torch(nn::Optimizer),
+    Adam(Adam),
+    Sgd(Sgd),
 }
 
 impl Optimizer {
     fn zero_grad(&mut self) {
         match self {
-            Optimizer::Fused(adam) => adam.zero_grad(),
-            Optimizer::Torch(torch) => torch.zero_grad(),
+            Optimizer::Adam(adam) => adam.zero_grad(),
+            Optimizer::Sgd(sgd) => sgd.zero_grad(),
         }
     }
 
-    /// A step from the gradients, plus a quadratic penalty's for fused Adam (libtorch's
-    /// optimizers expect it already added to the gradients).
+    /// A step from the gradients plus a quadratic penalty's, added in closed form.
     fn step(&mut self, penalty: Option<&QuadraticPenalty>) {
         match self {
-            Optimizer::Fused(adam) => adam.step(penalty),
-            Optimizer::Torch(torch) => torch.step(),
+            Optimizer::Adam(adam) => adam.step(penalty),
+            Optimizer::Sgd(sgd) => sgd.step(penalty),
+        }
+    }
+
+    fn state(&self) -> SavedState {
+        match self {
+            Optimizer::Adam(adam) => adam.state(),
+            Optimizer::Sgd(sgd) => sgd.state(),
+        }
+    }
+
+    fn load_state(&mut self, state: SavedState) -> Result<()> {
+        match self {
+            Optimizer::Adam(adam) => adam.load_state(state),
+            Optimizer::Sgd(sgd) => sgd.load_state(state),
         }
     }
 }
@@ -181,6 +180,25 @@ impl Trainer {
             global_step: 0,
             samples_seen: 0,
         }
+    }
+
+    /// The optimizer's state (empty before the first task), for a checkpoint.
+    pub fn optimizer_state(&self) -> SavedState {
+        self.optimizer
+            .as_ref()
+            .map_or_else(SavedState::new, Optimizer::state)
+    }
+
+    /// Restores [`optimizer_state`](Self::optimizer_state)'s output for `model`.
+    pub fn load_optimizer_state(&mut self, model: &Mlp, state: SavedState) -> Result<()> {
+        if state.is_empty() {
+            self.optimizer = None;
+            return Ok(());
+        }
+        let mut optimizer = self.settings.optimizer(&model.vs, &model.params())?;
+        optimizer.load_state(state)?;
+        self.optimizer = Some(optimizer);
+        Ok(())
     }
 
     /// Trains `task` on `data` with `strategy`'s hooks; returns one curve point per pass.
@@ -243,16 +261,8 @@ impl Trainer {
                             penalty_sum += tch::no_grad(|| q.value(&params));
                             penalty_logged += 1;
                         }
-                        // Its gradient goes into fused Adam's loop, or is added in place.
-                        match opt {
-                            Optimizer::Fused(adam) => adam.step(Some(q)),
-                            Optimizer::Torch(torch) => {
-                                if !q.add_gradient(&params) {
-                                    q.value(&params).backward();
-                                }
-                                torch.step();
-                            }
-                        }
+                        // Its gradient is added in closed form inside the optimizer's step.
+                        opt.step(Some(q));
                     }
                     Some(Penalty::Graph(value)) => {
                         value.backward();

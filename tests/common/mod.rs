@@ -86,6 +86,7 @@ pub fn run_first_job(text: &str) -> (clbench::results::JobResult, clbench::model
         &scenario,
         &plan.jobs[0],
         tch::Device::Cpu,
+        None,
         &|_| {},
     )
     .unwrap()
