@@ -33,6 +33,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod slurm;
 pub mod strategy;
 pub mod train;
 

@@ -21,6 +21,9 @@ struct Cli {
     /// Rerun jobs whose results are already saved.
     #[arg(long)]
     force: bool,
+    /// Jobs at once, overriding the file's runner.workers.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -36,10 +39,40 @@ enum Command {
         /// Rerun jobs whose results are already saved.
         #[arg(long)]
         force: bool,
+        /// Jobs at once, overriding the file's runner.workers.
+        #[arg(long)]
+        workers: Option<usize>,
         /// Run only shard I of N (0-based): the jobs whose position in the plan is I modulo N,
         /// so N processes (e.g. a Slurm job array) share one grid and one results folder.
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<(usize, usize)>,
+    },
+    /// Write an sbatch script that runs the grid as a Slurm job array (task i runs shard i/N),
+    /// into <output>/<name>/slurm/; with --submit, also submit it.
+    Slurm {
+        experiment: PathBuf,
+        /// Array tasks (shards); default one per job.
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// At most this many tasks running at once.
+        #[arg(long)]
+        max_running: Option<usize>,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Wall-time limit per task, e.g. 4:00:00.
+        #[arg(long)]
+        time: Option<String>,
+        #[arg(long)]
+        cpus_per_task: Option<usize>,
+        /// GPUs per task; Slurm sets CUDA_VISIBLE_DEVICES and `devices: auto` uses them.
+        #[arg(long)]
+        gpus_per_task: Option<usize>,
+        /// Memory per task, e.g. 16G.
+        #[arg(long)]
+        mem: Option<String>,
+        /// Submit the script with sbatch and print the job id.
+        #[arg(long)]
+        submit: bool,
     },
     /// List the registered strategies with their parameters.
     Strategies,
@@ -65,6 +98,7 @@ fn main() -> ExitCode {
                 quiet,
                 dry_run,
                 force,
+                workers,
                 shard,
             }),
             _,
@@ -73,9 +107,36 @@ fn main() -> ExitCode {
             runner::RunOptions {
                 quiet: quiet || cli.quiet,
                 force: force || cli.force,
+                workers: workers.or(cli.workers),
             },
             dry_run,
             shard,
+        ),
+        (
+            Some(Command::Slurm {
+                experiment,
+                tasks,
+                max_running,
+                partition,
+                time,
+                cpus_per_task,
+                gpus_per_task,
+                mem,
+                submit,
+            }),
+            _,
+        ) => slurm(
+            &experiment,
+            &clbench::slurm::SlurmOptions {
+                tasks,
+                max_running,
+                partition,
+                time,
+                cpus_per_task,
+                gpus_per_task,
+                mem,
+            },
+            submit,
         ),
         (Some(Command::Strategies), _) => strategies(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
@@ -85,6 +146,7 @@ fn main() -> ExitCode {
             runner::RunOptions {
                 quiet: cli.quiet,
                 force: cli.force,
+                workers: cli.workers,
             },
             false,
             None,
@@ -214,6 +276,48 @@ fn run(
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn slurm(
+    file: &std::path::Path,
+    opts: &clbench::slurm::SlurmOptions,
+    submit: bool,
+) -> Result<ExitCode> {
+    let registry = Registry::load()?;
+    let plan = Plan::from_file(file, &registry)?;
+    let workdir = std::env::current_dir().context("reading the current folder")?;
+    let exe = std::env::current_exe().context("locating the clbench binary")?;
+    let script = clbench::slurm::sbatch_script(&plan, &exe, &workdir, opts)?;
+    let path = clbench::slurm::script_path(&plan, &workdir);
+    write_atomic(&path, script.as_bytes())?;
+    let tasks = clbench::slurm::task_count(plan.jobs.len(), opts)?;
+    println!(
+        "wrote {} ({} jobs in {tasks} array tasks)",
+        path.display(),
+        plan.jobs.len()
+    );
+    if !submit {
+        println!("submit it with: sbatch {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = std::process::Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&path)
+        .output()
+        .context("running sbatch (is Slurm installed and on PATH?)")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "sbatch {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    println!(
+        "submitted job array {id}; `squeue -j {id}` shows it; when it is done: clbench report {}",
+        plan.out_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn strategies() -> Result<ExitCode> {

@@ -147,3 +147,92 @@ fn shards_together_run_the_whole_grid_once() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a shard"));
 }
+
+/// The checkpoint's finished-task count, if a readable checkpoint is there.
+fn tasks_checkpointed(path: &Path, settings: &serde_json::Value) -> Option<usize> {
+    clbench::runner::checkpoint::load(path, settings)
+        .ok()
+        .flatten()
+        .map(|c| c.progress.tasks_done)
+}
+
+#[test]
+fn a_job_killed_inside_resumes_from_its_last_finished_task() {
+    // One job of four tasks, each long enough to be killed in.
+    let strategies = "  - name: ewc\n    lambda: 100.0\n    merge: separate\n";
+    let text = |dir: &Path| {
+        common::synthetic_yaml("inside", dir, strategies)
+            .replace("seeds: [1, 2]", "seeds: [1]")
+            .replace("epochs: 2", "epochs: 60")
+            .replace(
+                "tasks: [[0, 1], [2, 3], [4, 5]]",
+                "tasks: [[0, 1], [2, 3], [4, 5], [6, 7]]",
+            )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |sub: &str| {
+        let d = dir.path().join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("inside.yaml");
+        std::fs::write(&path, text(&d)).unwrap();
+        (path.to_string_lossy().into_owned(), d.join("inside"))
+    };
+    let (file, folder) = write("reference");
+    let out = clbench().args(["-q", &file]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = matrices(&folder);
+
+    let (file, folder) = write("killed");
+    let plan = common::plan_from(&text(folder.parent().unwrap()));
+    let job = &plan.jobs[0];
+    let ckpt = clbench::runner::checkpoint::path(&folder, &job.id);
+    // Kill as soon as the checkpoint after task 1, then after task 2, is on disk: each kill
+    // lands inside the next task.
+    for wanted in [1, 2] {
+        let mut child = clbench()
+            .args(["-q", &file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while tasks_checkpointed(&ckpt, &job.settings) < Some(wanted) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the job ended before its checkpoint after task {wanted} was seen"
+            );
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "no checkpoint after task {wanted}"
+            );
+            sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert_intact(&folder);
+        assert_eq!(
+            tasks_checkpointed(&ckpt, &job.settings),
+            Some(wanted),
+            "the checkpoint must survive the kill intact"
+        );
+    }
+    let out = clbench().arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resumed from its checkpoint after task 2/4"),
+        "{stderr}"
+    );
+    assert!(!ckpt.exists(), "the checkpoint outlived the finished job");
+    let result = &clbench::report::load_results(&folder).unwrap()[0];
+    assert_eq!(result.resumed_after_task, Some(2));
+    assert_eq!(
+        matrices(&folder),
+        reference,
+        "the resumed job's accuracy matrix differs from an uninterrupted run"
+    );
+}

@@ -1,21 +1,58 @@
 //! Atomic writes: a reader sees the old file or the new one, never a half-written one.
+//!
+//! A file is written to `.<name>.<host>.<pid>.tmp` beside it, synced and renamed. A process
+//! killed in between leaves the temp file; [`is_stale_temp`] recognises the ones whose writer is
+//! gone, so a rerun removes them without touching the temp files of other processes writing to
+//! the same folder (Slurm shards on other machines, or on this one).
 
-use std::{fs, io::Write, path::Path};
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context;
 
-/// Writes `bytes` to `path` through a temp file in the same folder, flushed and then renamed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn host() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().replace(['.', '/'], "_"))
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// The temp file `path` is written through, in the same folder (so the rename is atomic).
+pub fn temp_path(path: &Path) -> anyhow::Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
     let name = path
         .file_name()
         .context("path has no file name")?
         .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    Ok(dir.join(format!(".{name}.{}.{}.tmp", host(), std::process::id())))
+}
+
+/// Whether the file named `name` is a temp file of [`temp_path`] whose writer, a process on
+/// this host, is no longer running.
+pub fn is_stale_temp(name: &str) -> bool {
+    let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = stem.rsplitn(3, '.');
+    let (Some(pid), Some(host_name)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host_name == host() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Writes `bytes` to `path` through a temp file in the same folder, flushed and then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = temp_path(path)?;
+    let dir = tmp.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -33,4 +70,22 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> anyhow:
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_temp_files_of_finished_processes_on_this_host_are_stale() {
+        let ours = temp_path(Path::new("/x/job.json")).unwrap();
+        let ours = ours.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!is_stale_temp(&ours), "this process is running");
+        // A pid above the kernel's limit (2^22) is never running.
+        let gone = format!(".job.json.{}.4999999.tmp", host());
+        assert!(is_stale_temp(&gone));
+        assert!(!is_stale_temp(".job.json.some-other-machine.4999999.tmp"));
+        assert!(!is_stale_temp("job.json"));
+        assert!(!is_stale_temp(".job.json.tmp"));
+    }
 }

@@ -108,8 +108,7 @@ pub fn save(
 
     let dir = path.parent().context("checkpoint path has no folder")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = crate::results::temp_path(path)?;
     let result = (|| -> Result<()> {
         Tensor::write_safetensors(&tensors, &tmp)?;
         fs::File::open(&tmp)?.sync_all()?;

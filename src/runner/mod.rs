@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Rerun jobs that already have a result with the same settings.
     pub force: bool,
+    /// Jobs at once, overriding the file's `runner.workers`.
+    pub workers: Option<usize>,
 }
 
 /// What a run produced: finished results and failures, in plan order.
@@ -84,8 +86,8 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
     .with_context(|| format!("{}: scenario", plan.file.display()))
 }
 
-/// Removes temp files a killed run left behind (`write_atomic` writes `.<name>.<pid>.tmp` and
-/// renames it), so the folder holds only complete results.
+/// Removes temp files a killed run on this host left behind (see `results::write`), so the
+/// folder holds only complete results; other processes' temp files are left alone.
 fn remove_stale_temp_files(dir: &std::path::Path) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -93,7 +95,7 @@ fn remove_stale_temp_files(dir: &std::path::Path) -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with('.') && name.ends_with(".tmp") {
+        if crate::results::is_stale_temp(&name) {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
@@ -137,8 +139,8 @@ pub fn run_plan(
     let (workers, threads) = devices::worker_layout(
         todo.len(),
         cores,
-        runner
-            .workers
+        opts.workers
+            .or(runner.workers)
             .or(runner.jobs_per_device.map(|k| k * devices.len())),
         runner.threads_per_worker,
         gpus,

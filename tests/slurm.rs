@@ -1,0 +1,126 @@
+//! `clbench slurm` on a real Slurm: a synthetic grid of 8 jobs submitted as an array of 4
+//! tasks, each running its shard into one results folder, then `clbench report` over the lot.
+//!
+//! Needs a running Slurm (`sudo bash scripts/slurm-localhost start` gives a one-node one on
+//! this machine; `.ci/run` starts it). Under CI a missing Slurm fails the test; elsewhere the
+//! test says why it skips.
+
+mod common;
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+const STRATEGIES: &str =
+    "  - name: naive\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n";
+
+fn clbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clbench"))
+}
+
+fn slurm_is_up() -> bool {
+    Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .map(|o| {
+            o.status.success() && {
+                let states = String::from_utf8_lossy(&o.stdout);
+                states.contains("idle") || states.contains("mixed") || states.contains("alloc")
+            }
+        })
+        .unwrap_or(false)
+}
+
+fn squeue_has(id: &str) -> bool {
+    let out = Command::new("squeue")
+        .args(["-h", "-j", id, "-o", "%i %T"])
+        .output()
+        .expect("squeue");
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+fn text_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards() {
+    if !slurm_is_up() {
+        let why = "no Slurm is running here (sinfo shows no usable node); start one with \
+                   `sudo bash scripts/slurm-localhost start`";
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}: under CI this test must run");
+        }
+        eprintln!("skipping the Slurm test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("array.yaml");
+    std::fs::write(
+        &yaml,
+        common::synthetic_yaml("array", dir.path(), STRATEGIES),
+    )
+    .unwrap();
+    let out = clbench()
+        .current_dir(dir.path())
+        .args(["slurm", &yaml.to_string_lossy(), "--tasks", "4", "--submit"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("8 jobs in 4 array tasks"), "{stdout}");
+    let id = stdout
+        .split("submitted job array ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no job id in {stdout}"))
+        .trim()
+        .to_string();
+
+    let folder = dir.path().join("array");
+    let script = text_of(&folder.join("slurm/array.sbatch"));
+    assert!(script.contains("#SBATCH --array=0-3"), "{script}");
+
+    let started = Instant::now();
+    while squeue_has(&id) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "job array {id} still queued or running after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Each array task ran its own shard and said so in its log.
+    for i in 0..4 {
+        let log = folder.join(format!("slurm/{id}_{i}.out"));
+        let text = text_of(&log);
+        assert!(
+            text.contains(&format!("shard {i}/4: 2 jobs run")),
+            "{}:\n{text}",
+            log.display()
+        );
+    }
+    let results = clbench::report::load_results(&folder).unwrap();
+    assert_eq!(results.len(), 8, "every job has exactly one result");
+
+    let out = clbench()
+        .args(["report", &folder.to_string_lossy()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    for name in ["naive", "l2 lambda=0.5", "l2 lambda=5.0", "ewc"] {
+        assert!(
+            table.contains(name),
+            "{name} missing from the merged report:\n{table}"
+        );
+    }
+    assert!(folder.join("index.html").exists());
+    assert!(folder.join("summary.csv").exists());
+}
