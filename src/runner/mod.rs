@@ -145,7 +145,7 @@ pub fn run_plan(
         runner.threads_per_worker,
         gpus,
     );
-    let slots = devices::slots(&devices, workers);
+    let device_pool = devices::DevicePool::new(devices::slots(&devices, workers));
     std::fs::create_dir_all(&jobs_dir)
         .with_context(|| format!("creating {}", jobs_dir.display()))?;
     remove_stale_temp_files(&jobs_dir)?;
@@ -185,8 +185,6 @@ pub fn run_plan(
             .map(|job| {
                 tch::set_num_threads(threads as i32);
                 let worker = rayon::current_thread_index().unwrap_or(0);
-                // Each worker is pinned to its slot's device.
-                let device = slots[worker % slots.len()];
                 let on_event = |event| progress.job_event(worker, &job.id, event);
                 let checkpoint = runner
                     .checkpoints
@@ -196,15 +194,29 @@ pub fn run_plan(
                         // --force reruns from the first task.
                         remove_if_present(path)?;
                     }
-                    let r = run_job(
-                        plan,
-                        registry,
-                        &dataset,
-                        &scenario,
-                        job,
-                        device,
-                        checkpoint.as_deref(),
-                        &on_event,
+                    // Each worker is pinned to its slot's device while that device works; a job
+                    // whose device fails under it goes on (from its checkpoint) elsewhere.
+                    let r = device_pool.run(
+                        worker,
+                        |device| {
+                            run_job(
+                                plan,
+                                registry,
+                                &dataset,
+                                &scenario,
+                                job,
+                                device,
+                                checkpoint.as_deref(),
+                                &on_event,
+                            )
+                        },
+                        |device, e| {
+                            progress.message(&format!(
+                                "device {device:?} failed under job {} and is out of service \
+                                 for this run ({e:#}); its jobs go to the other devices",
+                                job.id
+                            ))
+                        },
                     )?;
                     write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &r)?;
                     // Only once the result is safely written.

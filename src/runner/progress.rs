@@ -185,6 +185,14 @@ impl Progress {
         }
     }
 
+    /// A line that must be seen (above the bars on a terminal); printed even when quiet.
+    pub fn message(&self, text: &str) {
+        match self {
+            Progress::Bars { grid, .. } => grid.println(format!("clbench: {text}")),
+            _ => eprintln!("clbench: {text}"),
+        }
+    }
+
     /// Clears the bars.
     pub fn finish(&self) {
         if let Progress::Bars { grid, workers, .. } = self {
