@@ -66,7 +66,13 @@ pub fn cells(row: &Row) -> Vec<String> {
         (Some(p), Some(ok)) => (
             format!("{p:.2}"),
             format!("{:+.2}", row.acc_percent - p),
-            if ok { "yes" } else { "no" }.to_string(),
+            // Which side it misses on matters: above is a stronger tuning, below a weaker method.
+            match (ok, row.acc_percent > p) {
+                (true, _) => "yes",
+                (false, true) => "no (above)",
+                (false, false) => "no (below)",
+            }
+            .to_string(),
         ),
         _ => ("—".into(), "—".into(), "—".into()),
     };
@@ -111,5 +117,8 @@ mod tests {
         assert_eq!(row(87.5, 0.1).agrees(), Some(true));
         assert_eq!(row(86.5, 0.1).agrees(), Some(false));
         assert_eq!(row(85.0, 2.6).agrees(), Some(true));
+        assert_eq!(cells(&row(86.5, 0.1))[6], "no (below)");
+        assert_eq!(cells(&row(93.5, 0.1))[6], "no (above)");
+        assert_eq!(cells(&row(92.5, 0.1))[6], "yes");
     }
 }
