@@ -146,9 +146,8 @@ impl Strategy for Ewc {
     fn save_state(&self) -> Option<SavedState> {
         let mut state = SavedState::new();
         state.put_count("terms", self.terms.len());
-        for (i, (fisher, anchor)) in self.terms.iter().enumerate() {
-            state.put_map(&format!("term{i}/fisher"), fisher);
-            state.put_map(&format!("term{i}/anchor"), anchor);
+        for (i, term) in self.terms.iter().enumerate() {
+            state.put_term(&format!("term{i}/fisher"), &format!("term{i}/anchor"), Some(term));
         }
         Some(state)
     }
@@ -157,15 +156,9 @@ impl Strategy for Ewc {
         let n = state.take_count("terms")?;
         self.terms = (0..n)
             .map(|i| {
-                let missing = || anyhow::anyhow!("ewc: term {i} missing from the saved state");
-                Ok((
-                    state
-                        .take_map(&format!("term{i}/fisher"), device)
-                        .ok_or_else(missing)?,
-                    state
-                        .take_map(&format!("term{i}/anchor"), device)
-                        .ok_or_else(missing)?,
-                ))
+                state
+                    .take_term(&format!("term{i}/fisher"), &format!("term{i}/anchor"), device)?
+                    .ok_or_else(|| anyhow::anyhow!("ewc: term {i} missing from the saved state"))
             })
             .collect::<Result<_>>()?;
         if n > 0 {

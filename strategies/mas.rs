@@ -93,21 +93,13 @@ impl Strategy for Mas {
 
     fn save_state(&self) -> Option<SavedState> {
         let mut state = SavedState::new();
-        if let Some((omega, anchor)) = &self.state {
-            state.put_map("omega", omega);
-            state.put_map("anchor", anchor);
-        }
+        state.put_term("omega", "anchor", self.state.as_ref());
         Some(state)
     }
 
     fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
-        match (
-            state.take_map("omega", device),
-            state.take_map("anchor", device),
-        ) {
-            (Some(omega), Some(anchor)) => self.set_state(omega, anchor),
-            (None, None) => {}
-            _ => anyhow::bail!("mas: the saved state has only one of omega and anchor"),
+        if let Some((omega, anchor)) = state.take_term("omega", "anchor", device)? {
+            self.set_state(omega, anchor);
         }
         state.finish("mas")
     }

@@ -117,21 +117,13 @@ impl Strategy for OnlineEwc {
 
     fn save_state(&self) -> Option<SavedState> {
         let mut state = SavedState::new();
-        if let Some((fisher, anchor)) = &self.state {
-            state.put_map("fisher", fisher);
-            state.put_map("anchor", anchor);
-        }
+        state.put_term("fisher", "anchor", self.state.as_ref());
         Some(state)
     }
 
     fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
-        match (
-            state.take_map("fisher", device),
-            state.take_map("anchor", device),
-        ) {
-            (Some(fisher), Some(anchor)) => self.set_state(fisher, anchor),
-            (None, None) => {}
-            _ => anyhow::bail!("online_ewc: the saved state has only one of fisher and anchor"),
+        if let Some((fisher, anchor)) = state.take_term("fisher", "anchor", device)? {
+            self.set_state(fisher, anchor);
         }
         state.finish("online_ewc")
     }

@@ -165,21 +165,13 @@ impl Strategy for Si {
     /// Omega and the anchor; the current task's path integral is rebuilt by `before_task`.
     fn save_state(&self) -> Option<SavedState> {
         let mut state = SavedState::new();
-        if let Some((omega, anchor)) = &self.importance {
-            state.put_map("omega", omega);
-            state.put_map("anchor", anchor);
-        }
+        state.put_term("omega", "anchor", self.importance.as_ref());
         Some(state)
     }
 
     fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
-        match (
-            state.take_map("omega", device),
-            state.take_map("anchor", device),
-        ) {
-            (Some(omega), Some(anchor)) => self.set_importance(omega, anchor),
-            (None, None) => {}
-            _ => anyhow::bail!("si: the saved state has only one of omega and anchor"),
+        if let Some((omega, anchor)) = state.take_term("omega", "anchor", device)? {
+            self.set_importance(omega, anchor);
         }
         state.finish("si")
     }

@@ -72,25 +72,46 @@ impl SavedState {
 
     /// Takes out every `prefix/name` entry as a map keyed by `name`; `None` when there is none.
     pub fn take_map(&mut self, prefix: &str, device: Device) -> Option<ParamMap> {
-        let start = format!("{prefix}/");
-        let names: Vec<String> = self
-            .tensors
-            .keys()
-            .filter(|k| k.starts_with(&start))
-            .cloned()
-            .collect();
-        if names.is_empty() {
-            return None;
-        }
-        Some(
-            names
+        let entries = self.take_all(prefix);
+        (!entries.is_empty()).then(|| {
+            entries
+                .tensors
                 .into_iter()
-                .map(|k| {
-                    let tensor = self.tensors.remove(&k).unwrap().to_device(device);
-                    (k[start.len()..].to_string(), tensor)
-                })
-                .collect(),
-        )
+                .map(|(name, t)| (name, t.to_device(device)))
+                .collect()
+        })
+    }
+
+    /// Stores a penalty term, an importance map and its anchor, under `importance/` and
+    /// `anchor/` (nothing when `term` is `None`, before the first task).
+    pub fn put_term(
+        &mut self,
+        importance: &str,
+        anchor: &str,
+        term: Option<&(ParamMap, ParamMap)>,
+    ) {
+        if let Some((weights, point)) = term {
+            self.put_map(importance, weights);
+            self.put_map(anchor, point);
+        }
+    }
+
+    /// Takes out a term stored with [`put_term`](Self::put_term): `None` when neither half is
+    /// there, an error when only one is.
+    pub fn take_term(
+        &mut self,
+        importance: &str,
+        anchor: &str,
+        device: Device,
+    ) -> Result<Option<(ParamMap, ParamMap)>> {
+        match (
+            self.take_map(importance, device),
+            self.take_map(anchor, device),
+        ) {
+            (Some(weights), Some(point)) => Ok(Some((weights, point))),
+            (None, None) => Ok(None),
+            _ => bail!("the saved state has only one of {importance:?} and {anchor:?}"),
+        }
     }
 
     /// Takes out a count stored with [`put_count`](Self::put_count).
@@ -170,6 +191,12 @@ mod tests {
         let mut state = SavedState::new();
         state.put_count("unexpected", 1);
         assert!(state.take("missing", Device::Cpu).is_err());
+        let mut half = SavedState::new();
+        half.put_map(
+            "omega",
+            &ParamMap::from([("w".to_string(), Tensor::from(1.0f32))]),
+        );
+        assert!(half.take_term("omega", "anchor", Device::Cpu).is_err());
         let err = state.finish("ewc").unwrap_err().to_string();
         assert!(err.contains("ewc") && err.contains("unexpected"), "{err}");
     }
