@@ -51,25 +51,8 @@ enum Command {
     /// into <output>/<name>/slurm/; with --submit, also submit it.
     Slurm {
         experiment: PathBuf,
-        /// Array tasks (shards); default one per job.
-        #[arg(long)]
-        tasks: Option<usize>,
-        /// At most this many tasks running at once.
-        #[arg(long)]
-        max_running: Option<usize>,
-        #[arg(long)]
-        partition: Option<String>,
-        /// Wall-time limit per task, e.g. 4:00:00.
-        #[arg(long)]
-        time: Option<String>,
-        #[arg(long)]
-        cpus_per_task: Option<usize>,
-        /// GPUs per task; Slurm sets CUDA_VISIBLE_DEVICES and `devices: auto` uses them.
-        #[arg(long)]
-        gpus_per_task: Option<usize>,
-        /// Memory per task, e.g. 16G.
-        #[arg(long)]
-        mem: Option<String>,
+        #[command(flatten)]
+        options: clbench::slurm::SlurmOptions,
         /// Submit the script with sbatch and print the job id.
         #[arg(long)]
         submit: bool,
@@ -115,29 +98,11 @@ fn main() -> ExitCode {
         (
             Some(Command::Slurm {
                 experiment,
-                tasks,
-                max_running,
-                partition,
-                time,
-                cpus_per_task,
-                gpus_per_task,
-                mem,
+                options,
                 submit,
             }),
             _,
-        ) => slurm(
-            &experiment,
-            &clbench::slurm::SlurmOptions {
-                tasks,
-                max_running,
-                partition,
-                time,
-                cpus_per_task,
-                gpus_per_task,
-                mem,
-            },
-            submit,
-        ),
+        ) => slurm(&experiment, &options, submit),
         (Some(Command::Strategies), _) => strategies(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
         (Some(Command::Data { dir, offline }), _) => describe_data(dir, offline),

@@ -14,19 +14,29 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Plan;
 
-/// What goes into the script besides the plan.
-#[derive(Debug, Clone, Default)]
+/// What goes into the script besides the plan (also `clbench slurm`'s options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SlurmOptions {
     /// Array tasks (shards); at most the number of jobs. Default: one per job.
+    #[arg(long)]
     pub tasks: Option<usize>,
-    /// At most this many array tasks at once (`--array=0-N%K`).
+    /// At most this many array tasks running at once.
+    #[arg(long)]
     pub max_running: Option<usize>,
+    /// Slurm partition.
+    #[arg(long)]
     pub partition: Option<String>,
-    /// Wall-time limit of each task, in Slurm's format (e.g. `4:00:00`).
+    /// Wall-time limit per task, in Slurm's format, e.g. 4:00:00.
+    #[arg(long)]
     pub time: Option<String>,
+    /// CPUs per task.
+    #[arg(long)]
     pub cpus_per_task: Option<usize>,
+    /// GPUs per task; Slurm sets CUDA_VISIBLE_DEVICES and `devices: auto` uses them.
+    #[arg(long)]
     pub gpus_per_task: Option<usize>,
-    /// Memory per task, in Slurm's format (e.g. `16G`).
+    /// Memory per task, in Slurm's format, e.g. 16G.
+    #[arg(long)]
     pub mem: Option<String>,
 }
 
