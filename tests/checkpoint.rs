@@ -8,7 +8,7 @@ mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use clbench::runner::{self, checkpoint, JobEvent};
+use clbench::runner::{checkpoint, JobEvent};
 use clbench::strategy::Registry;
 
 /// One entry per registered strategy, with parameters that make its state matter.
@@ -35,10 +35,6 @@ struct Run {
 /// Runs the single job of `text`, checkpointing to `ckpt` if given; `stop_in_task` panics (as
 /// a kill would stop it) on the first pass of that task, after the previous task's checkpoint.
 fn run(text: &str, ckpt: Option<&Path>, stop_in_task: Option<usize>) -> Option<Run> {
-    let plan = common::plan_from(text);
-    let dataset = runner::load_dataset(&plan).unwrap();
-    let scenario = runner::build_scenario(&plan, &dataset).unwrap();
-    let registry = Registry::load().unwrap();
     let on_event = |event: JobEvent| {
         if let (JobEvent::Epoch { task, .. }, Some(stop)) = (event, stop_in_task) {
             if task == stop {
@@ -47,25 +43,13 @@ fn run(text: &str, ckpt: Option<&Path>, stop_in_task: Option<usize>) -> Option<R
         }
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        runner::run_job_with_model(
-            &plan,
-            &registry,
-            &dataset,
-            &scenario,
-            &plan.jobs[0],
-            tch::Device::Cpu,
-            ckpt,
-            &on_event,
-        )
-        .unwrap()
+        common::run_first_job_with(text, ckpt, &on_event)
     }));
     let (result, model) = outcome.ok()?;
-    let weights = model
-        .params()
-        .values()
-        .flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap())
-        .collect();
-    Some(Run { result, weights })
+    Some(Run {
+        result,
+        weights: common::flat_weights(&model),
+    })
 }
 
 fn check_resume(strategy: &str, params: &str, training: (&str, &str)) {
@@ -85,7 +69,7 @@ fn check_resume(strategy: &str, params: &str, training: (&str, &str)) {
     let saved = checkpoint::load(&ckpt, &reference.result.settings)
         .unwrap()
         .unwrap_or_else(|| panic!("{label}: no checkpoint after task 2"));
-    assert_eq!(saved.progress.tasks_done, 2, "{label}");
+    assert_eq!(saved.progress.tasks_done(), 2, "{label}");
 
     let resumed = run(&text, Some(&ckpt), None).unwrap();
     assert_eq!(resumed.result.resumed_after_task, Some(2), "{label}");

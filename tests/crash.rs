@@ -26,6 +26,16 @@ fn experiment(dir: &Path, name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Starts `clbench -q FILE` with its output discarded (to be killed).
+fn spawn_quiet(file: &str) -> std::process::Child {
+    clbench()
+        .args(["-q", file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Every file under `folder` that is JSON parses as a job result, and no temp file is left.
 fn assert_intact(folder: &Path) {
     for entry in std::fs::read_dir(folder.join("jobs")).unwrap() {
@@ -71,12 +81,7 @@ fn a_run_killed_at_several_points_resumes_to_the_uninterrupted_results() {
     // Kill at 20%, 45% and 70% of an uninterrupted run's time, checking the folder each time.
     let mut kills = 0;
     for fraction in [0.2, 0.45, 0.7] {
-        let mut child = clbench()
-            .args(["-q", &file])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(&file);
         sleep(full.mul_f64(fraction));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
@@ -153,7 +158,7 @@ fn tasks_checkpointed(path: &Path, settings: &serde_json::Value) -> Option<usize
     clbench::runner::checkpoint::load(path, settings)
         .ok()
         .flatten()
-        .map(|c| c.progress.tasks_done)
+        .map(|c| c.progress.tasks_done())
 }
 
 #[test]
@@ -193,12 +198,7 @@ fn a_job_killed_inside_resumes_from_its_last_finished_task() {
     // Kill as soon as the checkpoint after task 1, then after task 2, is on disk: each kill
     // lands inside the next task.
     for wanted in [1, 2] {
-        let mut child = clbench()
-            .args(["-q", &file])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(&file);
         let started = Instant::now();
         while tasks_checkpointed(&ckpt, &job.settings) < Some(wanted) {
             assert!(

@@ -35,8 +35,7 @@ pub struct JobProgress {
     pub job_id: String,
     /// The job's resolved settings; a checkpoint only resumes a job with equal settings.
     pub settings: serde_json::Value,
-    /// Tasks finished (and evaluated): the job resumes at task `tasks_done`.
-    pub tasks_done: usize,
+    /// A row per finished (and evaluated) task.
     pub accuracy: Vec<Vec<f64>>,
     pub curve: Vec<CurvePoint>,
     pub importance: Vec<ImportanceSummary>,
@@ -48,13 +47,17 @@ pub struct JobProgress {
 }
 
 impl JobProgress {
+    /// Tasks finished: the job resumes at task `tasks_done()`.
+    pub fn tasks_done(&self) -> usize {
+        self.accuracy.len()
+    }
+
     /// The progress of job `job_id` before its first task.
     pub fn new(job_id: &str, settings: &serde_json::Value) -> JobProgress {
         JobProgress {
             format: FORMAT,
             job_id: job_id.to_string(),
             settings: settings.clone(),
-            tasks_done: 0,
             accuracy: Vec::new(),
             curve: Vec::new(),
             importance: Vec::new(),
@@ -90,9 +93,7 @@ pub fn save(
     strategy: Option<SavedState>,
 ) -> Result<()> {
     let mut all = SavedState::new();
-    let mut params = SavedState::new();
-    params.put_map("params", &model.params());
-    all.put_all("model", params);
+    all.put_map("model", &model.params());
     all.put_all("optimizer", optimizer);
     if let Some(strategy) = strategy {
         all.put_all("strategy", strategy);
@@ -162,13 +163,10 @@ pub fn load(path: &Path, settings: &serde_json::Value) -> Result<Option<Checkpoi
 
 /// Copies the parameters of a checkpoint into `model`.
 pub fn restore_model(model: &Mlp, mut saved: SavedState) -> Result<()> {
-    let params = saved
-        .take_map("params", model.device())
-        .context("the checkpoint has no model parameters")?;
     let _guard = tch::no_grad_guard();
     for (name, mut p) in model.params() {
-        let value = params
-            .get(&name)
+        let value = saved
+            .take(&name, model.device())
             .with_context(|| format!("the checkpoint has no parameter {name}"))?;
         if value.size() != p.size() {
             bail!(
@@ -177,7 +175,7 @@ pub fn restore_model(model: &Mlp, mut saved: SavedState) -> Result<()> {
                 p.size()
             );
         }
-        p.copy_(value);
+        p.copy_(&value);
     }
     saved.finish("the model")
 }

@@ -99,16 +99,16 @@ pub fn run_job_with_model(
                     path.display()
                 )
             })?;
-            resumed_after_task = Some(progress.tasks_done);
+            resumed_after_task = Some(progress.tasks_done());
             on_event(JobEvent::Resumed {
-                tasks_done: progress.tasks_done,
+                tasks_done: progress.tasks_done(),
                 num_tasks,
             });
         }
     }
     // Time spent by earlier runs of this job (before a kill), so totals add up.
     let earlier_s = progress.timings.total_s;
-    for t in progress.tasks_done..num_tasks {
+    for t in progress.tasks_done()..num_tasks {
         let current = scenario.train_data(&dataset.train, t, device);
         let ctx = TaskContext {
             task: t,
@@ -180,7 +180,6 @@ pub fn run_job_with_model(
             seen_mean: row[..=t].iter().sum::<f64>() / (t + 1) as f64,
         });
         progress.accuracy.push(row);
-        progress.tasks_done = t + 1;
 
         // After the last task the result itself is written; a strategy without saved state
         // cannot resume, so it gets no checkpoint.

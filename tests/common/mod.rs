@@ -75,6 +75,15 @@ pub fn one_sample(task: usize, x: [f32; 2]) -> clbench::strategy::TaskData {
 /// Runs the first job of `text`'s plan through the real runner on the CPU; returns its result
 /// and trained model.
 pub fn run_first_job(text: &str) -> (clbench::results::JobResult, clbench::model::Mlp) {
+    run_first_job_with(text, None, &|_| {})
+}
+
+/// [`run_first_job`] with a checkpoint file and a callback for the job's events.
+pub fn run_first_job_with(
+    text: &str,
+    checkpoint: Option<&Path>,
+    on_event: &(dyn Fn(clbench::runner::JobEvent) + Sync),
+) -> (clbench::results::JobResult, clbench::model::Mlp) {
     let plan = plan_from(text);
     let dataset = clbench::runner::load_dataset(&plan).unwrap();
     let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
@@ -86,10 +95,19 @@ pub fn run_first_job(text: &str) -> (clbench::results::JobResult, clbench::model
         &scenario,
         &plan.jobs[0],
         tch::Device::Cpu,
-        None,
-        &|_| {},
+        checkpoint,
+        on_event,
     )
     .unwrap()
+}
+
+/// Every parameter of `model`, flattened in name order.
+pub fn flat_weights(model: &clbench::model::Mlp) -> Vec<f32> {
+    model
+        .params()
+        .values()
+        .flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap())
+        .collect()
 }
 
 /// One synthetic job of `strategy` with `params` (YAML lines under its list entry).
@@ -97,10 +115,5 @@ pub fn run_synthetic(strategy: &str, params: &str) -> (clbench::results::JobResu
     let dir = tempfile::tempdir().unwrap();
     let entry = format!("  - name: {strategy}\n{params}");
     let (result, model) = run_first_job(&synthetic_yaml("job", dir.path(), &entry));
-    let weights = model
-        .params()
-        .values()
-        .flat_map(|p| Vec::<f32>::try_from(p.flatten(0, -1)).unwrap())
-        .collect();
-    (result, weights)
+    (result, flat_weights(&model))
 }
