@@ -90,14 +90,12 @@ pub fn save(
     progress: &JobProgress,
     model: &Mlp,
     optimizer: SavedState,
-    strategy: Option<SavedState>,
+    strategy: SavedState,
 ) -> Result<()> {
     let mut all = SavedState::new();
     all.put_map("model", &model.params());
     all.put_all("optimizer", optimizer);
-    if let Some(strategy) = strategy {
-        all.put_all("strategy", strategy);
-    }
+    all.put_all("strategy", strategy);
     let meta = serde_json::to_vec(progress)?;
     all.put("meta", &Tensor::from_slice(&meta));
     // safetensors wants contiguous CPU data; detach so no autograd state is touched.

@@ -189,13 +189,7 @@ pub fn run_job_with_model(
                 progress.samples_seen = trainer.samples_seen;
                 progress.rng_word_pos = rng.get_word_pos().to_string();
                 progress.timings.total_s = earlier_s + started.elapsed().as_secs_f64();
-                checkpoint::save(
-                    path,
-                    &progress,
-                    &model,
-                    trainer.optimizer_state(),
-                    Some(state),
-                )?;
+                checkpoint::save(path, &progress, &model, trainer.optimizer_state(), state)?;
             }
         }
     }
