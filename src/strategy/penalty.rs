@@ -5,8 +5,10 @@
 //! one pair per term. Its gradient, `2 scale sum_t w_t (theta - a_t)`, equals `W theta - C` with
 //! `W = 2 scale sum_t w_t` and `C = 2 scale sum_t w_t a_t`, both fixed until the strategy's state
 //! changes. So [`QuadraticPenalty`] precomputes `W` and `C` once per task, and the gradient is
-//! applied without an autograd graph: inside fused Adam's loop on the CPU (`train::FusedAdam`),
-//! or added to the gradients in place elsewhere ([`QuadraticPenalty::add_gradient`]).
+//! applied without an autograd graph inside the optimizer's step (`train::Adam`, `train::Sgd`:
+//! in fused Adam's one-pass loop on the CPU, in tensor operations elsewhere).
+//! [`QuadraticPenalty::add_gradient`] adds it to `.grad()` in place, for tests and benchmarks
+//! that compare it with autograd or with libtorch's optimizers.
 //! Backpropagating the penalty's graph instead cost over 40% of a training step of the
 //! 784-400-400 MLP (`cargo bench --bench train_step`). (`W theta - C` rounds differently from
 //! `W (theta - a)` by about `eps |theta| / |theta - a|` relative to the penalty's gradient:

@@ -160,12 +160,8 @@ fn tensor_update(
     terms: Option<(&Tensor, &Tensor)>,
     k: &Coefficients,
 ) {
-    let penalty = terms.map(|(w, c)| w * &*p - c);
-    let grad = match (g.defined(), penalty) {
-        (true, Some(q)) => g + q,
-        (true, None) => g.shallow_clone(),
-        (false, Some(q)) => q,
-        (false, None) => return,
+    let Some(grad) = super::total_gradient(p, g, terms) else {
+        return;
     };
     let _ = m.g_mul_scalar_(k.b1 as f64);
     let _ = m.g_add_(&(&grad * k.one_minus_b1 as f64));

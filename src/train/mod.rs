@@ -122,6 +122,17 @@ impl TrainSet {
     }
 }
 
+/// Parameter `p`'s gradient `g` (undefined when it has none) plus a quadratic penalty's
+/// `W theta - C` from `terms`, in tensor operations; `None` when there is neither.
+fn total_gradient(p: &Tensor, g: &Tensor, terms: Option<(&Tensor, &Tensor)>) -> Option<Tensor> {
+    let penalty = terms.map(|(w, c)| w * p - c);
+    match (g.defined(), penalty) {
+        (true, Some(q)) => Some(g + q),
+        (true, None) => Some(g.shallow_clone()),
+        (false, q) => q,
+    }
+}
+
 /// Adam's epsilon (PyTorch's default).
 const ADAM_EPS: f64 = 1e-8;
 

@@ -40,15 +40,9 @@ impl Sgd {
     pub fn step(&mut self, penalty: Option<&QuadraticPenalty>) {
         let _guard = tch::no_grad_guard();
         for (name, p, buffer) in &mut self.state {
-            let g = p.grad();
-            let penalty = penalty
-                .and_then(|q| q.gradient_terms(name))
-                .map(|(w, c)| w * &*p - c);
-            let grad = match (g.defined(), penalty) {
-                (true, Some(q)) => g + q,
-                (true, None) => g,
-                (false, Some(q)) => q,
-                (false, None) => continue,
+            let terms = penalty.and_then(|q| q.gradient_terms(name));
+            let Some(grad) = super::total_gradient(p, &p.grad(), terms) else {
+                continue;
             };
             let direction = if self.momentum == 0.0 {
                 grad
