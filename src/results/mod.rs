@@ -8,7 +8,7 @@ pub mod metrics;
 mod write;
 
 pub use metrics::Metrics;
-pub use write::{is_stale_temp, temp_path, write_atomic, write_json_atomic};
+pub use write::{is_stale_temp, temp_path, write_atomic, write_atomic_with, write_json_atomic};
 
 use serde::{Deserialize, Serialize};
 

@@ -50,14 +50,28 @@ pub fn is_stale_temp(name: &str) -> bool {
 
 /// Writes `bytes` to `path` through a temp file in the same folder, flushed and then renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |tmp| {
+        let mut file = fs::File::create(tmp)?;
+        file.write_all(bytes)?;
+        Ok(())
+    })
+}
+
+/// Writes `path` atomically with `write`, which fills the temp file it is given (for writers
+/// that take a path, like safetensors'); the file is then synced and renamed over `path`, or
+/// removed if anything failed.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let tmp = temp_path(path)?;
     let dir = tmp.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+    let result = (|| -> anyhow::Result<()> {
+        write(&tmp)?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, path)?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -13,7 +13,6 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
     path::{Path, PathBuf},
 };
 
@@ -105,19 +104,8 @@ pub fn save(
         .map(|(k, t)| (k, t.detach().to_device(Device::Cpu).contiguous()))
         .collect();
 
-    let dir = path.parent().context("checkpoint path has no folder")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = crate::results::temp_path(path)?;
-    let result = (|| -> Result<()> {
-        Tensor::write_safetensors(&tensors, &tmp)?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing checkpoint {}", path.display()))
+    crate::results::write_atomic_with(path, |tmp| Ok(Tensor::write_safetensors(&tensors, tmp)?))
+        .context("writing a checkpoint")
 }
 
 /// Reads the checkpoint at `path` if there is one for a job with `settings`. `Ok(None)` when
