@@ -302,6 +302,13 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         h.push_str("</tr>\n");
     }
     h.push_str("</tbody>\n</table>\n<p class=\"note\">The best configuration of each strategy is the one with the highest mean ACC; SE is the standard error of that mean.</p>\n");
+    if page.best_rows.iter().any(|r| r.edge.is_some()) {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">{}</p>",
+            escape(super::reference::EDGE_NOTE)
+        );
+    }
 
     h.push_str("<h2>Charts</h2>\n");
     for chart in &CHARTS {
@@ -395,6 +402,9 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
     for row in page.best_rows {
         let cells: Vec<String> = super::reference::cells(row).iter().map(|c| md(c)).collect();
         let _ = writeln!(m, "| {} |", cells.join(" | "));
+    }
+    if page.best_rows.iter().any(|r| r.edge.is_some()) {
+        let _ = writeln!(m, "\n{}", super::reference::EDGE_NOTE);
     }
     m.push_str("\n## Charts\n\n");
     for chart in &CHARTS {

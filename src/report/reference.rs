@@ -1,10 +1,27 @@
 //! clbench's numbers beside published ones: for each strategy, the best configuration of its grid
 //! (highest mean ACC over seeds) against the paper's figure, with the agreement criterion the
 //! project uses: within the larger of 3 points and two standard errors of clbench's mean.
+//! A best value at either end of its swept grid is flagged: the optimum may lie beyond it, so the
+//! row is a lower bound on what the strategy can do until the grid is widened.
 
 use crate::config::Reference;
 
+use super::chart::sweeps;
 use super::summary::Group;
+
+/// Which end of its swept grid the best value sits at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridEdge {
+    /// The smallest value swept.
+    Bottom,
+    /// The largest value swept.
+    Top,
+}
+
+/// Said under a comparison that flags a row, in Markdown and HTML alike.
+pub const EDGE_NOTE: &str = "\"top of its grid\" or \"bottom of its grid\": the best value is the \
+largest or smallest one swept, so the optimum may lie beyond it; widen that strategy's grid before \
+reading the row as its best.";
 
 /// One strategy's line of the comparison.
 #[derive(Debug, Clone)]
@@ -18,6 +35,8 @@ pub struct Row {
     pub se_percent: f64,
     pub seeds: usize,
     pub published: Option<f64>,
+    /// Set when the chosen value of the strategy's swept parameter is at an end of its grid.
+    pub edge: Option<GridEdge>,
 }
 
 impl Row {
@@ -31,7 +50,9 @@ impl Row {
 /// The best configuration of each strategy, in the order strategies first appear in `groups`.
 pub fn best_per_strategy(groups: &[Group], reference: Option<&Reference>) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
-    for g in groups {
+    // Each row's group index, to find its place in the strategy's sweep afterwards.
+    let mut chosen: Vec<usize> = Vec::new();
+    for (index, g) in groups.iter().enumerate() {
         let row = Row {
             strategy: g.strategy.clone(),
             best: g.label.clone(),
@@ -39,12 +60,32 @@ pub fn best_per_strategy(groups: &[Group], reference: Option<&Reference>) -> Vec
             se_percent: 100.0 * g.acc.std / (g.acc.n as f64).sqrt(),
             seeds: g.acc.n,
             published: reference.and_then(|r| r.acc_percent.get(&g.strategy).copied()),
+            edge: None,
         };
-        match rows.iter_mut().find(|r| r.strategy == g.strategy) {
-            Some(existing) if existing.acc_percent < row.acc_percent => *existing = row,
+        match rows.iter().position(|r| r.strategy == g.strategy) {
+            Some(i) if rows[i].acc_percent < row.acc_percent => {
+                rows[i] = row;
+                chosen[i] = index;
+            }
             Some(_) => {}
-            None => rows.push(row),
+            None => {
+                rows.push(row);
+                chosen.push(index);
+            }
         }
+    }
+    for sweep in sweeps(groups) {
+        let Some(i) = rows.iter().position(|r| r.strategy == sweep.strategy) else {
+            continue;
+        };
+        let (first, last) = (&sweep.points[0], &sweep.points[sweep.points.len() - 1]);
+        rows[i].edge = if first.group == chosen[i] {
+            Some(GridEdge::Bottom)
+        } else if last.group == chosen[i] {
+            Some(GridEdge::Top)
+        } else {
+            None
+        };
     }
     rows
 }
@@ -76,9 +117,14 @@ pub fn cells(row: &Row) -> Vec<String> {
         ),
         _ => ("—".into(), "—".into(), "—".into()),
     };
+    let best = match row.edge {
+        None => row.best.clone(),
+        Some(GridEdge::Bottom) => format!("{} (bottom of its grid)", row.best),
+        Some(GridEdge::Top) => format!("{} (top of its grid)", row.best),
+    };
     vec![
         format!("{}{}", row.strategy, super::summary::role(&row.strategy)),
-        row.best.clone(),
+        best,
         format!("{:.2} ± {:.2}", row.acc_percent, row.se_percent),
         row.seeds.to_string(),
         published,
@@ -98,6 +144,9 @@ pub fn markdown(rows: &[Row], reference: Option<&Reference>) -> String {
     for row in rows {
         out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
     }
+    if rows.iter().any(|r| r.edge.is_some()) {
+        out.push_str(&format!("\n{EDGE_NOTE}\n"));
+    }
     out
 }
 #[cfg(test)]
@@ -113,6 +162,7 @@ mod tests {
             se_percent: se,
             seeds: 5,
             published: Some(90.0),
+            edge: None,
         };
         assert_eq!(row(87.5, 0.1).agrees(), Some(true));
         assert_eq!(row(86.5, 0.1).agrees(), Some(false));
@@ -120,5 +170,59 @@ mod tests {
         assert_eq!(cells(&row(86.5, 0.1))[6], "no (below)");
         assert_eq!(cells(&row(93.5, 0.1))[6], "no (above)");
         assert_eq!(cells(&row(92.5, 0.1))[6], "yes");
+    }
+
+    /// A group of `strategy` with parameters `params` and final ACC `acc` over one seed.
+    fn group(strategy: &str, params: serde_json::Value, acc: f64) -> Group {
+        let stat = crate::report::summary::Stat::of(&[acc]);
+        Group {
+            label: format!("{strategy} {params}"),
+            strategy: strategy.into(),
+            params,
+            seeds: vec![1],
+            acc: stat,
+            bwt: stat,
+            forgetting: stat,
+            wall_s: stat,
+            avg_accuracy_curve: Vec::new(),
+            avg_accuracy: Vec::new(),
+            accuracy: Vec::new(),
+            curve_seed: 1,
+            curve: Vec::new(),
+            importance: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_best_value_at_either_end_of_its_grid_is_flagged() {
+        use serde_json::json;
+        // The groups arrive in the file's order, not sorted by value.
+        let groups = vec![
+            group("naive", json!({}), 0.5),
+            group("si", json!({"c": 10.0}), 0.62),
+            group("si", json!({"c": 1.0}), 0.60),
+            group("si", json!({"c": 1000.0}), 0.67),
+            group("si", json!({"c": 100.0}), 0.63),
+            group("ewc", json!({"lambda": 1e3}), 0.70),
+            group("ewc", json!({"lambda": 1e4}), 0.80),
+            group("ewc", json!({"lambda": 1e5}), 0.75),
+            group("mas", json!({"lambda": 0.1}), 0.90),
+            group("mas", json!({"lambda": 1.0}), 0.85),
+        ];
+        let rows = best_per_strategy(&groups, None);
+        let edge = |name: &str| rows.iter().find(|r| r.strategy == name).unwrap().edge;
+        assert_eq!(edge("naive"), None);
+        assert_eq!(edge("si"), Some(GridEdge::Top));
+        assert_eq!(edge("ewc"), None);
+        assert_eq!(edge("mas"), Some(GridEdge::Bottom));
+        let si = rows.iter().find(|r| r.strategy == "si").unwrap();
+        assert!(
+            cells(si)[1].ends_with("(top of its grid)"),
+            "{:?}",
+            cells(si)
+        );
+        assert!(markdown(&rows, None).contains(EDGE_NOTE));
+        let middle_only = best_per_strategy(&groups[5..8], None);
+        assert!(!markdown(&middle_only, None).contains(EDGE_NOTE));
     }
 }
