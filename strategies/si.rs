@@ -7,6 +7,14 @@
 //! `Omega += omega / (Delta^2 + xi)`, where `Delta` is the parameter's total change over the task,
 //! and the anchor `theta*` moves to the parameters reached. The loss is
 //! `CE + c * sum Omega (theta - theta*)^2` (the paper's form, without a 1/2).
+//!
+//! `gradient` chooses the `g` of the path integral:
+//! - `task` (the default; Zenke et al.'s code, which integrates the unregularized loss's
+//!   gradient): the task loss alone;
+//! - `total` (van de Ven & Tolias's code, whose `W += -p.grad * delta` reads the gradient of the
+//!   whole loss): the task loss's gradient plus the SI penalty's own, `2c Omega (theta - theta*)`.
+//!   From the second task on, the penalty pulls parameters back towards the anchor, so their
+//!   path integrals, and Omega, come out smaller than with `task` for the same c.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -26,12 +34,37 @@ pub struct Config {
     pub c: f64,
     /// Damping of the importance's denominator.
     pub xi: f64,
+    /// Which gradient the path integral uses. Left out of the resolved parameters when it is
+    /// the default, so results from before this option keep their ids.
+    #[serde(skip_serializing_if = "PathGradient::is_task")]
+    pub gradient: PathGradient,
+}
+
+/// The gradient `g` in the path integral `omega += -g * delta_theta`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathGradient {
+    /// The task loss's gradient (Zenke et al.).
+    #[default]
+    Task,
+    /// The gradient of the task loss plus the SI penalty (van de Ven & Tolias's code).
+    Total,
+}
+
+impl PathGradient {
+    fn is_task(&self) -> bool {
+        *self == PathGradient::Task
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         // Zenke et al.'s split MNIST values.
-        Config { c: 1.0, xi: 1e-3 }
+        Config {
+            c: 1.0,
+            xi: 1e-3,
+            gradient: PathGradient::Task,
+        }
     }
 }
 
@@ -45,7 +78,7 @@ pub struct Si {
     task_start: Option<ParamMap>,
     /// Parameters before the current step.
     before_step: Option<ParamMap>,
-    /// Task-loss gradients of the current step.
+    /// The gradients `g` of the current step (see [`PathGradient`]).
     task_grads: Option<ParamMap>,
     /// `c * sum Omega (theta - theta*)^2`; `None` during the first task.
     penalty: Option<QuadraticPenalty>,
@@ -114,13 +147,26 @@ impl Strategy for Si {
     }
 
     fn after_task_backward(&mut self, model: &Mlp) -> Result<()> {
-        self.task_grads = Some(
+        // The parameters have not moved yet, so the penalty's gradient is the one the optimizer
+        // is about to apply.
+        let penalty = match self.config.gradient {
+            PathGradient::Task => None,
+            PathGradient::Total => self.penalty.as_ref(),
+        };
+        self.task_grads = Some(tch::no_grad(|| {
             model
                 .params()
                 .iter()
-                .map(|(k, p)| (k.clone(), p.grad().detach().copy()))
-                .collect(),
-        );
+                .map(|(k, p)| {
+                    let g = p.grad().detach().copy();
+                    let g = match penalty.and_then(|q| q.gradient_terms(k)) {
+                        Some((w, c)) => g + (w * p - c),
+                        None => g,
+                    };
+                    (k.clone(), g)
+                })
+                .collect()
+        }));
         Ok(())
     }
 
@@ -185,6 +231,7 @@ inventory::submit! {
         params: &[
             ("c", "penalty strength; the penalty is c * sum Omega (theta - theta*)^2 (default 1)"),
             ("xi", "damping xi in Omega += omega / (Delta^2 + xi) (default 1e-3)"),
+            ("gradient", "g in the path integral: task (the task loss's, default) or total (with the SI penalty's, as van de Ven's code)"),
         ],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(Si::new(config_from(params)?))),

@@ -92,27 +92,10 @@ fn si_path_integral_and_importance_match_the_hand_computation() {
     si.before_task(&ctx(0, &model, &data)).unwrap();
     // Two steps: the task loss sum(3 * theta) has gradient 3 everywhere; the parameters move by
     // -0.1 and then by -0.3, so omega = -(3 * -0.1) - (3 * -0.3) = 1.2 and Delta = -0.4.
-    for (step, moved_to) in [(0, -0.1), (1, -0.4)] {
-        let loss = model
-            .params()
-            .values()
-            .map(|p| p.sum(Kind::Float) * 3.0)
-            .reduce(|a, b| a + b)
-            .unwrap();
-        for p in model.params().values() {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
-        loss.backward();
-        si.after_task_backward(&model).unwrap();
-        set_all(&model, moved_to);
-        si.after_step(&model).unwrap();
-        let omega = &si.path_integral().unwrap()["head.bias"];
-        let expected = if step == 0 { 0.3 } else { 1.2 };
-        assert!((omega.double_value(&[0]) - expected).abs() < 1e-6);
-    }
+    let after_first = si_steps(&mut si, &model, &[-0.1]);
+    assert!((after_first - 0.3).abs() < 1e-6, "{after_first}");
+    let after_second = si_steps(&mut si, &model, &[-0.4]);
+    assert!((after_second - 1.2).abs() < 1e-6, "{after_second}");
     si.after_task(&ctx(0, &model, &data)).unwrap();
     // Omega = 1.2 / (0.16 + 0.5).
     let omega = 1.2 / (0.16 + 0.5);
@@ -127,6 +110,59 @@ fn si_path_integral_and_importance_match_the_hand_computation() {
         .value(&model.params())
         .double_value(&[]);
     assert!((p - 2.0 * 6.0 * omega).abs() < 1e-4, "{p}");
+}
+
+/// Runs SI's hooks over steps of the task loss `sum(3 * theta)` (gradient 3 everywhere), moving
+/// every parameter to each of `moves` in turn; returns the path integral of `head.bias`.
+fn si_steps(si: &mut Si, model: &Mlp, moves: &[f64]) -> f64 {
+    for &moved_to in moves {
+        let loss = model
+            .params()
+            .values()
+            .map(|p| p.sum(Kind::Float) * 3.0)
+            .reduce(|a, b| a + b)
+            .unwrap();
+        for p in model.params().values() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        loss.backward();
+        si.after_task_backward(model).unwrap();
+        set_all(model, moved_to);
+        si.after_step(model).unwrap();
+    }
+    si.path_integral().unwrap()["head.bias"].double_value(&[0])
+}
+
+#[test]
+fn si_total_gradient_adds_its_own_penalty_to_the_path_integral() {
+    // Task 1 as in the test above: omega 1.2, Delta -0.4, so Omega = 1.2 / 0.66 and the anchor
+    // is -0.4 (no penalty yet, so both variants agree). Task 2 moves -0.4 -> -0.5 -> -0.7. With
+    // `task`, omega = -(3)(-0.1) - (3)(-0.2) = 0.9. With `total`, the second step's gradient
+    // also has the penalty's 2c Omega (theta - anchor) = 2 * 2 * Omega * (-0.1) (the first step
+    // starts at the anchor, where it is 0): omega = 0.3 + (3 - 0.4 Omega) * 0.2 = 0.9 - 0.08 Omega.
+    let omega1 = 1.2 / (0.16 + 0.5);
+    for (variant, expected) in [("task", 0.9), ("total", 0.9 - 0.08 * omega1)] {
+        let model = linear_model(0.0);
+        let config = format!("{{c: 2.0, xi: 0.5, gradient: {variant}}}");
+        let mut si = Si::new(serde_yaml::from_str(&config).unwrap());
+        let data = one_sample(0, [1.0, 2.0]);
+        si.before_task(&ctx(0, &model, &data)).unwrap();
+        let first = si_steps(&mut si, &model, &[-0.1, -0.4]);
+        assert!(
+            (first - 1.2).abs() < 1e-6,
+            "{variant}: task 1 omega {first}"
+        );
+        si.after_task(&ctx(0, &model, &data)).unwrap();
+        si.before_task(&ctx(1, &model, &data)).unwrap();
+        let second = si_steps(&mut si, &model, &[-0.5, -0.7]);
+        assert!(
+            (second - expected).abs() < 1e-5,
+            "{variant}: task 2 omega {second} vs {expected}"
+        );
+    }
 }
 
 #[test]
