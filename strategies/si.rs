@@ -13,8 +13,8 @@
 //!   gradient): the task loss alone;
 //! - `total` (van de Ven & Tolias's code, whose `W += -p.grad * delta` reads the gradient of the
 //!   whole loss): the task loss's gradient plus the SI penalty's own, `2c Omega (theta - theta*)`.
-//!   From the second task on, the penalty pulls parameters back towards the anchor, so their
-//!   path integrals, and Omega, come out smaller than with `task` for the same c.
+//!   From the second task on, the penalty pulls parameters back towards the anchor, so the path
+//!   integrals of parameters that move away from it, and their Omega, come out smaller.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,7 @@ pub struct Si {
     /// Parameters before the current step.
     before_step: Option<ParamMap>,
     /// The gradients `g` of the current step (see [`PathGradient`]).
-    task_grads: Option<ParamMap>,
+    step_grads: Option<ParamMap>,
     /// `c * sum Omega (theta - theta*)^2`; `None` during the first task.
     penalty: Option<QuadraticPenalty>,
 }
@@ -92,7 +92,7 @@ impl Si {
             omega: None,
             task_start: None,
             before_step: None,
-            task_grads: None,
+            step_grads: None,
             penalty: None,
         }
     }
@@ -153,7 +153,7 @@ impl Strategy for Si {
             PathGradient::Task => None,
             PathGradient::Total => self.penalty.as_ref(),
         };
-        self.task_grads = Some(tch::no_grad(|| {
+        self.step_grads = Some(tch::no_grad(|| {
             model
                 .params()
                 .iter()
@@ -178,7 +178,7 @@ impl Strategy for Si {
         let (Some(omega), Some(before), Some(grads)) = (
             self.omega.as_mut(),
             self.before_step.as_mut(),
-            self.task_grads.as_ref(),
+            self.step_grads.as_ref(),
         ) else {
             return Ok(());
         };

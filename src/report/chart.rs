@@ -251,6 +251,9 @@ pub struct SweepPoint {
 pub struct Sweep {
     pub strategy: String,
     pub param: String,
+    /// The strategy's other parameters that differ between its sweeps (`gradient=total`), empty
+    /// when it has one sweep.
+    pub variant: String,
     pub points: Vec<SweepPoint>,
 }
 
@@ -263,13 +266,26 @@ impl Sweep {
             .max_by(|a, b| a.acc.mean.total_cmp(&b.acc.mean))
             .expect("a sweep has points")
     }
+
+    /// `strategy` or `strategy variant`, for captions.
+    pub fn name(&self) -> String {
+        match self.variant.is_empty() {
+            true => self.strategy.clone(),
+            false => format!("{} {}", self.strategy, self.variant),
+        }
+    }
 }
 
-/// The sweeps in `groups`: for each strategy with several configurations that differ in exactly
-/// one numeric parameter.
+/// The sweeps in `groups`: for each strategy whose configurations differ in exactly one numeric
+/// parameter, one sweep per combination of its other differing parameters (a strategy run both
+/// as `si` and `si gradient=total` over the same c gives two sweeps of c).
 pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
-    let mut strategies: Vec<&str> = groups.iter().map(|g| g.strategy.as_str()).collect();
-    strategies.dedup();
+    let mut strategies: Vec<&str> = Vec::new();
+    for g in groups {
+        if !strategies.contains(&g.strategy.as_str()) {
+            strategies.push(&g.strategy);
+        }
+    }
     let mut out = Vec::new();
     for strategy in strategies {
         let members: Vec<(usize, &Group)> = groups
@@ -277,45 +293,70 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
             .enumerate()
             .filter(|(_, g)| g.strategy == strategy)
             .collect();
-        if members.len() < 2 {
-            continue;
-        }
         let first = &members[0].1.params;
-        let keys: Vec<String> = first
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        let varying: Vec<&String> = keys
+        let mut varying: Vec<&str> = Vec::new();
+        for (_, g) in &members {
+            for k in g.params.as_object().into_iter().flat_map(|m| m.keys()) {
+                if !varying.contains(&k.as_str())
+                    && members
+                        .iter()
+                        .any(|(_, o)| o.params.get(k.as_str()) != first.get(k.as_str()))
+                {
+                    varying.push(k);
+                }
+            }
+        }
+        let numeric: Vec<&str> = varying
             .iter()
+            .copied()
             .filter(|k| {
                 members
                     .iter()
-                    .any(|(_, g)| g.params.get(k.as_str()) != first.get(k.as_str()))
+                    .all(|(_, g)| g.params.get(*k).is_some_and(|v| v.is_number()))
             })
             .collect();
-        let [param] = varying.as_slice() else {
+        let [param] = numeric.as_slice() else {
             continue;
         };
-        let mut points: Vec<SweepPoint> = members
-            .iter()
-            .filter_map(|&(group, g)| {
-                Some(SweepPoint {
-                    value: g.params.get(param.as_str())?.as_f64()?,
-                    group,
-                    acc: g.acc,
-                    bwt: g.bwt,
+        // Partition by the other differing parameters; a parameter a configuration leaves out
+        // (a default not recorded) labels nothing.
+        let mut partitions: Vec<(String, Vec<SweepPoint>)> = Vec::new();
+        for &(group, g) in &members {
+            let variant = varying
+                .iter()
+                .filter(|k| *k != param)
+                .filter_map(|k| {
+                    let v = g.params.get(*k)?;
+                    Some(match v {
+                        serde_json::Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
                 })
-            })
-            .collect();
-        if points.len() < 2 {
-            continue;
+                .collect::<Vec<_>>()
+                .join(" ");
+            let point = SweepPoint {
+                value: g.params[*param].as_f64().expect("numeric"),
+                group,
+                acc: g.acc,
+                bwt: g.bwt,
+            };
+            match partitions.iter_mut().find(|(v, _)| *v == variant) {
+                Some((_, points)) => points.push(point),
+                None => partitions.push((variant, vec![point])),
+            }
         }
-        points.sort_by(|a, b| a.value.total_cmp(&b.value));
-        out.push(Sweep {
-            strategy: strategy.to_string(),
-            param: param.to_string(),
-            points,
-        });
+        for (variant, mut points) in partitions {
+            if points.len() < 2 {
+                continue;
+            }
+            points.sort_by(|a, b| a.value.total_cmp(&b.value));
+            out.push(Sweep {
+                strategy: strategy.to_string(),
+                param: param.to_string(),
+                variant,
+                points,
+            });
+        }
     }
     out
 }
@@ -398,7 +439,7 @@ where
     let digits = decimals(y_range.end - y_range.start);
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("{}: {name} vs {} (95% CI)", sweep.strategy, sweep.param),
+            format!("{}: {name} vs {} (95% CI)", sweep.name(), sweep.param),
             (FONT, 16),
         )
         .margin(10)

@@ -75,7 +75,10 @@ pub fn best_per_strategy(groups: &[Group], reference: Option<&Reference>) -> Vec
         }
     }
     for sweep in sweeps(groups) {
-        let Some(i) = rows.iter().position(|r| r.strategy == sweep.strategy) else {
+        // The sweep the chosen configuration belongs to, if any.
+        let Some(i) = rows.iter().zip(&chosen).position(|(r, &c)| {
+            r.strategy == sweep.strategy && sweep.points.iter().any(|p| p.group == c)
+        }) else {
             continue;
         };
         let (first, last) = (&sweep.points[0], &sweep.points[sweep.points.len() - 1]);
@@ -224,5 +227,30 @@ mod tests {
         assert!(markdown(&rows, None).contains(EDGE_NOTE));
         let middle_only = best_per_strategy(&groups[5..8], None);
         assert!(!markdown(&middle_only, None).contains(EDGE_NOTE));
+    }
+
+    #[test]
+    fn a_strategy_run_in_two_variants_gives_one_sweep_per_variant() {
+        use serde_json::json;
+        let groups = vec![
+            group("si", json!({"c": 1.0}), 0.60),
+            group("si", json!({"c": 1.0, "gradient": "total"}), 0.62),
+            group("si", json!({"c": 10.0}), 0.70),
+            group("si", json!({"c": 10.0, "gradient": "total"}), 0.66),
+            group("si", json!({"c": 100.0, "gradient": "total"}), 0.64),
+        ];
+        let found = sweeps(&groups);
+        let values = |i: usize| -> Vec<f64> { found[i].points.iter().map(|p| p.value).collect() };
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].name(), values(0)), ("si".into(), vec![1.0, 10.0]));
+        assert_eq!(
+            (found[1].name(), values(1)),
+            ("si gradient=total".into(), vec![1.0, 10.0, 100.0])
+        );
+        // The best si is c = 10 without `gradient`, the top of its own sweep; the other sweep's
+        // best (10 of 1, 10, 100) is inside its grid but is not the row's.
+        let rows = best_per_strategy(&groups, None);
+        assert_eq!(rows[0].best, groups[2].label);
+        assert_eq!(rows[0].edge, Some(GridEdge::Top));
     }
 }
