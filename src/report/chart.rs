@@ -13,7 +13,7 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::summary::{Group, Stat};
+use super::summary::{params_label, Group, Stat};
 
 pub(crate) const FONT: &str = "sans-serif";
 static REGISTER_FONT: Once = Once::new();
@@ -322,18 +322,12 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
         // (a default not recorded) labels nothing.
         let mut partitions: Vec<(String, Vec<SweepPoint>)> = Vec::new();
         for &(group, g) in &members {
-            let variant = varying
+            let others: serde_json::Map<String, serde_json::Value> = varying
                 .iter()
                 .filter(|k| *k != param)
-                .filter_map(|k| {
-                    let v = g.params.get(*k)?;
-                    Some(match v {
-                        serde_json::Value::String(s) => format!("{k}={s}"),
-                        other => format!("{k}={other}"),
-                    })
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
+                .filter_map(|k| Some((k.to_string(), g.params.get(*k)?.clone())))
+                .collect();
+            let variant = params_label(&serde_json::Value::Object(others));
             let point = SweepPoint {
                 value: g.params[*param].as_f64().expect("numeric"),
                 group,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::md_cell;
 use super::reference::Row;
 use super::summary::{role, Best, Group, Stat};
 use crate::config::Reference;
@@ -362,11 +363,6 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Escapes `|` for a Markdown table cell.
-fn md(cell: &str) -> String {
-    cell.replace('|', "\\|")
-}
-
 /// Writes `README.md` into `out_dir`: the tables in Markdown and the PNG charts.
 pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
     let mut m = format!(
@@ -385,27 +381,16 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
             .enumerate()
             .map(|(i, c)| {
                 if (2..5).contains(&i) && flags[i - 2] {
-                    format!("**{}**", md(c))
+                    format!("**{}**", md_cell(c))
                 } else {
-                    md(c)
+                    md_cell(c)
                 }
             })
             .collect();
         let _ = writeln!(m, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(m, "\n{CI_NOTE}\n\n## Best of each grid\n");
-    if let Some(r) = page.reference {
-        let _ = writeln!(m, "Published figures: {}\n", r.source.trim());
-    }
-    let _ = writeln!(m, "| {} |", super::reference::HEADER.join(" | "));
-    let _ = writeln!(m, "|{}", " --- |".repeat(super::reference::HEADER.len()));
-    for row in page.best_rows {
-        let cells: Vec<String> = super::reference::cells(row).iter().map(|c| md(c)).collect();
-        let _ = writeln!(m, "| {} |", cells.join(" | "));
-    }
-    if page.best_rows.iter().any(|r| r.edge.is_some()) {
-        let _ = writeln!(m, "\n{}", super::reference::EDGE_NOTE);
-    }
+    m.push_str(&super::reference::markdown(page.best_rows, page.reference));
     m.push_str("\n## Charts\n\n");
     for chart in &CHARTS {
         if !out_dir.join(format!("{}.png", chart.base)).exists() {
@@ -423,7 +408,7 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
     }
     m.push_str("\n## Experiment\n\nAs resolved, in [`experiment.yaml`](experiment.yaml); per-job results in `jobs/`, one row per job in [`summary.csv`](summary.csv).\n\n## Machine, versions and time\n\n| what | value |\n| --- | --- |\n");
     for (what, value) in provenance(page.results) {
-        let _ = writeln!(m, "| {what} | {} |", md(&value));
+        let _ = writeln!(m, "| {what} | {} |", md_cell(&value));
     }
     crate::results::write_atomic(&out_dir.join("README.md"), m.as_bytes())?;
     Ok(())

@@ -20,6 +20,11 @@ use anyhow::{Context, Result};
 use crate::config::ExperimentFile;
 use crate::results::JobResult;
 
+/// Escapes `|` for a Markdown table cell.
+fn md_cell(cell: &str) -> String {
+    cell.replace('|', "\\|")
+}
+
 /// Reads every `jobs/*.json` under an experiment's folder, sorted by id.
 pub fn load_results(out_dir: &Path) -> Result<Vec<JobResult>> {
     let jobs = out_dir.join("jobs");

@@ -7,6 +7,7 @@
 use crate::config::Reference;
 
 use super::chart::sweeps;
+use super::md_cell;
 use super::summary::Group;
 
 /// Which end of its swept grid the best value sits at.
@@ -145,7 +146,8 @@ pub fn markdown(rows: &[Row], reference: Option<&Reference>) -> String {
     out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
     out.push_str(&format!("|{}\n", " --- |".repeat(HEADER.len())));
     for row in rows {
-        out.push_str(&format!("| {} |\n", cells(row).join(" | ")));
+        let cells: Vec<String> = cells(row).iter().map(|c| md_cell(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     if rows.iter().any(|r| r.edge.is_some()) {
         out.push_str(&format!("\n{EDGE_NOTE}\n"));
