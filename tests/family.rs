@@ -28,6 +28,16 @@ fn ctx<'a>(task: usize, model: &'a Mlp, data: &'a TaskData) -> TaskContext<'a> {
     }
 }
 
+/// The strategy's penalty at the model's current parameters (it must have one).
+fn penalty_at(strategy: &mut dyn Strategy, model: &Mlp) -> f64 {
+    strategy
+        .penalty(model)
+        .unwrap()
+        .unwrap()
+        .value(&model.params())
+        .double_value(&[])
+}
+
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::try_from(t.flatten(0, -1)).unwrap()
 }
@@ -67,12 +77,7 @@ fn online_ewc_decays_and_accumulates_its_fisher() {
     assert_eq!(values(&f["head.bias"]), vec![0.375, 0.375]);
     set_all(&model, 1.0);
     // lambda/2 * sum F * 1 = 2 * (3.25 + 0.75) = 8.
-    let p = s
-        .penalty(&model)
-        .unwrap()
-        .unwrap()
-        .value(&model.params())
-        .double_value(&[]);
+    let p = penalty_at(&mut s, &model);
     assert!((p - 8.0).abs() < 1e-5, "{p}");
     let old: ParamMap = [("p".into(), Tensor::from_slice(&[2.0f32]))]
         .into_iter()
@@ -103,12 +108,7 @@ fn si_path_integral_and_importance_match_the_hand_computation() {
         assert!((v as f64 - omega).abs() < 1e-5, "{v} vs {omega}");
     }
     set_all(&model, 0.6); // 1 away from the anchor at -0.4
-    let p = si
-        .penalty(&model)
-        .unwrap()
-        .unwrap()
-        .value(&model.params())
-        .double_value(&[]);
+    let p = penalty_at(&mut si, &model);
     assert!((p - 2.0 * 6.0 * omega).abs() < 1e-4, "{p}");
 }
 
