@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use clbench::fisher::{diagonal_fisher, per_sample_loop, Estimator, FisherOptions};
-use clbench::model::{masked_logits, Mlp};
+use clbench::model::{masked_logits, Net};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use tch::{Kind, Tensor};
 
@@ -24,7 +24,7 @@ const SIZES: [usize; 2] = [1_000, 10_000];
 /// The reference cost: the summed NLL's gradients with respect to the parameters, through one
 /// forward and one backward pass (`.grad()` untouched, as in the Fisher pass).
 fn forward_backward(
-    model: &Mlp,
+    model: &Net,
     params: &[Tensor],
     x: &Tensor,
     y: &Tensor,

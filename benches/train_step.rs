@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Duration;
 
-use clbench::model::{masked_cross_entropy, Mlp};
+use clbench::model::{masked_cross_entropy, Net};
 use clbench::strategies::ewc::Ewc;
 use clbench::strategy::params::{snapshot, weighted_squared_distance};
 use clbench::strategy::registry::BuildContext;
@@ -56,7 +56,7 @@ fn batches(x: &Tensor, y: &Tensor) -> Vec<(Tensor, Tensor)> {
         .collect()
 }
 
-fn adam(model: &Mlp) -> nn::Optimizer {
+fn adam(model: &Net) -> nn::Optimizer {
     nn::Adam::default()
         .build(&model.vs, LR)
         .expect("building Adam")

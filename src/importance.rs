@@ -4,23 +4,23 @@
 //! `Omega = 1/N sum_n |d ||f(x_n)||_2^2 / d theta|`, where f is the network's output over the
 //! columns in play (the current task's head, or the classes seen so far). No label is used.
 //!
-//! **Fast path.** For a linear layer, the per-sample weight gradient is the outer product
-//! `g_n a_n^T`, so `|g_n a_n^T| = |g_n| |a_n|^T` and the sum over samples of the absolute
-//! gradients is `|G|^T |A|` (bias: the column sums of `|G|`): one backward pass, as for the
-//! Fisher. [`mas_importance_loop`] is the per-sample reference the tests compare against.
+//! **Fast path.** As for the Fisher (see [`crate::fisher::layer`]): one backward pass gives each
+//! sample's gradient with respect to each recorded layer's output, and each layer kind sums the
+//! absolute per-sample parameter gradients exactly (linear: `|G|^T |A|`, since a sample's
+//! gradient is an outer product; conv: unfolded patches; batch norm: per-channel sums).
+//! Parameters without a fast path fall back to the per-sample loop. [`mas_importance_loop`] is
+//! the per-sample reference the tests compare against.
 
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
-use crate::model::Mlp;
-use crate::strategy::{
-    params::{add_into, zeros_like},
-    ParamMap,
-};
+use crate::core::params::{add_into, zeros_like, ParamMap};
+use crate::fisher::{layer, Coverage};
+use crate::model::{Net, Record};
 
 /// MAS importance of `model` on inputs `x`, over the output columns in `mask` (Bool [outputs]).
 pub fn mas_importance(
-    model: &Mlp,
+    model: &Net,
     x: &Tensor,
     mask: &Tensor,
     max_samples: Option<usize>,
@@ -31,37 +31,58 @@ pub fn mas_importance(
         bail!("cannot estimate MAS importance from zero samples");
     }
     let keep = mask.to_kind(Kind::Float);
-    let mut sums = zeros_like(&model.params());
+    let (_, probe) = model.forward_recorded(&x.narrow(0, 0, 1));
+    let coverage = Coverage::from_records(model, &probe);
+    let all = model.params();
+    let mut sums: ParamMap = coverage
+        .covered
+        .iter()
+        .map(|k| (k.clone(), all[k].zeros_like()))
+        .collect();
     let chunk = 4096;
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
         let xs = x.narrow(0, start as i64, len as i64);
-        let (out, rec) = model.forward_recorded(&xs);
-        // Columns outside the mask are multiplied by 0, so they do not enter the norm.
-        let norm = (&out * &keep).square().sum(Kind::Float);
-        let outputs: Vec<&Tensor> = rec.outputs.iter().collect();
-        let grads = Tensor::run_backward(&[norm], &outputs, false, false);
-        for ((layer, a), g) in model.layers.iter().zip(&rec.inputs).zip(&grads) {
-            let g = g.abs();
-            let w = g.transpose(0, 1).matmul(&a.detach().abs());
-            let b = g.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
-            add_into(&mut sums, &format!("{}.weight", layer.name), &w);
-            add_into(&mut sums, &format!("{}.bias", layer.name), &b);
+        let (out, records) = model.forward_recorded(&xs);
+        let rec: Vec<&Record> = coverage.usable(&records).collect();
+        if !rec.is_empty() {
+            // Columns outside the mask are multiplied by 0, so they do not enter the norm.
+            let norm = (&out * &keep).square().sum(Kind::Float);
+            let outputs: Vec<&Tensor> = rec.iter().map(|r| &r.output).collect();
+            let grads = Tensor::run_backward(&[norm], &outputs, false, false);
+            for (r, g) in rec.iter().zip(&grads) {
+                layer::accumulate(r, g, layer::Reduction::Absolute, &mut sums);
+            }
         }
         start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;
     }
+    if !coverage.uncovered.is_empty() {
+        let xs = x.narrow(0, 0, n as i64);
+        sums.extend(mas_loop_of(model, &xs, mask, &coverage.uncovered)?);
+    }
+    coverage.check(model, &sums)?;
     Ok(sums)
 }
 
 /// The per-sample reference: one backward pass per sample through the parameters.
-pub fn mas_importance_loop(model: &Mlp, x: &Tensor, mask: &Tensor) -> Result<ParamMap> {
+pub fn mas_importance_loop(model: &Net, x: &Tensor, mask: &Tensor) -> Result<ParamMap> {
+    let names: Vec<String> = model.params().into_keys().collect();
+    mas_loop_of(model, x, mask, &names)
+}
+
+/// [`mas_importance_loop`] for the parameters called `names` only.
+fn mas_loop_of(model: &Net, x: &Tensor, mask: &Tensor, names: &[String]) -> Result<ParamMap> {
     let n = x.size()[0];
     let keep = mask.to_kind(Kind::Float);
-    let params = model.params();
+    let all = model.params();
+    let params: ParamMap = names
+        .iter()
+        .map(|k| (k.clone(), all[k].shallow_clone()))
+        .collect();
     let tensors: Vec<&Tensor> = params.values().collect();
     let mut sums = zeros_like(&params);
     for i in 0..n {

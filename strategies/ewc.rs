@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
-use clbench::model::Mlp;
+use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{config_from, resolve_with, BuildContext, Registration},
@@ -108,7 +108,7 @@ pub fn merge_mean(old: &ParamMap, new: &ParamMap, t: usize) -> ParamMap {
 }
 
 impl Strategy for Ewc {
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, _model: &Net) -> Result<Option<Penalty<'_>>> {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use clbench::model::Mlp;
+use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{resolve_with, Registration},
@@ -51,7 +51,7 @@ impl L2 {
 }
 
 impl Strategy for L2 {
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, _model: &Net) -> Result<Option<Penalty<'_>>> {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 

@@ -29,7 +29,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use clbench::model::{masked_logits, Mlp};
+use clbench::model::{masked_logits, Net};
 use clbench::strategy::{
     registry::{config_from, resolve_with, Registration},
     Batch, SavedState, Strategy, TaskContext,
@@ -69,7 +69,7 @@ impl Default for Config {
 
 pub struct Lwf {
     config: Config,
-    teacher: Option<Mlp>,
+    teacher: Option<Net>,
     /// Output masks of earlier tasks (Bool [outputs]), none a subset of another.
     old_outputs: Vec<Tensor>,
     /// For each of `old_outputs`, the outputs the student's softmax runs over during the

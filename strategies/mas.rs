@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use clbench::importance::mas_importance;
-use clbench::model::Mlp;
+use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{config_from, resolve_with, Registration},
@@ -67,7 +67,7 @@ impl Mas {
 }
 
 impl Strategy for Mas {
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, _model: &Net) -> Result<Option<Penalty<'_>>> {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use clbench::fisher::{diagonal_fisher, Estimator, FisherOptions};
-use clbench::model::Mlp;
+use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot},
     registry::{config_from, resolve_with, BuildContext, Registration},
@@ -88,7 +88,7 @@ pub fn decay_and_add(old: &ParamMap, new: &ParamMap, gamma: f64) -> ParamMap {
 }
 
 impl Strategy for OnlineEwc {
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, _model: &Net) -> Result<Option<Penalty<'_>>> {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 

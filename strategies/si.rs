@@ -20,7 +20,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use clbench::model::Mlp;
+use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot, zeros_like},
     registry::{config_from, resolve_with, Registration},
@@ -146,7 +146,7 @@ impl Strategy for Si {
         Ok(())
     }
 
-    fn after_task_backward(&mut self, model: &Mlp) -> Result<()> {
+    fn after_task_backward(&mut self, model: &Net) -> Result<()> {
         // The parameters have not moved yet, so the penalty's gradient is the one the optimizer
         // is about to apply.
         let penalty = match self.config.gradient {
@@ -170,11 +170,11 @@ impl Strategy for Si {
         Ok(())
     }
 
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, _model: &Net) -> Result<Option<Penalty<'_>>> {
         Ok(self.penalty.as_ref().map(Penalty::Quadratic))
     }
 
-    fn after_step(&mut self, model: &Mlp) -> Result<()> {
+    fn after_step(&mut self, model: &Net) -> Result<()> {
         let (Some(omega), Some(before), Some(grads)) = (
             self.omega.as_mut(),
             self.before_step.as_mut(),

@@ -134,14 +134,13 @@ fn a_diverging_job_is_reported_and_the_others_finish() {
         "{err}"
     );
     assert!(err.contains("lower the learning rate"), "{err}");
-    assert!(
-        dir.path().join("diverge/jobs/naive_seed1.json").exists(),
+    let jobs = dir.path().join("diverge/jobs");
+    assert_eq!(
+        common::job_files(&jobs, "naive_seed1").len(),
+        1,
         "naive's result must be written"
     );
-    assert!(!dir
-        .path()
-        .join("diverge/jobs/l2_lambda=100000.0_seed1.json")
-        .exists());
+    assert!(common::job_files(&jobs, "l2_lambda=100000.0_seed1").is_empty());
 }
 
 #[test]
@@ -240,7 +239,8 @@ fn a_rerun_skips_finished_jobs_and_a_changed_setting_reruns_them() {
     let file = write_experiment(dir.path(), "resume", &text);
     let out = clbench(&[&file]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let job = dir.path().join("resume/jobs/naive_seed1.json");
+    let jobs = dir.path().join("resume/jobs");
+    let [job] = common::job_files(&jobs, "naive_seed1").try_into().unwrap();
     let first = std::fs::read_to_string(&job).unwrap();
 
     let out = clbench(&[&file]);
@@ -263,9 +263,62 @@ fn a_rerun_skips_finished_jobs_and_a_changed_setting_reruns_them() {
     let out = clbench(&[&file]);
     assert!(out.status.success());
     assert!(!stderr(&out).contains("skipping"), "{}", stderr(&out));
-    assert_ne!(
-        std::fs::read_to_string(&job).unwrap(),
-        first,
-        "a changed setting must rerun"
+    // A changed setting is another job (its id's hash differs): it runs, and the result of the
+    // old settings is left as it was.
+    let after = common::job_files(&jobs, "naive_seed1");
+    assert_eq!(after.len(), 2, "a changed setting must rerun: {after:?}");
+    assert_eq!(std::fs::read_to_string(&job).unwrap(), first);
+}
+
+#[test]
+fn results_saved_under_the_old_ids_are_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::synthetic_yaml("migrate", dir.path(), "  - name: naive\n  - name: l2\n");
+    let file = write_experiment(dir.path(), "migrate", &text);
+    let out = clbench(&[&file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let registry = clbench::strategy::Registry::load().unwrap();
+    let plan = clbench::config::Plan::from_file(std::path::Path::new(&file), &registry).unwrap();
+    let jobs = dir.path().join("migrate/jobs");
+    // Turn every result back into what the earlier clbench wrote: old id, old settings.
+    let mut accuracies = Vec::new();
+    for job in &plan.jobs {
+        let (old_id, old_settings) = job
+            .legacy
+            .clone()
+            .expect("an MLP job has a legacy identity");
+        assert!(!old_id.contains('-'), "{old_id}");
+        let path = jobs.join(format!("{}.json", job.id));
+        let mut result: clbench::results::JobResult =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        accuracies.push(result.accuracy.clone());
+        result.id = old_id.clone();
+        result.settings = old_settings;
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(
+            jobs.join(format!("{old_id}.json")),
+            serde_json::to_string(&result).unwrap(),
+        )
+        .unwrap();
+    }
+    let out = clbench(&[&file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipping 4 finished job(s)"),
+        "{}",
+        stderr(&out)
     );
+    for (job, accuracy) in plan.jobs.iter().zip(accuracies) {
+        let (old_id, _) = job.legacy.as_ref().unwrap();
+        assert!(!jobs.join(format!("{old_id}.json")).exists());
+        let result: clbench::results::JobResult = serde_json::from_str(
+            &std::fs::read_to_string(jobs.join(format!("{}.json", job.id))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (result.id.as_str(), &result.accuracy),
+            (job.id.as_str(), &accuracy)
+        );
+        assert_eq!(result.settings, job.settings);
+    }
 }

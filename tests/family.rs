@@ -7,7 +7,7 @@ mod common;
 use common::{linear_model, one_sample, set_all};
 
 use clbench::importance::{mas_importance, mas_importance_loop};
-use clbench::model::{Mlp, MlpSpec};
+use clbench::model::{MlpSpec, Net};
 use clbench::strategies::{
     lwf::distillation,
     online_ewc::{decay_and_add, OnlineEwc},
@@ -18,7 +18,7 @@ use clbench::strategy::{
 };
 use tch::{Device, Kind, Tensor};
 
-fn ctx<'a>(task: usize, model: &'a Mlp, data: &'a TaskData) -> TaskContext<'a> {
+fn ctx<'a>(task: usize, model: &'a Net, data: &'a TaskData) -> TaskContext<'a> {
     TaskContext {
         task,
         num_tasks: 3,
@@ -29,7 +29,7 @@ fn ctx<'a>(task: usize, model: &'a Mlp, data: &'a TaskData) -> TaskContext<'a> {
 }
 
 /// The strategy's penalty at the model's current parameters (it must have one).
-fn penalty_at(strategy: &mut dyn Strategy, model: &Mlp) -> f64 {
+fn penalty_at(strategy: &mut dyn Strategy, model: &Net) -> f64 {
     strategy
         .penalty(model)
         .unwrap()
@@ -114,7 +114,7 @@ fn si_path_integral_and_importance_match_the_hand_computation() {
 
 /// Runs SI's hooks over steps of the task loss `sum(3 * theta)` (gradient 3 everywhere), moving
 /// every parameter to each of `moves` in turn; returns the path integral of `head.bias`.
-fn si_steps(si: &mut Si, model: &Mlp, moves: &[f64]) -> f64 {
+fn si_steps(si: &mut Si, model: &Net, moves: &[f64]) -> f64 {
     for &moved_to in moves {
         let loss = model
             .params()
@@ -183,7 +183,7 @@ fn mas_importance_matches_brute_force_and_the_hand_computation() {
         hidden: vec![5, 4],
         outputs: 3,
     };
-    let mlp = Mlp::new(&spec, Device::Cpu, 3);
+    let mlp = Net::mlp(&spec, Device::Cpu, 3);
     let x: Vec<f32> = (0..60)
         .map(|i| ((i * 37 % 17) as f32 - 8.0) / 5.0)
         .collect();
@@ -293,7 +293,7 @@ fn lwf_losses_on_two_tasks(weighting: &str) -> Vec<f64> {
         seed: 0,
     };
     let mut lwf = (reg.build)(&params, &bc).unwrap();
-    let model = Mlp::new(
+    let model = Net::mlp(
         &MlpSpec {
             inputs: 2,
             hidden: vec![4],
@@ -344,7 +344,7 @@ fn the_closed_form_gradient_of_a_quadratic_penalty_equals_autograd() {
     use clbench::strategy::QuadraticPenalty;
     // Three terms with different weights and anchors, some weights zero (as a Fisher of an
     // unused head), against backpropagation through the exact value.
-    let model = Mlp::new(
+    let model = Net::mlp(
         &MlpSpec {
             inputs: 3,
             hidden: vec![4],

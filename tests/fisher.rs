@@ -7,7 +7,7 @@
 //! global generator, so the tests do not depend on the order they run in.
 
 use clbench::fisher::{diagonal_fisher, per_sample_loop, Estimator, FisherOptions};
-use clbench::model::{Mlp, MlpSpec};
+use clbench::model::{MlpSpec, Net};
 use clbench::strategy::ParamMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,13 +20,13 @@ const ENABLED: [i64; 4] = [0, 2, 3, 5];
 /// Relative tolerance of fast path against reference: max |a - b| / max |b|, per parameter.
 const TOL: f64 = 1e-5;
 
-fn model(seed: u64) -> Mlp {
+fn model(seed: u64) -> Net {
     let spec = MlpSpec {
         inputs: INPUTS,
         hidden: vec![7, 5],
         outputs: OUTPUTS,
     };
-    Mlp::new(&spec, Device::Cpu, seed)
+    Net::mlp(&spec, Device::Cpu, seed)
 }
 
 /// Bool [OUTPUTS], true on `ENABLED`.
@@ -107,7 +107,7 @@ fn total(map: &ParamMap) -> f64 {
 
 /// Log-probabilities over the enabled columns only, Float [n, ENABLED.len()]: the masked softmax
 /// computed without masking.
-fn enabled_log_probs(model: &Mlp, x: &Tensor) -> Tensor {
+fn enabled_log_probs(model: &Net, x: &Tensor) -> Tensor {
     model
         .forward(x)
         .index_select(1, &Tensor::from_slice(&ENABLED))
@@ -124,7 +124,7 @@ fn slot(column: i64) -> i64 {
 
 /// Gradients of `loss` with respect to the model's parameters, in `params()` order; leaves
 /// `.grad()` alone.
-fn param_grads(model: &Mlp, loss: &Tensor, keep_graph: bool) -> Vec<Tensor> {
+fn param_grads(model: &Net, loss: &Tensor, keep_graph: bool) -> Vec<Tensor> {
     let params = model.params();
     let tensors: Vec<&Tensor> = params.values().collect();
     Tensor::run_backward(&[loss], &tensors, keep_graph, false)
@@ -144,7 +144,7 @@ fn divide(mut sums: ParamMap, n: usize) -> ParamMap {
 }
 
 /// `1/N sum_n sum_{c enabled} p(c|x_n) (d/dtheta -log p(c|x_n))^2`, one backward pass each.
-fn brute_force_exact(model: &Mlp, x: &Tensor) -> ParamMap {
+fn brute_force_exact(model: &Net, x: &Tensor) -> ParamMap {
     let n = x.size()[0] as usize;
     let mut sums = clbench::strategy::params::zeros_like(&model.params());
     for i in 0..n as i64 {
@@ -160,7 +160,7 @@ fn brute_force_exact(model: &Mlp, x: &Tensor) -> ParamMap {
 }
 
 /// `1/N sum_b |b| (d/dtheta mean_{n in b} -log p(y_n|x_n))^2` over consecutive mini-batches.
-fn brute_force_batch(model: &Mlp, x: &Tensor, y: &Tensor, batch: usize) -> ParamMap {
+fn brute_force_batch(model: &Net, x: &Tensor, y: &Tensor, batch: usize) -> ParamMap {
     let n = x.size()[0] as usize;
     let mut sums = clbench::strategy::params::zeros_like(&model.params());
     let mut start = 0;
@@ -388,7 +388,7 @@ fn sampled_approaches_exact_and_is_deterministic() {
 }
 
 /// Snapshot of each parameter's `.grad()`: `None` when undefined.
-fn grads_of(model: &Mlp) -> Vec<Option<Tensor>> {
+fn grads_of(model: &Net) -> Vec<Option<Tensor>> {
     model
         .params()
         .values()

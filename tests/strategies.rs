@@ -6,7 +6,7 @@ use common::{linear_model, one_sample, set_all};
 
 use std::sync::Mutex;
 
-use clbench::model::Mlp;
+use clbench::model::Net;
 use clbench::strategies::ewc::{merge_mean, Ewc};
 use clbench::strategy::{
     registry::{BuildContext, Registration},
@@ -32,7 +32,7 @@ fn build(name: &str, params: &str) -> Box<dyn Strategy> {
 
 /// The gradients the training loop applies for the strategy's penalty (the closed form of a
 /// quadratic penalty), starting from zero gradients.
-fn closed_form_grads(model: &Mlp, strategy: &mut dyn Strategy) -> Vec<(String, Vec<f32>)> {
+fn closed_form_grads(model: &Net, strategy: &mut dyn Strategy) -> Vec<(String, Vec<f32>)> {
     let params = model.params();
     // Defined, zero gradients, as after the task loss's backward pass with a zero loss.
     (params.values().map(|p| p.sum(Kind::Float)).sum::<Tensor>() * 0.0).backward();
@@ -54,7 +54,7 @@ fn closed_form_grads(model: &Mlp, strategy: &mut dyn Strategy) -> Vec<(String, V
         .collect()
 }
 
-fn grads_after_backward(model: &Mlp, loss: &Tensor) -> Vec<(String, Vec<f32>)> {
+fn grads_after_backward(model: &Net, loss: &Tensor) -> Vec<(String, Vec<f32>)> {
     let params = model.params();
     for p in params.values() {
         let mut g = p.grad();
@@ -307,7 +307,7 @@ impl Strategy for Recording {
         HOOKS.lock().unwrap().push("task_loss".into());
         Ok(ce)
     }
-    fn after_task_backward(&mut self, model: &Mlp) -> anyhow::Result<()> {
+    fn after_task_backward(&mut self, model: &Net) -> anyhow::Result<()> {
         let has_grad = model.params().values().all(|p| p.grad().defined());
         HOOKS
             .lock()
@@ -315,13 +315,13 @@ impl Strategy for Recording {
             .push(format!("after_task_backward grads={has_grad}"));
         Ok(())
     }
-    fn penalty(&mut self, model: &Mlp) -> anyhow::Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, model: &Net) -> anyhow::Result<Option<Penalty<'_>>> {
         HOOKS.lock().unwrap().push("penalty".into());
         Ok(Some(Penalty::Graph(
             model.params()["head.bias"].sum(Kind::Float) * 0.0,
         )))
     }
-    fn after_step(&mut self, _: &Mlp) -> anyhow::Result<()> {
+    fn after_step(&mut self, _: &Net) -> anyhow::Result<()> {
         HOOKS.lock().unwrap().push("after_step".into());
         Ok(())
     }

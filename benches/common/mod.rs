@@ -3,7 +3,7 @@
 //! Data come from a seeded ChaCha RNG (not libtorch's global generator), so every bench sees the
 //! same inputs whatever ran before it. Nothing here is timed.
 
-use clbench::model::{Mlp, MlpSpec};
+use clbench::model::{MlpSpec, Net};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
@@ -20,13 +20,13 @@ pub const PIXELS: i64 = 784;
 pub const CLASSES: i64 = 10;
 
 /// The 784-400-400-10 ReLU MLP with a single head.
-pub fn mnist_mlp(seed: u64) -> Mlp {
+pub fn mnist_mlp(seed: u64) -> Net {
     let spec = MlpSpec {
         inputs: PIXELS,
         hidden: vec![400, 400],
         outputs: CLASSES,
     };
-    Mlp::new(&spec, DEVICE, seed)
+    Net::mlp(&spec, DEVICE, seed)
 }
 
 /// `n` random images with pixels in [0, 1] (Float [n, 784]) and labels drawn uniformly from

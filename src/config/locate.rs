@@ -71,3 +71,48 @@ mod tests {
         assert_eq!(strategy_key(text, 0, Some("lambda")), Some((2, 14)));
     }
 }
+
+/// 1-based (line, column) of `key` inside the top-level mapping `section:` (block or inline
+/// `{...}` form), or of the section itself when `key` is `None` or not found there; `None` when
+/// the section is not in the text.
+pub fn section_key(text: &str, section: &str, key: Option<&str>) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| {
+        l.strip_prefix(section)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })?;
+    let Some(key) = key else {
+        return Some((start + 1, 1));
+    };
+    let pattern = |line: &str| -> Option<usize> {
+        let mut from = 0;
+        while let Some(i) = line[from..].find(key) {
+            let at = from + i;
+            let before = line[..at].chars().last();
+            let after = line[at + key.len()..].trim_start();
+            if before.is_none_or(|c| c == ' ' || c == '{' || c == ',') && after.starts_with(':') {
+                return Some(at);
+            }
+            from = at + key.len();
+        }
+        None
+    };
+    // Inline form on the section's own line, after `section:`.
+    let own = lines[start];
+    if let Some(col) = pattern(&own[section.len() + 1..]) {
+        return Some((start + 1, section.len() + 2 + col));
+    }
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if line.len() == trimmed.len() {
+            break; // the next top-level key
+        }
+        if let Some(col) = pattern(line) {
+            return Some((i + 1, col + 1));
+        }
+    }
+    Some((start + 1, 1))
+}

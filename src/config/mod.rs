@@ -6,6 +6,7 @@
 //! entries are a `name` plus that strategy's parameters; a list as a parameter's value is a grid
 //! axis, and the grid is the Cartesian product of the axes.
 
+pub mod identity;
 pub mod locate;
 pub mod plan;
 
@@ -125,28 +126,34 @@ fn default_split() -> Vec<Vec<u8>> {
     vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7], vec![8, 9]]
 }
 
+/// The network: a registered model (`models/*.rs`) with its parameters, and the heads, which
+/// are the framework's. Strict like a strategy entry: the model's own config rejects unknown
+/// keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Widths of the hidden layers (ReLU).
-    #[serde(default = "default_hidden")]
-    pub hidden: Vec<i64>,
+    /// The model plugin (`clbench models` lists them); default `mlp`.
+    #[serde(default = "default_model")]
+    pub name: String,
     /// `multi` (a head per task) or `single`; default: multi in the task scenario, else single.
     #[serde(default)]
     pub heads: Option<Heads>,
+    /// The model's own parameters (e.g. `hidden: [400, 400]` for `mlp`).
+    #[serde(flatten)]
+    pub params: serde_yaml::Mapping,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
         ModelSection {
-            hidden: default_hidden(),
+            name: default_model(),
             heads: None,
+            params: serde_yaml::Mapping::new(),
         }
     }
 }
 
-fn default_hidden() -> Vec<i64> {
-    vec![400, 400]
+fn default_model() -> String {
+    "mlp".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,8 @@ use std::{
 
 use serde::Serialize;
 
-use super::{locate, ExperimentFile};
+use super::{identity, locate, ExperimentFile};
+use crate::model::ModelRegistry;
 use crate::scenario::{Heads, Mode};
 use crate::strategy::Registry;
 use crate::train::TrainSettings;
@@ -39,7 +40,8 @@ impl fmt::Display for ConfigError {
 /// One job: a strategy with one point of its grid, and a seed.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobSpec {
-    /// Stable, readable id encoding the strategy, every resolved parameter and the seed.
+    /// A readable label (strategy, the parameters the file set, seed) plus a hash of
+    /// [`settings`](Self::settings); see [`identity`].
     pub id: String,
     pub strategy: String,
     /// Resolved parameters (defaults filled in).
@@ -50,6 +52,17 @@ pub struct JobSpec {
     /// Every setting the job's outcome depends on (data, scenario, model, training, strategy,
     /// parameters, seed). A saved result with equal settings is this job's result.
     pub settings: serde_json::Value,
+    /// The id and settings an earlier clbench gave this job (before ids carried a hash), when it
+    /// could have run it: a result saved under them is migrated to the new id.
+    #[serde(skip)]
+    pub legacy: Option<(String, serde_json::Value)>,
+}
+
+/// The experiment's network: a registered model and its resolved parameters.
+#[derive(Debug, Clone)]
+pub struct ModelChoice {
+    pub name: &'static str,
+    pub params: serde_json::Value,
 }
 
 /// A validated experiment.
@@ -58,6 +71,7 @@ pub struct Plan {
     pub file: PathBuf,
     pub experiment: ExperimentFile,
     pub heads: Heads,
+    pub model: ModelChoice,
     pub train: TrainSettings,
     pub jobs: Vec<JobSpec>,
     /// `<output>/<name>`.
@@ -131,12 +145,21 @@ impl Plan {
                 "training.epochs and training.iterations must be at least 1".into(),
             ));
         }
-        if experiment.model.hidden.iter().any(|&w| w <= 0) {
-            return Err(err(
+        let models = ModelRegistry::load().map_err(|e| err(None, e.to_string()))?;
+        let model_at = || locate::section_key(text, "model", Some("name")).or(top("model"));
+        let model_reg = models
+            .lookup(&experiment.model.name)
+            .map_err(|message| err(model_at(), format!("model: {message}")))?;
+        let model_params = (model_reg.resolve)(&experiment.model.params).map_err(|message| {
+            err(
                 top("model"),
-                "model.hidden widths must be positive".into(),
-            ));
-        }
+                format!("model `{}`: {message}", model_reg.name),
+            )
+        })?;
+        let model = ModelChoice {
+            name: model_reg.name,
+            params: model_params,
+        };
         let r = &experiment.runner;
         if [r.workers, r.jobs_per_device, r.threads_per_worker].contains(&Some(0)) {
             return Err(err(
@@ -180,8 +203,17 @@ impl Plan {
         let shared = serde_json::json!({
             "dataset": experiment.dataset,
             "scenario": experiment.scenario,
-            "model": { "hidden": experiment.model.hidden, "heads": heads },
+            "model": { "name": model.name, "params": model.params, "heads": heads },
             "training": train,
+        });
+        // What an earlier clbench recorded, for the MLP (the only model it had).
+        let legacy_shared = (model.name == "mlp").then(|| {
+            serde_json::json!({
+                "dataset": experiment.dataset,
+                "scenario": experiment.scenario,
+                "model": { "hidden": model.params["hidden"], "heads": heads },
+                "training": train,
+            })
         });
         let mut jobs = Vec::new();
         let mut ids = BTreeSet::new();
@@ -215,18 +247,34 @@ impl Plan {
                     let key = culprit_key(&point, reg.resolve);
                     err(at(key.as_deref()), format!("strategy `{name}`: {message}"))
                 })?;
+                // The label shows the parameters this entry sets, as resolved.
+                let explicit: Vec<(String, serde_json::Value)> = point
+                    .keys()
+                    .filter_map(serde_yaml::Value::as_str)
+                    .filter_map(|k| resolved.get(k).map(|v| (k.to_string(), v.clone())))
+                    .collect();
                 for &seed in &experiment.seeds {
-                    let id = job_id(&name, &resolved, seed);
+                    let with_job = |shared: &serde_json::Value| {
+                        let mut settings = shared.clone();
+                        settings["strategy"] = serde_json::json!(name);
+                        settings["params"] = resolved.clone();
+                        settings["seed"] = serde_json::json!(seed);
+                        settings
+                    };
+                    let settings = with_job(&shared);
+                    let id = identity::job_id(&name, &explicit, seed, &settings);
                     if !ids.insert(id.clone()) {
                         return Err(err(
                             at(None),
                             format!("job `{id}` appears twice; remove the repeated grid value"),
                         ));
                     }
-                    let mut settings = shared.clone();
-                    settings["strategy"] = serde_json::json!(name);
-                    settings["params"] = resolved.clone();
-                    settings["seed"] = serde_json::json!(seed);
+                    let legacy = legacy_shared.as_ref().map(|shared| {
+                        (
+                            identity::legacy_job_id(&name, &resolved, seed),
+                            with_job(shared),
+                        )
+                    });
                     jobs.push(JobSpec {
                         settings,
                         id,
@@ -234,6 +282,7 @@ impl Plan {
                         params: resolved.clone(),
                         seed,
                         entry,
+                        legacy,
                     });
                 }
             }
@@ -256,6 +305,7 @@ impl Plan {
             file: path.to_path_buf(),
             experiment,
             heads,
+            model,
             train,
             jobs,
             out_dir,
@@ -298,31 +348,6 @@ fn culprit_key(
             .then(|| k.as_str().map(str::to_string))
             .flatten()
     })
-}
-
-/// `strategy_key=value_..._seedN`, parameters in name order, file-name safe.
-pub fn job_id(strategy: &str, params: &serde_json::Value, seed: u64) -> String {
-    let mut id = strategy.to_string();
-    if let serde_json::Value::Object(map) = params {
-        for (k, v) in map {
-            let value = match v {
-                serde_json::Value::Null => "none".to_string(),
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            id.push_str(&format!("_{k}={value}"));
-        }
-    }
-    id.push_str(&format!("_seed{seed}"));
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._=-+".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 fn find_line_containing(text: &str, needle: &str) -> Option<(usize, usize)> {

@@ -1,158 +1,170 @@
-//! The network: an MLP trunk shared by all tasks and an output layer split into heads.
+//! The network every stage trains and reads: a backbone from a model plugin (`models/*.rs`) and
+//! the framework's output layer, split into heads.
 //!
-//! `heads: multi` gives one head of `classes_per_task` units per task (the reference code's
-//! `outputs[t]`), stored as one linear layer of `tasks * classes_per_task` units whose column
-//! blocks are the heads; `heads: single` gives one head over all outputs. Which columns a sample
-//! is scored on is decided by a mask (see `scenario/`), so task-, domain- and class-incremental
-//! learning share one forward pass.
+//! A model plugin writes only its backbone: a [`Backbone`] maps images [n, c, h, w] to features
+//! [n, f], built with a [`LayerBuilder`] so that every layer is initialised from the job's seeded
+//! RNG and records itself for the per-sample Fisher. [`Net`] adds the head: one linear layer of
+//! `outputs` units whose column blocks are the heads (`heads: multi`, one block of
+//! `classes_per_task` per task, the reference code's `outputs[t]`) or one shared head
+//! (`heads: single`). Which columns a sample is scored on is decided by a mask (see `scenario/`),
+//! so task-, domain- and class-incremental learning share one forward pass.
 //!
-//! Weights are initialised from the job's own RNG (PyTorch's default `Linear` init,
-//! U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases) rather than libtorch's global
-//! generator, so parallel jobs stay reproducible.
+//! Inputs travel flat, [n, c * h * w], as the scenarios build them (a permutation acts on pixel
+//! indices); [`Net::forward_t`] views them as images before the backbone.
 
-use rand::{Rng, SeedableRng};
+pub mod layers;
+pub mod registry;
+
+use anyhow::{bail, Result};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::{nn, nn::Module, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
-use crate::strategy::ParamMap;
+use crate::core::ParamMap;
+pub use layers::{BatchNorm, Conv2d, Forward, LayerBuilder, LayerKind, Linear, Record};
+pub use registry::{ModelRegistration, ModelRegistry};
 
-/// One linear layer, its weight [out, in] and bias [out].
-#[derive(Debug)]
-pub struct Linear {
-    pub weight: Tensor,
-    pub bias: Tensor,
-    /// VarStore path prefix, e.g. `trunk.0`.
-    pub name: String,
+/// The shape of one input image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputShape {
+    pub channels: i64,
+    pub height: i64,
+    pub width: i64,
 }
 
-impl Linear {
-    fn new(
-        root: &nn::Path,
-        path: &[&str],
-        fan_in: i64,
-        fan_out: i64,
-        rng: &mut ChaCha8Rng,
-    ) -> Linear {
-        let bound = 1.0 / (fan_in as f64).sqrt();
-        let mut uniform = |n: i64| -> Tensor {
-            let values: Vec<f32> = (0..n)
-                .map(|_| rng.gen_range(-bound..bound) as f32)
-                .collect();
-            Tensor::from_slice(&values)
-        };
-        let p = path.iter().fold(root.clone(), |p, c| p / *c);
-        let weight = p.var_copy("weight", &uniform(fan_out * fan_in).view([fan_out, fan_in]));
-        let bias = p.var_copy("bias", &uniform(fan_out));
-        Linear {
-            weight,
-            bias,
-            name: path.join("."),
-        }
+impl InputShape {
+    /// Values per image, `channels * height * width`.
+    pub fn numel(&self) -> i64 {
+        self.channels * self.height * self.width
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.linear(&self.weight, Some(&self.bias))
-    }
+/// A model plugin's part of the network: images in, features out.
+pub trait Backbone: Send {
+    /// Features [n, f] from images [n, c, h, w]. Layers take `f` (training mode, recording).
+    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor;
 }
 
-/// Shape of the network, from the experiment's `model` section and the scenario.
+/// What a model plugin's `build` returns: its backbone and the width of its features.
+pub struct BuiltBackbone {
+    pub backbone: Box<dyn Backbone>,
+    pub features: i64,
+}
+
+/// Everything needed to build a network again (a teacher's frozen copy, a restored checkpoint).
 #[derive(Debug, Clone)]
-pub struct MlpSpec {
-    pub inputs: i64,
-    pub hidden: Vec<i64>,
+pub struct NetSpec {
+    /// The model plugin's name (`mlp`, `conv`, ...).
+    pub model: &'static str,
+    /// Its resolved parameters.
+    pub params: serde_json::Value,
+    pub input: InputShape,
+    /// Output columns (all heads together).
     pub outputs: i64,
 }
 
-/// A ReLU MLP. `layers` are the trunk's hidden layers followed by the output layer.
-pub struct Mlp {
+/// A backbone and the head, with their VarStore.
+pub struct Net {
     pub vs: nn::VarStore,
-    pub layers: Vec<Linear>,
-    pub spec: MlpSpec,
+    backbone: Box<dyn Backbone>,
+    pub head: Linear,
+    pub spec: NetSpec,
+    build: registry::BuildFn,
+    /// Trainable parameters and buffers (batch-norm running statistics), by VarStore name.
+    params: ParamMap,
+    buffers: ParamMap,
 }
 
-/// What a forward pass that records activations returns: each layer's input and pre-activation
-/// output, as the per-sample Fisher needs them.
-pub struct Recorded {
-    pub inputs: Vec<Tensor>,
-    pub outputs: Vec<Tensor>,
-}
+impl Net {
+    /// Builds the network of `spec` from the registered model, initialised from `seed`.
+    pub fn new(spec: &NetSpec, device: Device, seed: u64) -> Result<Net> {
+        let registry = ModelRegistry::load()?;
+        let reg = registry.lookup(spec.model).map_err(anyhow::Error::msg)?;
+        Net::with_build(reg.build, spec, device, seed)
+    }
 
-impl Mlp {
-    pub fn new(spec: &MlpSpec, device: Device, seed: u64) -> Mlp {
+    /// Builds with a given backbone constructor (what [`Net::new`] looks up by name).
+    pub fn with_build(
+        build: registry::BuildFn,
+        spec: &NetSpec,
+        device: Device,
+        seed: u64,
+    ) -> Result<Net> {
         let vs = nn::VarStore::new(device);
+        // The stream the MLP has always drawn from, so its results keep their numbers.
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d6f_6465_6c00);
-        let root = vs.root();
-        let mut layers = Vec::new();
-        let mut fan_in = spec.inputs;
-        for (i, &width) in spec.hidden.iter().enumerate() {
-            let index = i.to_string();
-            layers.push(Linear::new(
-                &root,
-                &["trunk", &index],
-                fan_in,
-                width,
-                &mut rng,
-            ));
-            fan_in = width;
+        let mut builder = LayerBuilder::new(vs.root(), &mut rng);
+        let BuiltBackbone { backbone, features } = build(&spec.params, spec.input, &mut builder)?;
+        if features <= 0 {
+            bail!("model `{}` gives {features} features", spec.model);
         }
-        layers.push(Linear::new(
-            &root,
-            &["head"],
-            fan_in,
-            spec.outputs,
-            &mut rng,
-        ));
-        Mlp {
-            vs,
-            layers,
-            spec: spec.clone(),
+        let head = builder.linear("head", features, spec.outputs);
+        let LayerBuilder {
+            params: param_names,
+            buffers: buffer_names,
+            ..
+        } = builder;
+        let mut sorted = param_names.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != param_names.len() {
+            bail!(
+                "model `{}` names two parameters alike; give each layer its own name",
+                spec.model
+            );
         }
-    }
-
-    /// Logits over all output columns, Float [n, outputs].
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let last = self.layers.len() - 1;
-        let mut h = x.shallow_clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h);
-            if i < last {
-                h = h.relu();
-            }
-        }
-        h
-    }
-
-    /// Like [`forward`](Self::forward), also returning each layer's input and pre-activation
-    /// output (the outputs stay in the graph, so gradients with respect to them can be taken).
-    pub fn forward_recorded(&self, x: &Tensor) -> (Tensor, Recorded) {
-        let last = self.layers.len() - 1;
-        let mut rec = Recorded {
-            inputs: Vec::new(),
-            outputs: Vec::new(),
+        let vars = vs.variables();
+        let by_name = |names: Vec<String>| -> ParamMap {
+            names
+                .into_iter()
+                .map(|n| {
+                    let t = vars[&n].shallow_clone();
+                    (n, t)
+                })
+                .collect()
         };
-        let mut h = x.shallow_clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            rec.inputs.push(h.shallow_clone());
-            let z = layer.forward(&h);
-            rec.outputs.push(z.shallow_clone());
-            h = if i < last { z.relu() } else { z };
-        }
-        (h, rec)
+        let (params, buffers) = (by_name(param_names), by_name(buffer_names));
+        Ok(Net {
+            vs,
+            backbone,
+            head,
+            spec: spec.clone(),
+            build,
+            params,
+            buffers,
+        })
+    }
+
+    /// Logits over all output columns, Float [n, outputs], from flat inputs [n, c*h*w].
+    pub fn forward_t(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let s = self.spec.input;
+        let n = x.size()[0];
+        let images = x.view([n, s.channels, s.height, s.width]);
+        let features = self.backbone.forward(&images, f);
+        self.head.forward(&features, f)
+    }
+
+    /// Eval-mode logits (no dropout, batch norm on running statistics).
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_t(x, &mut Forward::eval())
+    }
+
+    /// An eval-mode pass that also returns every parametrised layer's record (inputs, outputs
+    /// still in the graph), as the per-sample Fisher and MAS need them.
+    pub fn forward_recorded(&self, x: &Tensor) -> (Tensor, Vec<Record>) {
+        let mut records = Vec::new();
+        let logits = self.forward_t(x, &mut Forward::recording(&mut records));
+        (logits, records)
     }
 
     /// The trainable parameters by VarStore name.
     pub fn params(&self) -> ParamMap {
-        self.layers
-            .iter()
-            .flat_map(|l| {
-                [
-                    (format!("{}.weight", l.name), l.weight.shallow_clone()),
-                    (format!("{}.bias", l.name), l.bias.shallow_clone()),
-                ]
-            })
-            .collect()
+        crate::core::params::shallow(&self.params)
+    }
+
+    /// The buffers (not trained, but part of the model's state: batch-norm running statistics).
+    pub fn buffers(&self) -> ParamMap {
+        crate::core::params::shallow(&self.buffers)
     }
 
     pub fn device(&self) -> Device {
@@ -164,15 +176,15 @@ impl Mlp {
         self.params().values().map(|t| t.numel() as i64).sum()
     }
 
-    /// Copies the parameter values of `other` (same spec) into this model.
-    pub fn copy_from(&mut self, other: &Mlp) -> anyhow::Result<()> {
+    /// Copies the parameters and buffers of `other` (same spec) into this network.
+    pub fn copy_from(&mut self, other: &Net) -> Result<()> {
         self.vs.copy(&other.vs)?;
         Ok(())
     }
 
     /// A detached copy with its own VarStore (e.g. a teacher for distillation).
-    pub fn frozen_copy(&self) -> anyhow::Result<Mlp> {
-        let mut copy = Mlp::new(&self.spec, self.device(), 0);
+    pub fn frozen_copy(&self) -> Result<Net> {
+        let mut copy = Net::with_build(self.build, &self.spec, self.device(), 0)?;
         copy.copy_from(self)?;
         copy.vs.freeze();
         Ok(copy)
@@ -189,4 +201,29 @@ pub fn masked_cross_entropy(logits: &Tensor, mask: &Tensor, targets: &Tensor) ->
     masked_logits(logits, mask)
         .log_softmax(-1, Kind::Float)
         .nll_loss(targets)
+}
+
+/// The shape of an `mlp` network on flat inputs, for tests and benches that build one directly.
+#[derive(Debug, Clone)]
+pub struct MlpSpec {
+    pub inputs: i64,
+    pub hidden: Vec<i64>,
+    pub outputs: i64,
+}
+
+impl Net {
+    /// The registered `mlp` model of `spec`, initialised from `seed`.
+    pub fn mlp(spec: &MlpSpec, device: Device, seed: u64) -> Net {
+        let spec = NetSpec {
+            model: "mlp",
+            params: serde_json::json!({ "hidden": spec.hidden }),
+            input: InputShape {
+                channels: 1,
+                height: 1,
+                width: spec.inputs,
+            },
+            outputs: spec.outputs,
+        };
+        Net::new(&spec, device, seed).expect("the mlp model is registered and builds any widths")
+    }
 }

@@ -5,10 +5,11 @@
 //! the accuracy matrix, so reports can recompute them without training.
 
 pub mod metrics;
-mod write;
 
+pub use crate::core::atomic::{
+    is_stale_temp, temp_path, write_atomic, write_atomic_with, write_json_atomic,
+};
 pub use metrics::Metrics;
-pub use write::{is_stale_temp, temp_path, write_atomic, write_atomic_with, write_json_atomic};
 
 use serde::{Deserialize, Serialize};
 

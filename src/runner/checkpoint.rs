@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::Mlp;
+use crate::model::Net;
 use crate::results::{CurvePoint, ImportanceSummary, Timings};
 use crate::strategy::SavedState;
 
@@ -87,12 +87,15 @@ pub fn path(out_dir: &Path, id: &str) -> PathBuf {
 pub fn save(
     path: &Path,
     progress: &JobProgress,
-    model: &Mlp,
+    model: &Net,
     optimizer: SavedState,
     strategy: SavedState,
 ) -> Result<()> {
     let mut all = SavedState::new();
     all.put_map("model", &model.params());
+    // Buffers (batch-norm running statistics) share the `model/` prefix: names are unique in
+    // the VarStore, and a model without buffers keeps the layout it always had.
+    all.put_map("model", &model.buffers());
     all.put_all("optimizer", optimizer);
     all.put_all("strategy", strategy);
     let meta = serde_json::to_vec(progress)?;
@@ -147,10 +150,10 @@ pub fn load(path: &Path, settings: &serde_json::Value) -> Result<Option<Checkpoi
     }))
 }
 
-/// Copies the parameters of a checkpoint into `model`.
-pub fn restore_model(model: &Mlp, mut saved: SavedState) -> Result<()> {
+/// Copies the parameters and buffers of a checkpoint into `model`.
+pub fn restore_model(model: &Net, mut saved: SavedState) -> Result<()> {
     let _guard = tch::no_grad_guard();
-    for (name, mut p) in model.params() {
+    for (name, mut p) in model.params().into_iter().chain(model.buffers()) {
         let value = saved
             .take(&name, model.device())
             .with_context(|| format!("the checkpoint has no parameter {name}"))?;

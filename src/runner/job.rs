@@ -12,7 +12,7 @@ use tch::Device;
 
 use crate::config::{JobSpec, Plan};
 use crate::data::Dataset;
-use crate::model::{Mlp, MlpSpec};
+use crate::model::{InputShape, Net, NetSpec};
 use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance};
 use crate::scenario::Scenario;
 use crate::strategy::{registry::BuildContext, Registry, TaskContext, TaskData};
@@ -50,7 +50,7 @@ pub fn run_job_with_model(
     device: Device,
     checkpoint: Option<&Path>,
     on_event: &(dyn Fn(JobEvent) + Sync),
-) -> Result<(JobResult, Mlp)> {
+) -> Result<(JobResult, Net)> {
     let started = Instant::now();
     let num_tasks = scenario.num_tasks();
     let registration = registry
@@ -64,12 +64,17 @@ pub fn run_job_with_model(
             seed: job.seed,
         },
     )?;
-    let spec = MlpSpec {
-        inputs: dataset.train.pixels() as i64,
-        hidden: plan.experiment.model.hidden.clone(),
+    let spec = NetSpec {
+        model: plan.model.name,
+        params: plan.model.params.clone(),
+        input: InputShape {
+            channels: 1,
+            height: dataset.train.rows as i64,
+            width: dataset.train.cols as i64,
+        },
         outputs: scenario.outputs,
     };
-    let model = Mlp::new(&spec, device, job.seed);
+    let model = Net::new(&spec, device, job.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
 
     // Training data is built task by task (a permuted MNIST task is 190 MB of floats); test data

@@ -112,10 +112,26 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 }
 
 /// The saved result of `job` under `jobs_dir`, if there is one with the same settings.
+///
+/// A result an earlier clbench saved under the job's old id (see `JobSpec::legacy`) with the
+/// settings it recorded then is migrated once: rewritten under the new id with the new settings
+/// (atomically), then the old file is removed. Its numbers are untouched.
 pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> {
-    let text = std::fs::read_to_string(jobs_dir.join(format!("{}.json", job.id))).ok()?;
-    let result: JobResult = serde_json::from_str(&text).ok()?;
-    (result.settings == job.settings).then_some(result)
+    let read = |id: &str| -> Option<JobResult> {
+        let text = std::fs::read_to_string(jobs_dir.join(format!("{id}.json"))).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    if let Some(result) = read(&job.id).filter(|r| r.settings == job.settings) {
+        return Some(result);
+    }
+    let (old_id, old_settings) = job.legacy.as_ref()?;
+    let mut result = read(old_id).filter(|r| &r.settings == old_settings)?;
+    result.id = job.id.clone();
+    result.settings = job.settings.clone();
+    write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &result).ok()?;
+    // The new file is complete; a failure to remove the old one leaves a duplicate, not a loss.
+    let _ = std::fs::remove_file(jobs_dir.join(format!("{old_id}.json")));
+    Some(result)
 }
 
 /// Runs every job of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.

@@ -26,11 +26,12 @@
 //! Strategies register themselves with [`inventory`] through a [`Registration`]; see
 //! [`registry`].
 
-pub mod params;
 pub mod penalty;
 pub mod registry;
-pub mod state;
 
+/// Parameter maps and saved state live in the leaf module [`crate::core`]; re-exported here for
+/// strategy files.
+pub use crate::core::{params, state};
 pub use params::ParamMap;
 pub use penalty::{Penalty, QuadraticPenalty};
 pub use registry::{Registration, Registry};
@@ -39,7 +40,7 @@ pub use state::SavedState;
 use anyhow::Result;
 use tch::{Device, Tensor};
 
-use crate::model::Mlp;
+use crate::model::Net;
 
 /// One task's training data, on the job's device.
 pub struct TaskData {
@@ -58,7 +59,7 @@ pub struct TaskContext<'a> {
     /// The task being trained (0-based).
     pub task: usize,
     pub num_tasks: usize,
-    pub model: &'a Mlp,
+    pub model: &'a Net,
     /// The data of the task just begun or finished (not the union that joint training uses).
     pub data: &'a TaskData,
     pub device: Device,
@@ -94,18 +95,18 @@ pub trait Strategy: Send {
 
     /// Called after the task loss's backward pass and before the penalty's: the parameters'
     /// gradients hold the gradient of the task loss alone.
-    fn after_task_backward(&mut self, _model: &Mlp) -> Result<()> {
+    fn after_task_backward(&mut self, _model: &Net) -> Result<()> {
         Ok(())
     }
 
     /// The regularization term added to the task loss on this batch, or `None` when there is
     /// none (yet): a [`QuadraticPenalty`] whose gradient the loop adds in closed form, or any
     /// scalar with a graph to the parameters.
-    fn penalty(&mut self, _model: &Mlp) -> Result<Option<Penalty<'_>>> {
+    fn penalty(&mut self, _model: &Net) -> Result<Option<Penalty<'_>>> {
         Ok(None)
     }
 
-    fn after_step(&mut self, _model: &Mlp) -> Result<()> {
+    fn after_step(&mut self, _model: &Net) -> Result<()> {
         Ok(())
     }
 

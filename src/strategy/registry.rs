@@ -1,16 +1,14 @@
 //! The strategy registry: every `strategies/*.rs` submits one [`Registration`] with `inventory`.
 //!
 //! An entry is plain data (name, summary, paper, parameter docs and two constructor functions),
-//! so it can live in a `static`. Listings are sorted by name (inventory gives no order); two
-//! entries with one name are an error reported when the registry is built.
+//! so it can live in a `static`. The generic [`crate::core::Registry`] sorts, rejects duplicate
+//! names and suggests close ones.
 
-use std::collections::BTreeMap;
-
-use anyhow::{bail, Result};
-use serde::{de::DeserializeOwned, Serialize};
+use anyhow::Result;
 use tch::Device;
 
 use super::Strategy;
+pub use crate::core::registry::{config_from, resolve_with};
 
 /// What a strategy file registers.
 pub struct Registration {
@@ -31,6 +29,14 @@ pub struct Registration {
 
 inventory::collect!(Registration);
 
+impl crate::core::Plugin for Registration {
+    const KIND: &'static str = "strategy";
+    const KIND_PLURAL: &'static str = "strategies";
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
 /// What a strategy may know when it is built, besides its parameters.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
@@ -40,70 +46,5 @@ pub struct BuildContext {
     pub seed: u64,
 }
 
-/// `resolve` for any serde config type with defaults: strict parsing, then back to JSON.
-pub fn resolve_with<C: DeserializeOwned + Serialize>(
-    params: &serde_yaml::Mapping,
-) -> Result<serde_json::Value, String> {
-    let config: C = serde_yaml::from_value(serde_yaml::Value::Mapping(params.clone()))
-        .map_err(|e| e.to_string())?;
-    serde_json::to_value(config).map_err(|e| e.to_string())
-}
-
-/// Reads resolved parameters back into a strategy's config type.
-pub fn config_from<C: DeserializeOwned>(params: &serde_json::Value) -> Result<C> {
-    Ok(serde_json::from_value(params.clone())?)
-}
-
 /// The registered strategies, by name.
-pub struct Registry {
-    entries: BTreeMap<&'static str, &'static Registration>,
-}
-
-impl Registry {
-    /// Collects every registration; a name registered twice is an error naming it.
-    pub fn load() -> Result<Registry> {
-        let mut entries = BTreeMap::new();
-        for reg in inventory::iter::<Registration> {
-            if entries.insert(reg.name, reg).is_some() {
-                bail!(
-                    "strategy `{}` is registered twice; rename one of them",
-                    reg.name
-                );
-            }
-        }
-        Ok(Registry { entries })
-    }
-
-    pub fn get(&self, name: &str) -> Option<&'static Registration> {
-        self.entries.get(name).copied()
-    }
-
-    /// All entries, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = &'static Registration> + '_ {
-        self.entries.values().copied()
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.entries.keys().copied().collect()
-    }
-
-    /// The message for a name that is not registered: a suggestion and the known names.
-    pub fn unknown_name_message(&self, name: &str) -> String {
-        let mut msg = format!("unknown strategy `{name}`");
-        let closest = self
-            .names()
-            .into_iter()
-            .map(|known| (strsim::levenshtein(name, known), known))
-            .min();
-        if let Some((distance, known)) = closest {
-            if distance <= 2.max(name.len() / 3) {
-                msg.push_str(&format!("; did you mean `{known}`?"));
-            }
-        }
-        msg.push_str(&format!(
-            " The registered strategies are: {}",
-            self.names().join(", ")
-        ));
-        msg
-    }
-}
+pub type Registry = crate::core::Registry<Registration>;

@@ -232,19 +232,19 @@ unsafe fn slice(t: &Tensor, n: usize) -> &[f32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Mlp, MlpSpec};
+    use crate::model::{MlpSpec, Net};
     use crate::strategy::params::snapshot;
 
-    fn model() -> Mlp {
+    fn model() -> Net {
         let spec = MlpSpec {
             inputs: 5,
             hidden: vec![70_000 / 5 / 7, 7],
             outputs: 3,
         };
-        Mlp::new(&spec, Device::Cpu, 4)
+        Net::mlp(&spec, Device::Cpu, 4)
     }
 
-    fn loss(m: &Mlp, step: i64) -> Tensor {
+    fn loss(m: &Net, step: i64) -> Tensor {
         let x = Tensor::arange(5 * 6, (Kind::Float, Device::Cpu))
             .view([6, 5])
             .sin()

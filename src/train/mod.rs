@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-use crate::model::{masked_cross_entropy, Mlp};
+use crate::model::{masked_cross_entropy, Forward, Net};
 
 use crate::results::CurvePoint;
 use crate::strategy::{Batch, ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskData};
@@ -201,7 +201,7 @@ impl Trainer {
     }
 
     /// Restores [`optimizer_state`](Self::optimizer_state)'s output for `model`.
-    pub fn load_optimizer_state(&mut self, model: &Mlp, state: SavedState) -> Result<()> {
+    pub fn load_optimizer_state(&mut self, model: &Net, state: SavedState) -> Result<()> {
         if state.is_empty() {
             self.optimizer = None;
             return Ok(());
@@ -215,7 +215,7 @@ impl Trainer {
     /// Trains `task` on `data` with `strategy`'s hooks; returns one curve point per pass.
     pub fn train_task(
         &mut self,
-        model: &Mlp,
+        model: &Net,
         strategy: &mut dyn Strategy,
         data: &TrainSet,
         task: usize,
@@ -257,7 +257,9 @@ impl Trainer {
                     mask: &mask,
                     task,
                 };
-                let logits = model.forward(&x);
+                // Training mode: dropout masks come from the job's stream (a model without
+                // dropout draws nothing from it, so the shuffling order is unchanged).
+                let logits = model.forward_t(&x, &mut Forward::train(rng));
                 let ce = masked_cross_entropy(&logits, &mask, &y);
                 let loss = strategy.task_loss(&b, &logits, ce)?;
                 opt.zero_grad();
@@ -313,7 +315,7 @@ impl Trainer {
 }
 
 /// Test accuracy of `model` on `data` (targets scored over `data.mask`'s columns only).
-pub fn accuracy(model: &Mlp, data: &TaskData) -> f64 {
+pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
     let _guard = tch::no_grad_guard();
     let n = data.x.size()[0];
     if n == 0 {

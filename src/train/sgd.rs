@@ -89,19 +89,19 @@ impl Sgd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Mlp, MlpSpec};
+    use crate::model::{MlpSpec, Net};
     use tch::{Device, Kind};
 
-    fn model() -> Mlp {
+    fn model() -> Net {
         let spec = MlpSpec {
             inputs: 4,
             hidden: vec![8],
             outputs: 3,
         };
-        Mlp::new(&spec, Device::Cpu, 2)
+        Net::mlp(&spec, Device::Cpu, 2)
     }
 
-    fn loss(m: &Mlp, step: i64) -> Tensor {
+    fn loss(m: &Net, step: i64) -> Tensor {
         let x = Tensor::arange(4 * 5, (Kind::Float, Device::Cpu))
             .view([5, 4])
             .cos()

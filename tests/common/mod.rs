@@ -42,7 +42,7 @@ pub fn plan_from(text: &str) -> Plan {
 }
 
 /// Sets every parameter of `model` to `value`.
-pub fn set_all(model: &clbench::model::Mlp, value: f64) {
+pub fn set_all(model: &clbench::model::Net, value: f64) {
     tch::no_grad(|| {
         for p in model.params().values() {
             let _ = p.shallow_clone().fill_(value);
@@ -51,13 +51,13 @@ pub fn set_all(model: &clbench::model::Mlp, value: f64) {
 }
 
 /// A 2-input, 2-output linear softmax model with every parameter set to `value`.
-pub fn linear_model(value: f64) -> clbench::model::Mlp {
+pub fn linear_model(value: f64) -> clbench::model::Net {
     let spec = clbench::model::MlpSpec {
         inputs: 2,
         hidden: vec![],
         outputs: 2,
     };
-    let model = clbench::model::Mlp::new(&spec, tch::Device::Cpu, 0);
+    let model = clbench::model::Net::mlp(&spec, tch::Device::Cpu, 0);
     set_all(&model, value);
     model
 }
@@ -74,7 +74,7 @@ pub fn one_sample(task: usize, x: [f32; 2]) -> clbench::strategy::TaskData {
 
 /// Runs the first job of `text`'s plan through the real runner on the CPU; returns its result
 /// and trained model.
-pub fn run_first_job(text: &str) -> (clbench::results::JobResult, clbench::model::Mlp) {
+pub fn run_first_job(text: &str) -> (clbench::results::JobResult, clbench::model::Net) {
     run_first_job_with(text, None, &|_| {})
 }
 
@@ -83,7 +83,7 @@ pub fn run_first_job_with(
     text: &str,
     checkpoint: Option<&Path>,
     on_event: &(dyn Fn(clbench::runner::JobEvent) + Sync),
-) -> (clbench::results::JobResult, clbench::model::Mlp) {
+) -> (clbench::results::JobResult, clbench::model::Net) {
     let plan = plan_from(text);
     let dataset = clbench::runner::load_dataset(&plan).unwrap();
     let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
@@ -102,7 +102,7 @@ pub fn run_first_job_with(
 }
 
 /// Every parameter of `model`, flattened in name order.
-pub fn flat_weights(model: &clbench::model::Mlp) -> Vec<f32> {
+pub fn flat_weights(model: &clbench::model::Net) -> Vec<f32> {
     model
         .params()
         .values()
@@ -116,4 +116,20 @@ pub fn run_synthetic(strategy: &str, params: &str) -> (clbench::results::JobResu
     let entry = format!("  - name: {strategy}\n{params}");
     let (result, model) = run_first_job(&synthetic_yaml("job", dir.path(), &entry));
     (result, flat_weights(&model))
+}
+
+/// The result files under `jobs_dir` of the jobs labelled `label` (an id is `label-hash`),
+/// sorted by name.
+pub fn job_files(jobs_dir: &std::path::Path, label: &str) -> Vec<std::path::PathBuf> {
+    let prefix = format!("{label}-");
+    let mut files: Vec<_> = std::fs::read_dir(jobs_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p: &std::path::PathBuf| {
+        p.extension().is_some_and(|e| e == "json")
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+    });
+    files.sort();
+    files
 }

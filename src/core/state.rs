@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Result};
 use tch::{Device, Tensor};
 
-use super::ParamMap;
+use super::params::ParamMap;
 
 /// Named tensors, ordered by name.
 #[derive(Debug, Default)]

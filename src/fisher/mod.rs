@@ -15,13 +15,23 @@
 //! for gradients dominated by noise it is about 1/B of `empirical`, so a lambda tuned with it does
 //! not transfer.
 //!
-//! **Fast path.** For a linear layer with inputs A [N, in] and per-sample gradients G [N, out] of
-//! the summed loss with respect to its outputs (one backward pass gives all rows), the sum over
-//! samples of the squared weight gradients is `(G*G)^T (A*A)`, and for the bias the column sums
-//! of `G*G`. So the cost is one forward and one backward pass plus two matmuls per layer, not N
-//! backward passes. [`per_sample_loop`] is the slow reference that tests compare against.
+//! **Fast path, per layer kind.** One eval-mode forward pass records every parametrised layer's
+//! input; one backward pass of the summed loss gives each sample's gradient with respect to each
+//! layer's output; [`layer::accumulate`] turns those into exact per-sample parameter gradient
+//! sums for its kind (linear: `(G*G)^T (A*A)`; conv: unfolded patches; batch norm: per-channel
+//! sums). So the cost is about one forward and one backward pass, not N backward passes.
 //!
-//! The Fisher pass never touches the parameters' `.grad()`.
+//! **Coverage.** A parameter that no record covers (a layer without a fast path, written by a
+//! model plugin by hand) or that two records share (a layer applied twice, where the per-layer
+//! identity would be wrong) falls back to the per-sample loop, for those parameters only.
+//! [`per_sample_loop`] is also the slow reference the tests compare against. The result is
+//! checked to hold exactly the model's parameters, so a parameter is never left without an
+//! estimate silently.
+//!
+//! The Fisher pass never touches the parameters' `.grad()`, and runs in eval mode (no dropout,
+//! batch norm on its running statistics): no mode is switched, so none has to be restored.
+
+pub mod layer;
 
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
@@ -29,8 +39,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::model::{masked_logits, Mlp};
-use crate::strategy::{params::add_into, ParamMap};
+use crate::core::params::{add_into, zeros_like, ParamMap};
+use crate::model::{masked_logits, Net, Record};
+use layer::Reduction;
 
 /// Which labels the squared gradients are taken at; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -98,7 +109,7 @@ impl FisherOptions {
 /// The diagonal Fisher of `model` on inputs `x` with true labels `y` (output columns, Int64 [n])
 /// and the output columns in play `mask` (Bool [outputs] or [n, outputs]).
 pub fn diagonal_fisher(
-    model: &Mlp,
+    model: &Net,
     x: &Tensor,
     y: &Tensor,
     mask: &Tensor,
@@ -110,7 +121,8 @@ pub fn diagonal_fisher(
         bail!("cannot estimate a Fisher from zero samples");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut sums = crate::strategy::params::zeros_like(&model.params());
+    let coverage = Coverage::of(model, &x.narrow(0, 0, 1));
+    let mut sums = zeros_like(&coverage.covered_params(model));
     let chunk = opts.chunk.max(1);
     let mut start = 0;
     while start < n {
@@ -130,18 +142,120 @@ pub fn diagonal_fisher(
         } else {
             mask.shallow_clone()
         };
-        accumulate_chunk(model, &xs, &ys, &ms, opts, &mut rng, &mut sums)?;
+        accumulate_chunk(model, &coverage, &xs, &ys, &ms, opts, &mut rng, &mut sums)?;
         start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;
     }
+    if !coverage.uncovered.is_empty() {
+        let limited = FisherOptions {
+            max_samples: Some(n),
+            ..*opts
+        };
+        let rest = match opts.estimator {
+            Estimator::Batch => batch_loop(model, x, y, mask, &limited, &coverage.uncovered)?,
+            _ => per_sample_loop_of(model, x, y, mask, &limited, &coverage.uncovered)?,
+        };
+        sums.extend(rest);
+    }
+    coverage.check(model, &sums)?;
     Ok(sums)
 }
 
+/// Which parameters the recorded layers cover exactly, and which need the slow path.
+pub struct Coverage {
+    /// Parameters of layers recorded exactly once.
+    pub covered: Vec<String>,
+    /// Every other parameter.
+    pub uncovered: Vec<String>,
+    /// Indices of the records that take part (each layer recorded once).
+    usable: Vec<bool>,
+}
+
+impl Coverage {
+    /// Coverage of `model`'s parameters by the records of a forward pass on `probe`.
+    pub fn of(model: &Net, probe: &Tensor) -> Coverage {
+        let (_, records) = model.forward_recorded(probe);
+        Coverage::from_records(model, &records)
+    }
+
+    /// Coverage of `model`'s parameters by `records`.
+    pub fn from_records(model: &Net, records: &[Record]) -> Coverage {
+        let mut uses = std::collections::BTreeMap::<&str, usize>::new();
+        for r in records {
+            for name in std::iter::once(&r.weight).chain(&r.bias) {
+                *uses.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        let usable = records
+            .iter()
+            .map(|r| {
+                std::iter::once(&r.weight)
+                    .chain(&r.bias)
+                    .all(|n| uses[n.as_str()] == 1)
+            })
+            .collect::<Vec<_>>();
+        let (covered, uncovered) = model
+            .params()
+            .into_keys()
+            .partition(|name| uses.get(name.as_str()) == Some(&1));
+        Coverage {
+            covered,
+            uncovered,
+            usable,
+        }
+    }
+
+    fn covered_params(&self, model: &Net) -> ParamMap {
+        let all = model.params();
+        self.covered
+            .iter()
+            .map(|n| (n.clone(), all[n].shallow_clone()))
+            .collect()
+    }
+
+    /// The records of a pass that take part in the fast path.
+    pub fn usable<'r>(&'r self, records: &'r [Record]) -> impl Iterator<Item = &'r Record> + 'r {
+        records
+            .iter()
+            .zip(&self.usable)
+            .filter(|(_, &ok)| ok)
+            .map(|(r, _)| r)
+    }
+
+    /// Fails unless `estimate` holds exactly the model's parameters, each with its shape.
+    pub fn check(&self, model: &Net, estimate: &ParamMap) -> Result<()> {
+        let params = model.params();
+        let missing: Vec<&String> = params
+            .keys()
+            .filter(|k| !estimate.contains_key(*k))
+            .collect();
+        let extra: Vec<&String> = estimate
+            .keys()
+            .filter(|k| !params.contains_key(*k))
+            .collect();
+        let misshapen: Vec<&String> = params
+            .iter()
+            .filter(|(k, p)| estimate.get(*k).is_some_and(|e| e.size() != p.size()))
+            .map(|(k, _)| k)
+            .collect();
+        if !(missing.is_empty() && extra.is_empty() && misshapen.is_empty()) {
+            bail!(
+                "importance estimate does not cover the model `{}`: missing {missing:?}, unknown \
+                 {extra:?}, wrong shape {misshapen:?} (a bug in a layer's fast path)",
+                model.spec.model
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Adds this chunk's (weighted) squared per-sample gradients to `sums`.
+#[allow(clippy::too_many_arguments)]
 fn accumulate_chunk(
-    model: &Mlp,
+    model: &Net,
+    coverage: &Coverage,
     x: &Tensor,
     y: &Tensor,
     mask: &Tensor,
@@ -149,14 +263,15 @@ fn accumulate_chunk(
     rng: &mut ChaCha8Rng,
     sums: &mut ParamMap,
 ) -> Result<()> {
-    let (logits, rec) = model.forward_recorded(x);
+    let (logits, records) = model.forward_recorded(x);
+    let rec: Vec<&Record> = coverage.usable(&records).collect();
     let log_probs = masked_logits(&logits, mask).log_softmax(-1, Kind::Float);
     let n = x.size()[0];
     match opts.estimator {
-        Estimator::Empirical => add_squared_grads(model, &rec, &log_probs, y, None, false, sums),
+        Estimator::Empirical => add_squared_grads(&rec, &log_probs, y, None, false, sums),
         Estimator::Argmax => {
             let t = log_probs.argmax(-1, false);
-            add_squared_grads(model, &rec, &log_probs, &t, None, false, sums)
+            add_squared_grads(&rec, &log_probs, &t, None, false, sums)
         }
         Estimator::Sampled => {
             let draws = opts.draws.max(1);
@@ -175,15 +290,7 @@ fn accumulate_chunk(
                     .map(|p| sample_categorical(p, rng) as i64)
                     .collect();
                 let t = Tensor::from_slice(&labels).to_device(x.device());
-                add_squared_grads(
-                    model,
-                    &rec,
-                    &log_probs,
-                    &t,
-                    Some(&weight),
-                    d + 1 < draws,
-                    sums,
-                )?;
+                add_squared_grads(&rec, &log_probs, &t, Some(&weight), d + 1 < draws, sums)?;
             }
             Ok(())
         }
@@ -197,28 +304,17 @@ fn accumulate_chunk(
             for (k, &c) in live.iter().enumerate() {
                 let t = Tensor::full([n], c, (Kind::Int64, x.device()));
                 let w = probs.select(1, c);
-                add_squared_grads(
-                    model,
-                    &rec,
-                    &log_probs,
-                    &t,
-                    Some(&w),
-                    k + 1 < live.len(),
-                    sums,
-                )?;
+                add_squared_grads(&rec, &log_probs, &t, Some(&w), k + 1 < live.len(), sums)?;
             }
             Ok(())
         }
-        Estimator::Batch => {
-            add_batch_grads(model, &rec, &log_probs, y, opts.batch_size.max(1), sums)
-        }
+        Estimator::Batch => add_batch_grads(&rec, &log_probs, y, opts.batch_size.max(1), sums),
     }
 }
 
-/// `sums += sum_n w_n * g_n^2` through the `(G*G)^T (A*A)` identity, one backward pass.
+/// `sums += sum_n w_n * g_n^2` for every recorded layer, from one backward pass.
 fn add_squared_grads(
-    model: &Mlp,
-    rec: &crate::model::Recorded,
+    rec: &[&Record],
     log_probs: &Tensor,
     targets: &Tensor,
     weights: Option<&Tensor>,
@@ -226,62 +322,30 @@ fn add_squared_grads(
     sums: &mut ParamMap,
 ) -> Result<()> {
     let grads = output_grads(rec, log_probs, targets, keep_graph);
-    for ((layer, a), g) in model.layers.iter().zip(&rec.inputs).zip(&grads) {
-        let g2 = g * g;
-        let g2 = match weights {
-            Some(w) => g2 * w.unsqueeze(1),
-            None => g2,
-        };
-        let a2 = a.detach().square();
-        let w_sq = g2.transpose(0, 1).matmul(&a2);
-        let b_sq = g2.sum_dim_intlist([0i64].as_slice(), false, Kind::Float);
-        add_into(sums, &format!("{}.weight", layer.name), &w_sq);
-        add_into(sums, &format!("{}.bias", layer.name), &b_sq);
+    for (r, g) in rec.iter().zip(&grads) {
+        layer::accumulate(r, g, Reduction::Squared(weights), sums);
     }
     Ok(())
 }
 
 /// The reference's estimator: per mini-batch b, `|b| * (grad of the mean loss over b)^2`.
 fn add_batch_grads(
-    model: &Mlp,
-    rec: &crate::model::Recorded,
+    rec: &[&Record],
     log_probs: &Tensor,
     targets: &Tensor,
     batch_size: usize,
     sums: &mut ParamMap,
 ) -> Result<()> {
     let grads = output_grads(rec, log_probs, targets, false);
-    let n = targets.size()[0];
-    let b = batch_size as i64;
-    for ((layer, a), g) in model.layers.iter().zip(&rec.inputs).zip(&grads) {
-        let a = a.detach();
-        let mut start = 0;
-        while start < n {
-            let len = b.min(n - start);
-            let gb = g.narrow(0, start, len);
-            let ab = a.narrow(0, start, len);
-            // Gradient of the batch's mean loss.
-            let w_grad = gb.transpose(0, 1).matmul(&ab) / len as f64;
-            let b_grad = gb.sum_dim_intlist([0i64].as_slice(), false, Kind::Float) / len as f64;
-            add_into(
-                sums,
-                &format!("{}.weight", layer.name),
-                &(w_grad.square() * len as f64),
-            );
-            add_into(
-                sums,
-                &format!("{}.bias", layer.name),
-                &(b_grad.square() * len as f64),
-            );
-            start += len;
-        }
+    for (r, g) in rec.iter().zip(&grads) {
+        layer::accumulate(r, g, Reduction::BatchSquared(batch_size), sums);
     }
     Ok(())
 }
 
 /// Per-sample gradients of `sum_n -log p(t_n|x_n)` with respect to each layer's outputs.
 fn output_grads(
-    rec: &crate::model::Recorded,
+    rec: &[&Record],
     log_probs: &Tensor,
     targets: &Tensor,
     keep_graph: bool,
@@ -289,7 +353,10 @@ fn output_grads(
     let nll = -log_probs
         .gather(1, &targets.unsqueeze(1), false)
         .sum(Kind::Float);
-    let outputs: Vec<&Tensor> = rec.outputs.iter().collect();
+    if rec.is_empty() {
+        return Vec::new();
+    }
+    let outputs: Vec<&Tensor> = rec.iter().map(|r| &r.output).collect();
     Tensor::run_backward(&[nll], &outputs, keep_graph, false)
 }
 
@@ -309,18 +376,35 @@ fn sample_categorical(probs: &[f32], rng: &mut ChaCha8Rng) -> usize {
 /// The slow reference: one backward pass per sample and label, squaring the parameters' own
 /// gradients. Works for any model; tests check the fast path against it.
 pub fn per_sample_loop(
-    model: &Mlp,
+    model: &Net,
     x: &Tensor,
     y: &Tensor,
     mask: &Tensor,
     opts: &FisherOptions,
 ) -> Result<ParamMap> {
+    let names: Vec<String> = model.params().into_keys().collect();
+    per_sample_loop_of(model, x, y, mask, opts, &names)
+}
+
+/// [`per_sample_loop`] for the parameters called `names` only.
+fn per_sample_loop_of(
+    model: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    mask: &Tensor,
+    opts: &FisherOptions,
+    names: &[String],
+) -> Result<ParamMap> {
     let n_total = x.size()[0] as usize;
     let n = opts.max_samples.map_or(n_total, |m| m.min(n_total));
-    let params = model.params();
+    let all = model.params();
+    let params: ParamMap = names
+        .iter()
+        .map(|k| (k.clone(), all[k].shallow_clone()))
+        .collect();
     let names: Vec<&String> = params.keys().collect();
     let tensors: Vec<&Tensor> = params.values().collect();
-    let mut sums = crate::strategy::params::zeros_like(&params);
+    let mut sums = zeros_like(&params);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     for i in 0..n as i64 {
         let xi = x.narrow(0, i, 1);
@@ -364,6 +448,52 @@ pub fn per_sample_loop(
                 add_into(&mut sums, name, &(g.square() * weight));
             }
         }
+    }
+    for t in sums.values_mut() {
+        *t = &*t / n as f64;
+    }
+    Ok(sums)
+}
+
+/// The `batch` estimator by autograd through the parameters called `names`: per mini-batch,
+/// `|b| * (gradient of the batch's mean loss)^2` (the fallback for layers without a fast path).
+fn batch_loop(
+    model: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    mask: &Tensor,
+    opts: &FisherOptions,
+    names: &[String],
+) -> Result<ParamMap> {
+    let n_total = x.size()[0];
+    let n = opts
+        .max_samples
+        .map_or(n_total, |m| (m as i64).min(n_total));
+    let all = model.params();
+    let tensors: Vec<&Tensor> = names.iter().map(|k| &all[k]).collect();
+    let mut sums: ParamMap = names
+        .iter()
+        .map(|k| (k.clone(), all[k].zeros_like()))
+        .collect();
+    let b = opts.batch_size.max(1) as i64;
+    let mut start = 0;
+    while start < n {
+        let len = b.min(n - start);
+        let mb = if mask.dim() == 2 {
+            mask.narrow(0, start, len)
+        } else {
+            mask.shallow_clone()
+        };
+        let log_probs = masked_logits(&model.forward(&x.narrow(0, start, len)), &mb)
+            .log_softmax(-1, Kind::Float);
+        let loss = -log_probs
+            .gather(1, &y.narrow(0, start, len).unsqueeze(1), false)
+            .mean(Kind::Float);
+        let grads = Tensor::run_backward(&[loss], &tensors, false, false);
+        for (name, g) in names.iter().zip(grads) {
+            add_into(&mut sums, name, &(g.square() * len as f64));
+        }
+        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;

@@ -1,0 +1,81 @@
+//! `mlp`: a ReLU multilayer perceptron on the flattened image, the network of van de Ven &
+//! Tolias (2019) and of most split/permuted MNIST protocols (784-400-400, 784-1000-1000, ...).
+//!
+//! Layers are `trunk.0`, `trunk.1`, ..., each followed by a ReLU; the framework adds the head.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use clbench::core::registry::{config_from, resolve_with};
+use clbench::model::{
+    Backbone, BuiltBackbone, Forward, InputShape, LayerBuilder, Linear, ModelRegistration,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Widths of the hidden layers (ReLU), input to output.
+    pub hidden: Vec<i64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hidden: vec![400, 400],
+        }
+    }
+}
+
+pub struct Mlp {
+    trunk: Vec<Linear>,
+}
+
+impl Backbone for Mlp {
+    fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let n = x.size()[0];
+        let mut h = x.view([n, -1]);
+        for layer in &self.trunk {
+            h = layer.forward(&h, f).relu();
+        }
+        h
+    }
+}
+
+fn check(params: &serde_json::Value, _input: InputShape) -> Result<(), String> {
+    let config: Config = config_from(params).map_err(|e| e.to_string())?;
+    match config.hidden.iter().find(|&&w| w <= 0) {
+        Some(w) => Err(format!("hidden widths must be at least 1, got {w}")),
+        None => Ok(()),
+    }
+}
+
+fn build(
+    params: &serde_json::Value,
+    input: InputShape,
+    layers: &mut LayerBuilder,
+) -> Result<BuiltBackbone> {
+    let config: Config = config_from(params)?;
+    let mut fan_in = input.numel();
+    let mut trunk = Vec::new();
+    for (i, &width) in config.hidden.iter().enumerate() {
+        trunk.push(layers.linear(&format!("trunk.{i}"), fan_in, width));
+        fan_in = width;
+    }
+    Ok(BuiltBackbone {
+        backbone: Box::new(Mlp { trunk }),
+        features: fan_in,
+    })
+}
+
+inventory::submit! {
+    ModelRegistration {
+        name: "mlp",
+        summary: "ReLU multilayer perceptron on the flattened image",
+        paper: "",
+        params: &[("hidden", "widths of the hidden layers, e.g. [400, 400]")],
+        resolve: resolve_with::<Config>,
+        check,
+        build,
+    }
+}

@@ -1,0 +1,15 @@
+//! Leaf types every stage may use, and that depend on no stage: named parameter tensors, saved
+//! state for checkpoints, atomic writes and the generic plugin registry.
+//!
+//! Nothing here imports a stage of the pipeline (config, model, strategy, train, runner,
+//! results, report), so a type two stages share lives here instead of making them import each
+//! other.
+
+pub mod atomic;
+pub mod params;
+pub mod registry;
+pub mod state;
+
+pub use params::ParamMap;
+pub use registry::{Plugin, Registry};
+pub use state::SavedState;

@@ -1,0 +1,332 @@
+//! The layers a backbone is made of, initialised from the job's RNG, and the records a forward
+//! pass leaves for the per-sample Fisher and MAS.
+//!
+//! A layer's `forward` takes a [`Forward`]: whether the network is training (dropout, batch
+//! statistics) and, for the Fisher pass, a list into which every parametrised layer pushes a
+//! [`Record`] of its input and output. The records are what BackPACK's extensions collect: with
+//! the gradient of a summed loss with respect to each recorded output (one backward pass), each
+//! layer kind computes exact per-sample gradients of its own parameters (see `fisher::layer`).
+//!
+//! Initialisation follows PyTorch's defaults (`nn.Linear`, `nn.Conv2d`: weights and biases
+//! U(-1/sqrt(fan_in), 1/sqrt(fan_in)); `nn.BatchNorm2d`: weight 1, bias 0) but draws from the
+//! job's own ChaCha stream: libtorch's global generator is shared by the worker threads, so
+//! parallel jobs would stop being reproducible.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tch::{nn, Tensor};
+
+/// What a recorded layer is, with what its per-sample gradients need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerKind {
+    /// `y = x W^T + b`, input [n, in].
+    Linear,
+    /// A 2-d convolution (groups 1), input [n, c, h, w].
+    Conv2d {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: [i64; 2],
+        dilation: [i64; 2],
+    },
+    /// A per-channel affine map `y = xhat * gamma + beta` (batch norm in eval mode, where `xhat`
+    /// is the input normalised by the running statistics); input (`xhat`) [n, c, ...].
+    ChannelAffine,
+}
+
+/// One parametrised layer's part of a recorded forward pass.
+pub struct Record {
+    pub kind: LayerKind,
+    /// The VarStore names of the layer's weight and bias, e.g. `trunk.0.weight`.
+    pub weight: String,
+    pub bias: Option<String>,
+    /// The layer's input (for batch norm: the normalised input), detached.
+    pub input: Tensor,
+    /// The layer's output, still in the graph (gradients are taken with respect to it).
+    pub output: Tensor,
+}
+
+/// The mode of one forward pass, and where recorded layers go.
+pub struct Forward<'a> {
+    /// Training mode: dropout active, batch norm on batch statistics (and updating its running
+    /// ones). The Fisher and evaluation run with `false`.
+    pub train: bool,
+    /// Dropout's masks come from the job's stream (libtorch's generator is shared by threads).
+    rng: Option<&'a mut ChaCha8Rng>,
+    records: Option<&'a mut Vec<Record>>,
+}
+
+impl<'a> Forward<'a> {
+    /// An eval-mode pass: no dropout, batch norm on its running statistics.
+    pub fn eval() -> Forward<'static> {
+        Forward {
+            train: false,
+            rng: None,
+            records: None,
+        }
+    }
+
+    /// A training-mode pass whose dropout masks are drawn from `rng`.
+    pub fn train(rng: &'a mut ChaCha8Rng) -> Forward<'a> {
+        Forward {
+            train: true,
+            rng: Some(rng),
+            records: None,
+        }
+    }
+
+    /// An eval-mode pass that records every parametrised layer into `records`.
+    pub fn recording(records: &'a mut Vec<Record>) -> Forward<'a> {
+        Forward {
+            train: false,
+            rng: None,
+            records: Some(records),
+        }
+    }
+
+    fn record(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(records) = self.records.as_mut() {
+            records.push(record());
+        }
+    }
+}
+
+/// Creates layers under a VarStore path, drawing their initial values from the job's RNG, and
+/// keeps the names of the trainable parameters and of the buffers it made.
+pub struct LayerBuilder<'a> {
+    root: nn::Path<'a>,
+    rng: &'a mut ChaCha8Rng,
+    pub(crate) params: Vec<String>,
+    pub(crate) buffers: Vec<String>,
+}
+
+impl<'a> LayerBuilder<'a> {
+    pub(crate) fn new(root: nn::Path<'a>, rng: &'a mut ChaCha8Rng) -> LayerBuilder<'a> {
+        LayerBuilder {
+            root,
+            rng,
+            params: Vec::new(),
+            buffers: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> nn::Path<'a> {
+        name.split('.').fold(self.root.clone(), |p, c| p / c)
+    }
+
+    /// U(-bound, bound) values of `shape`, drawn in row-major order.
+    fn uniform(&mut self, shape: &[i64], bound: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| self.rng.gen_range(-bound..bound) as f32)
+            .collect();
+        Tensor::from_slice(&values).view(shape)
+    }
+
+    fn param(&mut self, path: &nn::Path, prefix: &str, name: &str, value: &Tensor) -> Tensor {
+        self.params.push(format!("{prefix}.{name}"));
+        path.var_copy(name, value)
+    }
+
+    /// A linear layer `fan_in -> fan_out` named `name` (e.g. `trunk.0`); weight first, then
+    /// bias, as PyTorch draws them.
+    pub fn linear(&mut self, name: &str, fan_in: i64, fan_out: i64) -> Linear {
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let p = self.path(name);
+        let w = self.uniform(&[fan_out, fan_in], bound);
+        let b = self.uniform(&[fan_out], bound);
+        Linear {
+            weight: self.param(&p, name, "weight", &w),
+            bias: self.param(&p, name, "bias", &b),
+            name: name.to_string(),
+        }
+    }
+
+    /// A 2-d convolution `in_channels -> out_channels` with a square `kernel`.
+    pub fn conv2d(
+        &mut self,
+        name: &str,
+        in_channels: i64,
+        out_channels: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        bias: bool,
+    ) -> Conv2d {
+        let fan_in = in_channels * kernel * kernel;
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let p = self.path(name);
+        let w = self.uniform(&[out_channels, in_channels, kernel, kernel], bound);
+        let weight = self.param(&p, name, "weight", &w);
+        let bias = bias.then(|| {
+            let b = self.uniform(&[out_channels], bound);
+            self.param(&p, name, "bias", &b)
+        });
+        Conv2d {
+            weight,
+            bias,
+            name: name.to_string(),
+            kind: LayerKind::Conv2d {
+                kernel: [kernel, kernel],
+                stride: [stride, stride],
+                padding: [padding, padding],
+                dilation: [1, 1],
+            },
+        }
+    }
+
+    /// Batch normalisation over `channels` (PyTorch's defaults: momentum 0.1, eps 1e-5).
+    pub fn batch_norm(&mut self, name: &str, channels: i64) -> BatchNorm {
+        let p = self.path(name);
+        let weight = self.param(
+            &p,
+            name,
+            "weight",
+            &Tensor::ones([channels], tch::kind::FLOAT_CPU),
+        );
+        let bias = self.param(
+            &p,
+            name,
+            "bias",
+            &Tensor::zeros([channels], tch::kind::FLOAT_CPU),
+        );
+        self.buffers.push(format!("{name}.running_mean"));
+        self.buffers.push(format!("{name}.running_var"));
+        BatchNorm {
+            weight,
+            bias,
+            running_mean: p.zeros_no_train("running_mean", &[channels]),
+            running_var: p.ones_no_train("running_var", &[channels]),
+            name: name.to_string(),
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+}
+
+/// One linear layer, its weight [out, in] and bias [out].
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    /// VarStore path prefix, e.g. `trunk.0`.
+    pub name: String,
+}
+
+impl Linear {
+    /// `x W^T + b` for x [n, in].
+    pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let y = x.linear(&self.weight, Some(&self.bias));
+        f.record(|| Record {
+            kind: LayerKind::Linear,
+            weight: format!("{}.weight", self.name),
+            bias: Some(format!("{}.bias", self.name)),
+            input: x.detach(),
+            output: y.shallow_clone(),
+        });
+        y
+    }
+}
+
+/// A 2-d convolution, weight [out, in, k, k], optional bias [out].
+#[derive(Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub name: String,
+    kind: LayerKind,
+}
+
+impl Conv2d {
+    pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        let LayerKind::Conv2d {
+            stride,
+            padding,
+            dilation,
+            ..
+        } = self.kind
+        else {
+            unreachable!("a Conv2d is built with its geometry")
+        };
+        let y = x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            stride,
+            padding,
+            dilation,
+            1,
+        );
+        f.record(|| Record {
+            kind: self.kind,
+            weight: format!("{}.weight", self.name),
+            bias: self.bias.as_ref().map(|_| format!("{}.bias", self.name)),
+            input: x.detach(),
+            output: y.shallow_clone(),
+        });
+        y
+    }
+}
+
+/// Batch normalisation over the channels (dim 1) of [n, c, ...], with running statistics as
+/// buffers (saved in checkpoints, not trained).
+#[derive(Debug)]
+pub struct BatchNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub name: String,
+    momentum: f64,
+    eps: f64,
+}
+
+impl BatchNorm {
+    pub fn forward(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        if f.records.is_none() {
+            return x.batch_norm(
+                Some(&self.weight),
+                Some(&self.bias),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                f.train,
+                self.momentum,
+                self.eps,
+                false,
+            );
+        }
+        // Recording (always eval mode): the layer is the per-channel affine map of the input
+        // normalised by the running statistics, whose per-sample gradients are exact.
+        let shape: Vec<i64> = (0..x.dim()).map(|d| if d == 1 { -1 } else { 1 }).collect();
+        // xhat stays in the graph, so earlier layers still get their gradients.
+        let xhat = (x - self.running_mean.view(shape.as_slice()))
+            / (&self.running_var + self.eps).sqrt().view(shape.as_slice());
+        let y = &xhat * self.weight.view(shape.as_slice()) + self.bias.view(shape.as_slice());
+        f.record(|| Record {
+            kind: LayerKind::ChannelAffine,
+            weight: format!("{}.weight", self.name),
+            bias: Some(format!("{}.bias", self.name)),
+            input: xhat.detach(),
+            output: y.shallow_clone(),
+        });
+        y
+    }
+}
+
+/// Inverted dropout with drop probability `p`, active only in training mode; the mask is drawn
+/// on the host from the job's stream, so a seed gives the same masks on every run.
+pub fn dropout(x: &Tensor, p: f64, f: &mut Forward) -> Tensor {
+    if !f.train || p <= 0.0 {
+        return x.shallow_clone();
+    }
+    let rng = f
+        .rng
+        .as_mut()
+        .expect("a training-mode forward pass carries the job's RNG");
+    let keep = (1.0 - p) as f32;
+    let scale = 1.0 / keep;
+    let mask: Vec<f32> = (0..x.numel())
+        .map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 })
+        .collect();
+    x * Tensor::from_slice(&mask)
+        .view(x.size().as_slice())
+        .to_device(x.device())
+}
