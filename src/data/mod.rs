@@ -16,6 +16,7 @@
 pub mod download;
 pub mod mnist;
 pub mod synthetic;
+pub mod transform;
 
 use std::{
     ffi::OsString,
