@@ -12,7 +12,7 @@ use tch::Tensor;
 
 use clbench::core::registry::{config_from, resolve_with};
 use clbench::model::{
-    layers::dropout, Backbone, BuiltBackbone, Conv2d, Forward, InputShape, LayerBuilder, Linear,
+    layers::dropout, Backbone, BuiltBackbone, Conv, Conv2d, Forward, InputShape, LayerBuilder, Linear,
     ModelRegistration,
 };
 
@@ -104,10 +104,12 @@ fn build(
             &format!("conv{}", i + 1),
             in_channels,
             widths[i],
-            kernels[i],
-            1,
-            0,
-            true,
+            Conv {
+                kernel: kernels[i],
+                stride: 1,
+                padding: 0,
+                bias: true,
+            },
         );
         in_channels = widths[i];
         conv

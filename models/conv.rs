@@ -14,7 +14,7 @@ use tch::Tensor;
 
 use clbench::core::registry::{config_from, resolve_with};
 use clbench::model::{
-    layers::dropout, Backbone, BatchNorm, BuiltBackbone, Conv2d, Forward, InputShape,
+    layers::dropout, Backbone, BatchNorm, BuiltBackbone, Conv, Conv2d, Forward, InputShape,
     LayerBuilder, Linear, ModelRegistration,
 };
 
@@ -165,10 +165,12 @@ fn build(
             &format!("conv.{i}"),
             in_channels,
             out,
-            config.kernel,
-            config.stride,
-            config.padding,
-            true,
+            Conv {
+                kernel: config.kernel,
+                stride: config.stride,
+                padding: config.padding,
+                bias: true,
+            },
         );
         let norm = config
             .batch_norm

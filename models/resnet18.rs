@@ -12,7 +12,7 @@ use tch::Tensor;
 
 use clbench::core::registry::{config_from, resolve_with};
 use clbench::model::{
-    Backbone, BatchNorm, BuiltBackbone, Conv2d, Forward, InputShape, LayerBuilder,
+    Backbone, BatchNorm, BuiltBackbone, Conv, Conv2d, Forward, InputShape, LayerBuilder,
     ModelRegistration,
 };
 
@@ -29,6 +29,16 @@ impl Default for Config {
     }
 }
 
+/// A bias-free convolution (batch norm follows every one).
+fn conv(kernel: i64, stride: i64, padding: i64) -> Conv {
+    Conv {
+        kernel,
+        stride,
+        padding,
+        bias: false,
+    }
+}
+
 struct BasicBlock {
     conv1: Conv2d,
     bn1: BatchNorm,
@@ -40,9 +50,9 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(layers: &mut LayerBuilder, name: &str, inputs: i64, planes: i64, stride: i64) -> Self {
         BasicBlock {
-            conv1: layers.conv2d(&format!("{name}.conv1"), inputs, planes, 3, stride, 1, false),
+            conv1: layers.conv2d(&format!("{name}.conv1"), inputs, planes, conv(3, stride, 1)),
             bn1: layers.batch_norm(&format!("{name}.bn1"), planes),
-            conv2: layers.conv2d(&format!("{name}.conv2"), planes, planes, 3, 1, 1, false),
+            conv2: layers.conv2d(&format!("{name}.conv2"), planes, planes, conv(3, 1, 1)),
             bn2: layers.batch_norm(&format!("{name}.bn2"), planes),
             shortcut: (stride != 1 || inputs != planes).then(|| {
                 (
@@ -50,10 +60,7 @@ impl BasicBlock {
                         &format!("{name}.shortcut.0"),
                         inputs,
                         planes,
-                        1,
-                        stride,
-                        0,
-                        false,
+                        conv(1, stride, 0),
                     ),
                     layers.batch_norm(&format!("{name}.shortcut.1"), planes),
                 )
@@ -121,7 +128,7 @@ fn build(
     let config: Config = config_from(params)?;
     let (h, w) = geometry(&config, input).map_err(anyhow::Error::msg)?;
     let nf = config.width;
-    let stem = layers.conv2d("conv1", input.channels, nf, 3, 1, 1, false);
+    let stem = layers.conv2d("conv1", input.channels, nf, conv(3, 1, 1));
     let stem_bn = layers.batch_norm("bn1", nf);
     let mut blocks = Vec::new();
     let mut inputs = nf;

@@ -51,27 +51,6 @@ pub fn strategy_key(text: &str, index: usize, key: Option<&str>) -> Option<(usiz
     Some((start + 1, line.len() - line.trim_start().len() + 1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TEXT: &str = "name: x\nstrategies:\n  - name: naive\n  - name: ewc\n    lamda: 3\n    fisher: empirical\noutput: r\n";
-
-    #[test]
-    fn finds_a_key_in_the_right_entry() {
-        assert_eq!(strategy_key(TEXT, 1, Some("lamda")), Some((5, 5)));
-        assert_eq!(strategy_key(TEXT, 1, Some("name")), Some((4, 5)));
-        assert_eq!(strategy_key(TEXT, 0, None), Some((3, 3)));
-        assert_eq!(strategy_key(TEXT, 2, None), None);
-    }
-
-    #[test]
-    fn finds_keys_in_flow_style() {
-        let text = "strategies:\n- {name: l2, lambda: [1, 2]}\n";
-        assert_eq!(strategy_key(text, 0, Some("lambda")), Some((2, 14)));
-    }
-}
-
 /// 1-based (line, column) of `key` inside the top-level mapping `section:` (block or inline
 /// `{...}` form), or of the section itself when `key` is `None` or not found there; `None` when
 /// the section is not in the text.
@@ -115,4 +94,25 @@ pub fn section_key(text: &str, section: &str, key: Option<&str>) -> Option<(usiz
         }
     }
     Some((start + 1, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "name: x\nstrategies:\n  - name: naive\n  - name: ewc\n    lamda: 3\n    fisher: empirical\noutput: r\n";
+
+    #[test]
+    fn finds_a_key_in_the_right_entry() {
+        assert_eq!(strategy_key(TEXT, 1, Some("lamda")), Some((5, 5)));
+        assert_eq!(strategy_key(TEXT, 1, Some("name")), Some((4, 5)));
+        assert_eq!(strategy_key(TEXT, 0, None), Some((3, 3)));
+        assert_eq!(strategy_key(TEXT, 2, None), None);
+    }
+
+    #[test]
+    fn finds_keys_in_flow_style() {
+        let text = "strategies:\n- {name: l2, lambda: [1, 2]}\n";
+        assert_eq!(strategy_key(text, 0, Some("lambda")), Some((2, 14)));
+    }
 }

@@ -127,6 +127,25 @@ impl<'a> LayerBuilder<'a> {
         path.var_copy(name, value)
     }
 
+    /// A free parameter `name` (e.g. `scale.weight`) with initial value `init`, for layers this
+    /// module does not provide. The Fisher and MAS estimate it with the per-sample loop (slow but
+    /// exact), since no record describes how it enters the output.
+    pub fn parameter(&mut self, name: &str, init: &Tensor) -> Tensor {
+        let (prefix, last) = name.rsplit_once('.').unwrap_or(("", name));
+        let p = if prefix.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(prefix)
+        };
+        self.params.push(name.to_string());
+        p.var_copy(last, init)
+    }
+
+    /// Uniform U(-bound, bound) values drawn from the job's stream, for [`parameter`](Self::parameter).
+    pub fn uniform_values(&mut self, shape: &[i64], bound: f64) -> Tensor {
+        self.uniform(shape, bound)
+    }
+
     /// A linear layer `fan_in -> fan_out` named `name` (e.g. `trunk.0`); weight first, then
     /// bias, as PyTorch draws them.
     pub fn linear(&mut self, name: &str, fan_in: i64, fan_out: i64) -> Linear {
@@ -141,17 +160,14 @@ impl<'a> LayerBuilder<'a> {
         }
     }
 
-    /// A 2-d convolution `in_channels -> out_channels` with a square `kernel`.
-    pub fn conv2d(
-        &mut self,
-        name: &str,
-        in_channels: i64,
-        out_channels: i64,
-        kernel: i64,
-        stride: i64,
-        padding: i64,
-        bias: bool,
-    ) -> Conv2d {
+    /// A 2-d convolution `in_channels -> out_channels` of the given geometry.
+    pub fn conv2d(&mut self, name: &str, in_channels: i64, out_channels: i64, c: Conv) -> Conv2d {
+        let Conv {
+            kernel,
+            stride,
+            padding,
+            bias,
+        } = c;
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let p = self.path(name);
@@ -201,6 +217,16 @@ impl<'a> LayerBuilder<'a> {
             eps: 1e-5,
         }
     }
+}
+
+/// A square convolution's geometry, for [`LayerBuilder::conv2d`].
+#[derive(Debug, Clone, Copy)]
+pub struct Conv {
+    pub kernel: i64,
+    pub stride: i64,
+    /// Zero padding on each side.
+    pub padding: i64,
+    pub bias: bool,
 }
 
 /// One linear layer, its weight [out, in] and bias [out].
