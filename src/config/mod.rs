@@ -33,6 +33,10 @@ pub struct ExperimentFile {
     #[serde(default)]
     pub convention: String,
     pub dataset: DatasetSection,
+    /// Input transforms: padding and normalization on every split, random crop and flip on
+    /// training batches (drawn from the job's seeded stream).
+    #[serde(default)]
+    pub transforms: crate::data::transform::Transforms,
     pub scenario: ScenarioSection,
     #[serde(default)]
     pub model: ModelSection,

@@ -202,19 +202,21 @@ impl Plan {
         }
         let shared = serde_json::json!({
             "dataset": experiment.dataset,
+            "transforms": experiment.transforms,
             "scenario": experiment.scenario,
             "model": { "name": model.name, "params": model.params, "heads": heads },
             "training": train,
         });
         // What an earlier clbench recorded, for the MLP (the only model it had).
-        let legacy_shared = (model.name == "mlp").then(|| {
-            serde_json::json!({
-                "dataset": experiment.dataset,
-                "scenario": experiment.scenario,
-                "model": { "hidden": model.params["hidden"], "heads": heads },
-                "training": train,
-            })
-        });
+        let legacy_shared =
+            (model.name == "mlp" && experiment.transforms.is_identity()).then(|| {
+                serde_json::json!({
+                    "dataset": experiment.dataset,
+                    "scenario": experiment.scenario,
+                    "model": { "hidden": model.params["hidden"], "heads": heads },
+                    "training": train,
+                })
+            });
         let mut jobs = Vec::new();
         let mut ids = BTreeSet::new();
         for (entry, mapping) in experiment.strategies.iter().enumerate() {

@@ -64,15 +64,25 @@ pub fn run_job_with_model(
             seed: job.seed,
         },
     )?;
+    let transforms = &plan.experiment.transforms;
+    let input = model_input(plan, dataset);
     let spec = NetSpec {
         model: plan.model.name,
         params: plan.model.params.clone(),
-        input: InputShape {
-            channels: 1,
-            height: dataset.train.rows as i64,
-            width: dataset.train.cols as i64,
-        },
+        input,
         outputs: scenario.outputs,
+    };
+    // Padding and normalization, once per task's tensors (train and test alike).
+    let image_shape = dataset_image_shape(dataset);
+    let prepare = |mut data: TaskData| -> TaskData {
+        if !transforms.is_identity() {
+            let (c, h, w) = image_shape;
+            let n = data.x.size()[0];
+            data.x = transforms
+                .apply_eval(&data.x.view([n, c, h, w]))
+                .view([n, input.numel()]);
+        }
+        data
     };
     let model = Net::new(&spec, device, job.seed)?;
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
@@ -80,10 +90,11 @@ pub fn run_job_with_model(
     // Training data is built task by task (a permuted MNIST task is 190 MB of floats); test data
     // is kept for the whole job, since every task is evaluated after every task.
     let test: Vec<TaskData> = (0..num_tasks)
-        .map(|t| scenario.test_data(&dataset.test, t, t, device))
+        .map(|t| prepare(scenario.test_data(&dataset.test, t, t, device)))
         .collect();
 
     let mut trainer = Trainer::new(plan.train.clone());
+    trainer.set_augmentation(transforms, input);
     let mut progress = JobProgress::new(&job.id, &job.settings);
     let mut resumed_after_task = None;
     if let Some(path) = checkpoint {
@@ -114,7 +125,7 @@ pub fn run_job_with_model(
     // Time spent by earlier runs of this job (before a kill), so totals add up.
     let earlier_s = progress.timings.total_s;
     for t in progress.tasks_done()..num_tasks {
-        let current = scenario.train_data(&dataset.train, t, device);
+        let current = prepare(scenario.train_data(&dataset.train, t, device));
         let ctx = TaskContext {
             task: t,
             num_tasks,
@@ -128,7 +139,7 @@ pub fn run_job_with_model(
         let earlier: Vec<TaskData> = tasks
             .iter()
             .filter(|&&k| k != t)
-            .map(|&k| scenario.train_data(&dataset.train, k, device))
+            .map(|&k| prepare(scenario.train_data(&dataset.train, k, device)))
             .collect();
         let parts: Vec<(&TaskData, tch::Tensor)> = tasks
             .iter()
@@ -220,6 +231,26 @@ pub fn run_job_with_model(
         settings: job.settings.clone(),
     };
     Ok((result, model))
+}
+
+/// The dataset's images as (channels, height, width).
+fn dataset_image_shape(dataset: &Dataset) -> (i64, i64, i64) {
+    let s = &dataset.train;
+    (1, s.rows as i64, s.cols as i64)
+}
+
+/// The network's input: the dataset's images after the experiment's transforms.
+pub fn model_input(plan: &Plan, dataset: &Dataset) -> InputShape {
+    let (c, h, w) = dataset_image_shape(dataset);
+    let (c, h, w) = plan
+        .experiment
+        .transforms
+        .output_shape(c as usize, h as usize, w as usize);
+    InputShape {
+        channels: c as i64,
+        height: h as i64,
+        width: w as i64,
+    }
 }
 
 /// Versions, git revision and host, as recorded in every result.

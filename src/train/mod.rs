@@ -21,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-use crate::model::{masked_cross_entropy, Forward, Net};
+use crate::data::transform::Transforms;
+use crate::model::{masked_cross_entropy, Forward, InputShape, Net};
 
 use crate::results::CurvePoint;
 use crate::strategy::{Batch, ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskData};
@@ -177,6 +178,9 @@ impl Optimizer {
 pub struct Trainer {
     settings: TrainSettings,
     optimizer: Option<Optimizer>,
+    /// Random crop and flip of each training batch (none when the transforms have no random
+    /// part), with the shape the batch's flat rows are viewed as.
+    augmentation: Option<(Transforms, InputShape)>,
     /// Steps taken over the whole job (the x axis of training curves).
     pub global_step: usize,
     /// Training samples processed over the whole job.
@@ -188,9 +192,19 @@ impl Trainer {
         Trainer {
             settings,
             optimizer: None,
+            augmentation: None,
             global_step: 0,
             samples_seen: 0,
         }
+    }
+
+    /// Augments every training batch with `transforms`' random part (a no-op without one), its
+    /// rows viewed as images of `shape`. The draws come from the loop's RNG after the batch's
+    /// shuffling, so a seed gives the same batches on every run.
+    pub fn set_augmentation(&mut self, transforms: &Transforms, shape: InputShape) {
+        self.augmentation = transforms
+            .has_augmentation()
+            .then(|| (transforms.clone(), shape));
     }
 
     /// The optimizer's state (empty before the first task), for a checkpoint.
@@ -246,11 +260,15 @@ impl Trainer {
             while start < n && step < total_steps {
                 let len = batch.min(n - start);
                 let idx = order_t.narrow(0, start as i64, len as i64);
-                let (x, y, mask) = (
+                let (mut x, y, mask) = (
                     data.x.index_select(0, &idx),
                     data.y.index_select(0, &idx),
                     data.mask.index_select(0, &idx),
                 );
+                if let Some((transforms, s)) = &self.augmentation {
+                    let images = x.view([len as i64, s.channels, s.height, s.width]);
+                    x = transforms.augment(&images, rng).view([len as i64, -1]);
+                }
                 let b = Batch {
                     x: &x,
                     y: &y,
