@@ -25,6 +25,7 @@ pub const TORCH_VERSION: &str = "2.11.0";
 pub const TCH_VERSION: &str = "0.24.0";
 
 pub mod config;
+pub mod core;
 pub mod data;
 pub mod fisher;
 pub mod importance;
@@ -39,5 +40,15 @@ pub mod train;
 
 /// The strategies, one module per file of `strategies/`, found by build.rs.
 pub mod strategies {
-    include!(concat!(env!("OUT_DIR"), "/strategy_modules.rs"));
+    include!(concat!(env!("OUT_DIR"), "/strategies_modules.rs"));
+}
+
+/// The model backbones, one module per file of `models/`, found by build.rs.
+pub mod models {
+    include!(concat!(env!("OUT_DIR"), "/models_modules.rs"));
+}
+
+/// The datasets, one module per file of `datasets/`, found by build.rs.
+pub mod datasets {
+    include!(concat!(env!("OUT_DIR"), "/datasets_modules.rs"));
 }
