@@ -11,7 +11,8 @@ use std::{
 
 use serde::Serialize;
 
-use super::{locate, ExperimentFile};
+use super::{locate, ExperimentFile, ScenarioKind};
+use crate::data::{DatasetRegistry, DatasetShape};
 use crate::scenario::{Heads, Mode};
 use crate::strategy::Registry;
 use crate::train::TrainSettings;
@@ -52,11 +53,24 @@ pub struct JobSpec {
     pub settings: serde_json::Value,
 }
 
+/// The experiment's dataset after its plugin checked the parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedDataset {
+    /// The registered name (`DatasetRegistry::get` finds its plugin).
+    pub name: String,
+    /// Its parameters as the plugin's `resolve` returned them, defaults filled in.
+    pub params: serde_json::Value,
+}
+
 /// A validated experiment.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub file: PathBuf,
     pub experiment: ExperimentFile,
+    /// The dataset to load (`runner::load_dataset` loads it through the dataset registry).
+    pub dataset: ResolvedDataset,
+    /// What the dataset gives (channels, image size, classes), known before loading it.
+    pub dataset_shape: DatasetShape,
     pub heads: Heads,
     pub train: TrainSettings,
     pub jobs: Vec<JobSpec>,
@@ -144,6 +158,7 @@ impl Plan {
                 "runner.workers, runner.jobs_per_device and runner.threads_per_worker must be at least 1".into(),
             ));
         }
+        let (dataset, dataset_shape) = resolve_dataset(&experiment, text, path)?;
         let heads = match (experiment.model.heads, experiment.scenario.mode) {
             (Some(Heads::Multi), Mode::Domain | Mode::Class) => {
                 return Err(err(
@@ -178,7 +193,7 @@ impl Plan {
             ));
         }
         let shared = serde_json::json!({
-            "dataset": experiment.dataset,
+            "dataset": dataset,
             "scenario": experiment.scenario,
             "model": { "hidden": experiment.model.hidden, "heads": heads },
             "training": train,
@@ -255,12 +270,120 @@ impl Plan {
         Ok(Plan {
             file: path.to_path_buf(),
             experiment,
+            dataset,
+            dataset_shape,
             heads,
             train,
             jobs,
             out_dir,
         })
     }
+}
+
+/// Resolves `dataset:` through the dataset registry and checks the scenario against the
+/// dataset's shape, before any data is read: split tasks may only name classes the dataset has,
+/// and rotation needs single-channel images. Errors point at the offending key.
+fn resolve_dataset(
+    experiment: &ExperimentFile,
+    text: &str,
+    path: &Path,
+) -> Result<(ResolvedDataset, DatasetShape), ConfigError> {
+    let err = |position, message: String| ConfigError {
+        file: path.to_path_buf(),
+        position,
+        message,
+    };
+    let at = |key: &str| section_key(text, "dataset", key);
+    let registry = DatasetRegistry::load().map_err(|e| err(None, format!("{e:#}")))?;
+    let section = &experiment.dataset;
+    let reg = registry
+        .lookup(&section.name)
+        .map_err(|message| err(at("name"), format!("dataset.name: {message}")))?;
+    let params = (reg.resolve)(&section.params).map_err(|message| {
+        let key = culprit_key(&section.params, reg.resolve);
+        let position = key.as_deref().map_or(at("name"), at);
+        err(position, format!("dataset `{}`: {message}", reg.name))
+    })?;
+    let shape = (reg.shape)(&params);
+    let scenario = &experiment.scenario;
+    if scenario.kind == ScenarioKind::Split {
+        if let Some(&class) = scenario
+            .tasks
+            .iter()
+            .flatten()
+            .find(|&&c| usize::from(c) >= shape.classes)
+        {
+            return Err(err(
+                section_key(text, "scenario", "tasks"),
+                format!(
+                    "scenario.tasks names class {class}, but dataset `{}` has {} classes \
+                     (0..={}); list only classes below {}",
+                    reg.name,
+                    shape.classes,
+                    shape.classes.saturating_sub(1),
+                    shape.classes
+                ),
+            ));
+        }
+    }
+    if scenario.kind == ScenarioKind::Rotated && shape.channels != 1 {
+        return Err(err(
+            section_key(text, "scenario", "kind"),
+            format!(
+                "scenario.kind: rotated rotates single-channel images, but dataset `{}` has {} \
+                 channels; use kind: split or permuted",
+                reg.name, shape.channels
+            ),
+        ));
+    }
+    Ok((
+        ResolvedDataset {
+            name: reg.name.to_string(),
+            params,
+        },
+        shape,
+    ))
+}
+
+/// 1-based (line, column) of `key` inside the top-level block `section:` (block or flow
+/// style), else of `section:` itself; `None` when there is no such section.
+fn section_key(text: &str, section: &str, key: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| {
+        l.strip_prefix(section)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })?;
+    let found = |i: usize, line: &str| {
+        let body = line.trim_start();
+        if body
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        {
+            return Some((i + 1, line.len() - body.len() + 1));
+        }
+        // Flow style: `dataset: {name: synthetic, seed: 3}`.
+        let pos = line.find(&format!("{key}:"))?;
+        matches!(line[..pos].chars().last(), Some(' ' | '{' | ',')).then_some((i + 1, pos + 1))
+    };
+    let first = &lines[start][section.len()..];
+    if let Some(pos) = first.find(&format!("{key}:")) {
+        if matches!(first[..pos].chars().last(), Some(' ' | '{' | ',')) {
+            return Some((start + 1, section.len() + pos + 1));
+        }
+    }
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if line.len() == trimmed.len() {
+            break; // the next top-level key
+        }
+        if let Some(position) = found(i, line) {
+            return Some(position);
+        }
+    }
+    Some((start + 1, 1))
 }
 
 /// The Cartesian product of the parameters: a list value is an axis, anything else a constant.
