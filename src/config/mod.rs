@@ -4,7 +4,8 @@
 //! Parsing is strict (`deny_unknown_fields` everywhere): a misspelt key is an error naming the
 //! file, line and column and listing the allowed keys, never a silently ignored setting. Strategy
 //! entries are a `name` plus that strategy's parameters; a list as a parameter's value is a grid
-//! axis, and the grid is the Cartesian product of the axes.
+//! axis, and the grid is the Cartesian product of the axes. `dataset:` is likewise a registered
+//! dataset's `name` plus its parameters, checked by the dataset's plugin (no grid there).
 
 pub mod locate;
 pub mod plan;

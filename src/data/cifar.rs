@@ -181,13 +181,13 @@ pub fn parse_records(
     if bytes.is_empty() {
         return Err(bad("the file is empty, it holds no records".into()));
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         let other = if label_bytes == 1 {
             (CIFAR_PIXELS + 2, "CIFAR-100 (2 label bytes)")
         } else {
             (CIFAR_PIXELS + 1, "CIFAR-10 (1 label byte)")
         };
-        let looks_like = if bytes.len() % other.0 == 0 {
+        let looks_like = if bytes.len().is_multiple_of(other.0) {
             format!(
                 "; its length is a whole number of {}-byte records, as in {}: is it that \
                  dataset's file?",
