@@ -445,3 +445,39 @@ fn nested_synthetic_form_still_works() {
     assert_eq!(a, b);
     assert_eq!(a.train.len(), 60);
 }
+
+/// The settings clbench recorded before dataset plugins, rebuilt for old results to match.
+#[test]
+fn legacy_settings_match_the_old_format() {
+    let nested =
+        "  name: synthetic\n  synthetic: {seed: 3, train_per_class: 60, test_per_class: 20}";
+    let cases = [
+        (
+            "  name: mnist",
+            Some(r#"{"name":"mnist","dir":null,"download":true,"synthetic":null}"#),
+        ),
+        (
+            "  name: mnist\n  dir: /x\n  download: false",
+            Some(r#"{"name":"mnist","dir":"/x","download":false,"synthetic":null}"#),
+        ),
+        (
+            nested,
+            Some(
+                r#"{"name":"synthetic","dir":null,"download":true,"synthetic":{"seed":3,"train_per_class":60,"test_per_class":20,"classes":10,"rows":28,"cols":28,"noise":0.25}}"#,
+            ),
+        ),
+        (
+            "  name: synthetic",
+            Some(r#"{"name":"synthetic","dir":null,"download":true,"synthetic":null}"#),
+        ),
+        ("  name: synthetic\n  seed: 3", None),
+        ("  name: synthetic\n  synthetic: {channels: 3}", None),
+        ("  name: cifar10", None),
+    ];
+    for (dataset, want) in cases {
+        let p = plan(&experiment(dataset, "[[0, 1]]")).unwrap();
+        let got = p.dataset.legacy_settings(&p.experiment.dataset);
+        let want: Option<serde_json::Value> = want.map(|w| serde_json::from_str(w).unwrap());
+        assert_eq!(got, want, "{dataset}");
+    }
+}

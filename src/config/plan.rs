@@ -62,6 +62,43 @@ pub struct ResolvedDataset {
     pub params: serde_json::Value,
 }
 
+impl ResolvedDataset {
+    /// How clbench recorded the dataset in a job's settings before datasets were plugins
+    /// (`{"name", "dir", "download", "synthetic"}`), so that results saved then can still be
+    /// recognised; `None` where that format could not express the dataset. `section` is the
+    /// `dataset:` YAML this was resolved from (the old format kept `synthetic:` as written).
+    pub fn legacy_settings(&self, section: &super::DatasetSection) -> Option<serde_json::Value> {
+        let old = |dir, download, synthetic| {
+            serde_json::json!({
+                "name": self.name, "dir": dir, "download": download, "synthetic": synthetic,
+            })
+        };
+        match self.name.as_str() {
+            "mnist" => Some(old(
+                self.params["dir"].clone(),
+                self.params["download"].clone(),
+                serde_json::Value::Null,
+            )),
+            "synthetic" => {
+                let mut spec = self.params.clone();
+                let map = spec.as_object_mut()?;
+                let channels = map.remove("channels")?;
+                if channels != 1 || map.get("classes")?.as_u64()? > 10 {
+                    return None;
+                }
+                let synthetic = match section.params.get("synthetic") {
+                    Some(serde_yaml::Value::Null) => serde_json::Value::Null,
+                    Some(_) => spec,
+                    None if section.params.is_empty() => serde_json::Value::Null,
+                    None => return None,
+                };
+                Some(old(serde_json::Value::Null, true.into(), synthetic))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A validated experiment.
 #[derive(Debug, Clone)]
 pub struct Plan {
