@@ -481,3 +481,86 @@ fn legacy_settings_match_the_old_format() {
         assert_eq!(got, want, "{dataset}");
     }
 }
+
+/// `clbench datasets` lists every registered dataset with its parameters; `clbench data`
+/// loads the one `--dataset` names.
+#[test]
+fn the_datasets_and_data_subcommands() {
+    let clbench = env!("CARGO_BIN_EXE_clbench");
+    let out = std::process::Command::new(clbench)
+        .arg("datasets")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for reg in DatasetRegistry::load().unwrap().iter() {
+        assert!(
+            text.contains(reg.name) && text.contains(reg.summary),
+            "{text}"
+        );
+        for (param, _) in reg.params {
+            assert!(text.contains(&format!("{param} = ")), "{param}: {text}");
+        }
+    }
+    assert!(text.contains("labels = \"fine\""), "{text}");
+
+    let dir = cifar10_dir();
+    let out = std::process::Command::new(clbench)
+        .args(["data", "--dataset", "cifar10", "--offline", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("train: 15 images of 3 channel(s) x 32x32, 10 classes"),
+        "{text}"
+    );
+    let out = std::process::Command::new(clbench)
+        .args(["data", "--dataset", "cifar100", "--offline", "--dir"])
+        .arg(dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("CIFAR-100 files missing"),
+        "{err}"
+    );
+}
+
+/// A tiny split experiment on generated colour CIFAR-10 files runs end to end: the network gets
+/// 3 x 32 x 32 inputs.
+#[test]
+fn a_tiny_cifar10_experiment_runs_end_to_end() {
+    let data = cifar10_dir();
+    let test: Vec<u8> = (0..10).flat_map(|i| record(&[i as u8], i)).collect();
+    fs::write(data.path().join("test_batch.bin"), test).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let text = experiment(
+        &format!("  name: cifar10\n  {}  download: false", dir_yaml(data.path())),
+        "[[0, 1], [2, 3]]",
+    )
+    .replace("batch_size: 16", "batch_size: 4\n  epochs: 1")
+    .replace(
+        "strategies:",
+        &format!(
+            "model:\n  hidden: [8]\nrunner:\n  devices: [cpu]\n  workers: 1\noutput: {:?}\nstrategies:",
+            out.path().display().to_string()
+        ),
+    );
+    let file = out.path().join("cifar.yaml");
+    fs::write(&file, &text).unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_clbench"))
+        .args(["run", "--quiet"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let jobs = fs::read_dir(out.path().join("t/jobs")).unwrap().count();
+    assert_eq!(jobs, 1);
+}

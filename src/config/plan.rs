@@ -390,23 +390,22 @@ fn section_key(text: &str, section: &str, key: &str) -> Option<(usize, usize)> {
         l.strip_prefix(section)
             .is_some_and(|rest| rest.trim_start().starts_with(':'))
     })?;
-    let found = |i: usize, line: &str| {
+    // 1-based column of `key:` in `line`: its first word (block style), or after `{`, `,` or a
+    // space (flow style: `dataset: {name: synthetic, seed: 3}`).
+    let column = |line: &str| -> Option<usize> {
         let body = line.trim_start();
         if body
             .strip_prefix(key)
             .is_some_and(|rest| rest.trim_start().starts_with(':'))
         {
-            return Some((i + 1, line.len() - body.len() + 1));
+            return Some(line.len() - body.len() + 1);
         }
-        // Flow style: `dataset: {name: synthetic, seed: 3}`.
         let pos = line.find(&format!("{key}:"))?;
-        matches!(line[..pos].chars().last(), Some(' ' | '{' | ',')).then_some((i + 1, pos + 1))
+        matches!(line[..pos].chars().last(), Some(' ' | '{' | ',')).then_some(pos + 1)
     };
-    let first = &lines[start][section.len()..];
-    if let Some(pos) = first.find(&format!("{key}:")) {
-        if matches!(first[..pos].chars().last(), Some(' ' | '{' | ',')) {
-            return Some((start + 1, section.len() + pos + 1));
-        }
+    // On the section's own line, only after `section:`.
+    if let Some(col) = column(&lines[start][section.len()..]) {
+        return Some((start + 1, section.len() + col));
     }
     for (i, line) in lines.iter().enumerate().skip(start + 1) {
         let trimmed = line.trim_start();
@@ -416,8 +415,8 @@ fn section_key(text: &str, section: &str, key: &str) -> Option<(usize, usize)> {
         if line.len() == trimmed.len() {
             break; // the next top-level key
         }
-        if let Some(position) = found(i, line) {
-            return Some(position);
+        if let Some(col) = column(line) {
+            return Some((i + 1, col));
         }
     }
     Some((start + 1, 1))
