@@ -20,7 +20,8 @@ const PLUGIN_FOLDERS: [&str; 3] = ["strategies", "models", "datasets"];
 
 fn generate_plugin_modules(folder: &str) {
     println!("cargo:rerun-if-changed={folder}");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    // Read at run time: a compile-time env! would be fixed to the first checkout built.
+    let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").unwrap()).join(folder);
     // A folder with no plugin yet may be absent (git keeps no empty folders).
     let mut files: Vec<_> = fs::read_dir(&dir)
         .into_iter()

@@ -5,7 +5,14 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use clbench::{config::Plan, report, results::write_atomic, runner, strategy::Registry};
+use clbench::{
+    config::Plan,
+    data::{DatasetRegistry, LoadOptions},
+    report,
+    results::write_atomic,
+    runner,
+    strategy::Registry,
+};
 
 /// Benchmarks continual-learning strategies against catastrophic forgetting.
 #[derive(Parser)]
@@ -59,11 +66,18 @@ enum Command {
     },
     /// List the registered strategies with their parameters.
     Strategies,
+    /// List the registered datasets with their shapes and parameters.
+    Datasets,
     /// Rebuild the table, summary.csv and charts of an experiment folder from its saved results.
     Report { folder: PathBuf },
-    /// Load MNIST and describe it (checks the data folder).
+    /// Load a dataset and describe it (checks its folder; downloads missing files unless
+    /// --offline).
     Data {
-        /// MNIST folder (default: $CLBENCH_DATA, else data/).
+        /// A registered dataset (`clbench datasets` lists them).
+        #[arg(long, default_value = "mnist")]
+        dataset: String,
+        /// The dataset's folder (its `dir` parameter; default: the dataset's environment
+        /// variable, else its folder under data/).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Do not download missing files.
@@ -104,8 +118,16 @@ fn main() -> ExitCode {
             _,
         ) => slurm(&experiment, &options, submit),
         (Some(Command::Strategies), _) => strategies(),
+        (Some(Command::Datasets), _) => datasets(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
-        (Some(Command::Data { dir, offline }), _) => describe_data(dir, offline),
+        (
+            Some(Command::Data {
+                dataset,
+                dir,
+                offline,
+            }),
+            _,
+        ) => describe_data(&dataset, dir, offline),
         (None, Some(experiment)) => run(
             &experiment,
             runner::RunOptions {
@@ -321,16 +343,47 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_data(dir: Option<PathBuf>, offline: bool) -> Result<ExitCode> {
-    let dir = clbench::data::resolve_data_dir(dir.as_deref());
-    let dataset = clbench::data::load_mnist(&dir, !offline)?;
+fn datasets() -> Result<ExitCode> {
+    let registry = DatasetRegistry::load()?;
+    for reg in registry.iter() {
+        println!("{:<14} {}", reg.name, reg.summary);
+        let defaults =
+            (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
+        let shape = (reg.shape)(&defaults);
+        println!(
+            "{:<14} shape: {} channel(s) x {}x{}, {} classes (with the defaults)",
+            "", shape.channels, shape.rows, shape.cols, shape.classes
+        );
+        for (param, meaning) in reg.params {
+            let default = defaults
+                .get(param)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            println!("{:<14}   {param} = {default}: {meaning}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_data(name: &str, dir: Option<PathBuf>, offline: bool) -> Result<ExitCode> {
+    let registry = DatasetRegistry::load()?;
+    let reg = registry.lookup(name).map_err(anyhow::Error::msg)?;
+    let mut params = serde_yaml::Mapping::new();
+    if let Some(dir) = dir {
+        params.insert("dir".into(), dir.display().to_string().into());
+    }
+    let params =
+        (reg.resolve)(&params).map_err(|message| anyhow::anyhow!("dataset `{name}`: {message}"))?;
+    let dataset = (reg.load)(&params, &LoadOptions { offline })?;
     println!("{} from {}", dataset.name, dataset.source);
     for (name, split) in [("train", &dataset.train), ("test", &dataset.test)] {
         println!(
-            "{name}: {} images of {}x{}; per class: {:?}",
+            "{name}: {} images of {} channel(s) x {}x{}, {} classes; per class: {:?}",
             split.len(),
+            split.channels,
             split.rows,
             split.cols,
+            split.classes,
             split.class_counts()
         );
     }

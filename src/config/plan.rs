@@ -11,7 +11,8 @@ use std::{
 
 use serde::Serialize;
 
-use super::{identity, locate, ExperimentFile};
+use super::{identity, locate, ExperimentFile, ScenarioKind};
+use crate::data::{DatasetRegistry, DatasetShape};
 use crate::model::ModelRegistry;
 use crate::scenario::{Heads, Mode};
 use crate::strategy::Registry;
@@ -65,11 +66,61 @@ pub struct ModelChoice {
     pub params: serde_json::Value,
 }
 
+/// The experiment's dataset after its plugin checked the parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedDataset {
+    /// The registered name (`DatasetRegistry::get` finds its plugin).
+    pub name: String,
+    /// Its parameters as the plugin's `resolve` returned them, defaults filled in.
+    pub params: serde_json::Value,
+}
+
+impl ResolvedDataset {
+    /// How clbench recorded the dataset in a job's settings before datasets were plugins
+    /// (`{"name", "dir", "download", "synthetic"}`), so that results saved then can still be
+    /// recognised; `None` where that format could not express the dataset. `section` is the
+    /// `dataset:` YAML this was resolved from (the old format kept `synthetic:` as written).
+    pub fn legacy_settings(&self, section: &super::DatasetSection) -> Option<serde_json::Value> {
+        let old = |dir, download, synthetic| {
+            serde_json::json!({
+                "name": self.name, "dir": dir, "download": download, "synthetic": synthetic,
+            })
+        };
+        match self.name.as_str() {
+            "mnist" => Some(old(
+                self.params["dir"].clone(),
+                self.params["download"].clone(),
+                serde_json::Value::Null,
+            )),
+            "synthetic" => {
+                let mut spec = self.params.clone();
+                let map = spec.as_object_mut()?;
+                let channels = map.remove("channels")?;
+                if channels != 1 || map.get("classes")?.as_u64()? > 10 {
+                    return None;
+                }
+                let synthetic = match section.params.get("synthetic") {
+                    Some(serde_yaml::Value::Null) => serde_json::Value::Null,
+                    Some(_) => spec,
+                    None if section.params.is_empty() => serde_json::Value::Null,
+                    None => return None,
+                };
+                Some(old(serde_json::Value::Null, true.into(), synthetic))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A validated experiment.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub file: PathBuf,
     pub experiment: ExperimentFile,
+    /// The dataset to load (`runner::load_dataset` loads it through the dataset registry).
+    pub dataset: ResolvedDataset,
+    /// What the dataset gives (channels, image size, classes), known before loading it.
+    pub dataset_shape: DatasetShape,
     pub heads: Heads,
     pub model: ModelChoice,
     pub train: TrainSettings,
@@ -167,6 +218,28 @@ impl Plan {
                 "runner.workers, runner.jobs_per_device and runner.threads_per_worker must be at least 1".into(),
             ));
         }
+        let (dataset, dataset_shape) = resolve_dataset(&experiment, text, path)?;
+        // The transforms and the network must fit the dataset's images, known without loading.
+        let transforms = &experiment.transforms;
+        transforms
+            .validate(dataset_shape.channels)
+            .map_err(|message| err(top("transforms"), message))?;
+        let (c, h, w) = transforms.output_shape(
+            dataset_shape.channels,
+            dataset_shape.rows,
+            dataset_shape.cols,
+        );
+        let input = crate::model::InputShape {
+            channels: c as i64,
+            height: h as i64,
+            width: w as i64,
+        };
+        (model_reg.check)(&model.params, input).map_err(|message| {
+            err(
+                top("model"),
+                format!("model `{}` on {c}x{h}x{w} inputs: {message}", model.name),
+            )
+        })?;
         let heads = match (experiment.model.heads, experiment.scenario.mode) {
             (Some(Heads::Multi), Mode::Domain | Mode::Class) => {
                 return Err(err(
@@ -201,17 +274,19 @@ impl Plan {
             ));
         }
         let shared = serde_json::json!({
-            "dataset": experiment.dataset,
+            "dataset": dataset,
             "transforms": experiment.transforms,
             "scenario": experiment.scenario,
             "model": { "name": model.name, "params": model.params, "heads": heads },
             "training": train,
         });
         // What an earlier clbench recorded, for the MLP (the only model it had).
-        let legacy_shared =
-            (model.name == "mlp" && experiment.transforms.is_identity()).then(|| {
+        let legacy_shared = dataset
+            .legacy_settings(&experiment.dataset)
+            .filter(|_| model.name == "mlp" && experiment.transforms.is_identity())
+            .map(|legacy_dataset| {
                 serde_json::json!({
-                    "dataset": experiment.dataset,
+                    "dataset": legacy_dataset,
                     "scenario": experiment.scenario,
                     "model": { "hidden": model.params["hidden"], "heads": heads },
                     "training": train,
@@ -306,6 +381,8 @@ impl Plan {
         Ok(Plan {
             file: path.to_path_buf(),
             experiment,
+            dataset,
+            dataset_shape,
             heads,
             model,
             train,
@@ -313,6 +390,111 @@ impl Plan {
             out_dir,
         })
     }
+}
+
+/// Resolves `dataset:` through the dataset registry and checks the scenario against the
+/// dataset's shape, before any data is read: split tasks may only name classes the dataset has,
+/// and rotation needs single-channel images. Errors point at the offending key.
+fn resolve_dataset(
+    experiment: &ExperimentFile,
+    text: &str,
+    path: &Path,
+) -> Result<(ResolvedDataset, DatasetShape), ConfigError> {
+    let err = |position, message: String| ConfigError {
+        file: path.to_path_buf(),
+        position,
+        message,
+    };
+    let at = |key: &str| section_key(text, "dataset", key);
+    let registry = DatasetRegistry::load().map_err(|e| err(None, format!("{e:#}")))?;
+    let section = &experiment.dataset;
+    let reg = registry
+        .lookup(&section.name)
+        .map_err(|message| err(at("name"), format!("dataset.name: {message}")))?;
+    let params = (reg.resolve)(&section.params).map_err(|message| {
+        let key = culprit_key(&section.params, reg.resolve);
+        let position = key.as_deref().map_or(at("name"), at);
+        err(position, format!("dataset `{}`: {message}", reg.name))
+    })?;
+    let shape = (reg.shape)(&params);
+    let scenario = &experiment.scenario;
+    if scenario.kind == ScenarioKind::Split {
+        if let Some(&class) = scenario
+            .tasks
+            .iter()
+            .flatten()
+            .find(|&&c| usize::from(c) >= shape.classes)
+        {
+            return Err(err(
+                section_key(text, "scenario", "tasks"),
+                format!(
+                    "scenario.tasks names class {class}, but dataset `{}` has {} classes \
+                     (0..={}); list only classes below {}",
+                    reg.name,
+                    shape.classes,
+                    shape.classes.saturating_sub(1),
+                    shape.classes
+                ),
+            ));
+        }
+    }
+    if scenario.kind == ScenarioKind::Rotated && shape.channels != 1 {
+        return Err(err(
+            section_key(text, "scenario", "kind"),
+            format!(
+                "scenario.kind: rotated rotates single-channel images, but dataset `{}` has {} \
+                 channels; use kind: split or permuted",
+                reg.name, shape.channels
+            ),
+        ));
+    }
+    Ok((
+        ResolvedDataset {
+            name: reg.name.to_string(),
+            params,
+        },
+        shape,
+    ))
+}
+
+/// 1-based (line, column) of `key` inside the top-level block `section:` (block or flow
+/// style), else of `section:` itself; `None` when there is no such section.
+fn section_key(text: &str, section: &str, key: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| {
+        l.strip_prefix(section)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })?;
+    // 1-based column of `key:` in `line`: its first word (block style), or after `{`, `,` or a
+    // space (flow style: `dataset: {name: synthetic, seed: 3}`).
+    let column = |line: &str| -> Option<usize> {
+        let body = line.trim_start();
+        if body
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        {
+            return Some(line.len() - body.len() + 1);
+        }
+        let pos = line.find(&format!("{key}:"))?;
+        matches!(line[..pos].chars().last(), Some(' ' | '{' | ',')).then_some(pos + 1)
+    };
+    // On the section's own line, only after `section:`.
+    if let Some(col) = column(&lines[start][section.len()..]) {
+        return Some((start + 1, section.len() + col));
+    }
+    for (i, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if line.len() == trimmed.len() {
+            break; // the next top-level key
+        }
+        if let Some(col) = column(line) {
+            return Some((i + 1, col));
+        }
+    }
+    Some((start + 1, 1))
 }
 
 /// The Cartesian product of the parameters: a list value is an axis, anything else a constant.

@@ -1,13 +1,13 @@
-//! Fetching missing MNIST files from the mirrors torchvision uses.
+//! Fetching dataset files over HTTP: mirrors tried in order, bodies checked before use.
 //!
-//! In: a folder and the stems of the missing files (names from [`super::mnist::MNIST_FILES`]).
-//! Out: each file's `.gz` in that folder, byte for byte the one torchvision knows, or a
-//! [`DataError`] naming the file, every mirror tried with its error, and where to put the file by
-//! hand.
+//! In: the URLs of one file (mirrors, in order), a size limit and what to do with a body
+//! (`accept`: check its MD5 and store it, or unpack it). Out: `Ok` once one mirror's body was
+//! accepted, or every URL tried with its error, for the caller's [`DataError`] (which names the
+//! file and where to put it by hand).
 //!
-//! Mirrors are tried in [`MIRRORS`] order with connect and read timeouts. A download counts only
-//! if its MD5 matches torchvision's value; it is then written atomically by
-//! [`crate::results::write_atomic`] (temp file in the same folder, fsync, rename), so the folder
+//! Mirrors are tried with connect and read timeouts. A download counts only if its MD5 matches
+//! the published value ([`verify`]); it is then written atomically by
+//! [`crate::results::write_atomic`] (temp file in the same folder, fsync, rename), so a folder
 //! never holds a partial file under a real name. This is the only part of clbench that touches
 //! the network, and only when the caller allows it.
 
@@ -18,72 +18,33 @@ use md5::{Digest, Md5};
 use super::DataError;
 use crate::results::write_atomic;
 
-/// Base URLs tried in order; each file is fetched as `<mirror><stem>.gz`.
-pub const MIRRORS: [&str; 2] = [
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-];
-
-/// torchvision's MD5 of each `.gz` file.
-pub const MD5_SUMS: [(&str, &str); 4] = [
-    (
-        "train-images-idx3-ubyte.gz",
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    ),
-    (
-        "train-labels-idx1-ubyte.gz",
-        "d53e105ee54ea40749a09fcbcd1e9432",
-    ),
-    (
-        "t10k-images-idx3-ubyte.gz",
-        "9fb629c4189551a2d022fa330f9573f3",
-    ),
-    (
-        "t10k-labels-idx1-ubyte.gz",
-        "ec29112dd5afa0611ce80d1b7f02629c",
-    ),
-];
-
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest wait for any single read; a slow but moving download is not cut off.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// The largest file is under 10 MiB; a longer body is not MNIST.
-const MAX_BYTES: u64 = 64 << 20;
-
-/// Downloads `<stem>.gz` into `dir` (created if needed) for each of `stems`.
-pub fn download_missing(dir: &Path, stems: &[&str]) -> Result<(), DataError> {
+/// Tries `urls` in order until `accept` takes one's body (of at most `max_bytes`); returns
+/// each failed attempt's error, URL first, if none did.
+pub(crate) fn try_mirrors(
+    urls: &[String],
+    max_bytes: u64,
+    mut accept: impl FnMut(&[u8]) -> Result<(), DataError>,
+) -> Result<(), Vec<String>> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(CONNECT_TIMEOUT)
         .timeout_read(READ_TIMEOUT)
         .build();
-    'files: for stem in stems {
-        let file = format!("{stem}.gz");
-        let expected = MD5_SUMS
-            .iter()
-            .find(|(name, _)| *name == file)
-            .map(|(_, sum)| *sum)
-            .unwrap_or_else(|| panic!("{file} is not an MNIST file"));
-        let dest = dir.join(&file);
-        let mut attempts = Vec::new();
-        for mirror in MIRRORS {
-            let url = format!("{mirror}{file}");
-            eprintln!("clbench: downloading {url}");
-            let stored = fetch(&agent, &url)
-                .and_then(|bytes| verify_and_store(&bytes, expected, &dest).map_err(stored_err));
-            match stored {
-                Ok(()) => continue 'files,
-                // ureq's errors already start with the URL; ours do not.
-                Err(err) if err.contains(&url) => attempts.push(err),
-                Err(err) => attempts.push(format!("{url}: {err}")),
-            }
+    let mut attempts = Vec::new();
+    for url in urls {
+        eprintln!("clbench: downloading {url}");
+        let stored =
+            fetch(&agent, url, max_bytes).and_then(|bytes| accept(&bytes).map_err(stored_err));
+        match stored {
+            Ok(()) => return Ok(()),
+            // ureq's errors already start with the URL; ours do not.
+            Err(err) if err.contains(url.as_str()) => attempts.push(err),
+            Err(err) => attempts.push(format!("{url}: {err}")),
         }
-        return Err(DataError::Download {
-            file,
-            dir: dir.to_path_buf(),
-            attempts,
-        });
     }
-    Ok(())
+    Err(attempts)
 }
 
 /// A checksum mismatch says what was wrong with this mirror's copy; other store errors are kept
@@ -100,17 +61,17 @@ fn stored_err(err: DataError) -> String {
 }
 
 /// The body of `url`, or why it could not be had.
-fn fetch(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>, String> {
+fn fetch(agent: &ureq::Agent, url: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
     let response = agent.get(url).call().map_err(|err| err.to_string())?;
     let mut bytes = Vec::new();
     response
         .into_reader()
-        .take(MAX_BYTES + 1)
+        .take(max_bytes + 1)
         .read_to_end(&mut bytes)
         .map_err(|err| format!("reading the body: {err}"))?;
-    if bytes.len() as u64 > MAX_BYTES {
+    if bytes.len() as u64 > max_bytes {
         return Err(format!(
-            "body larger than {MAX_BYTES} bytes, not an MNIST file"
+            "body larger than {max_bytes} bytes, not the expected file"
         ));
     }
     Ok(bytes)
@@ -124,6 +85,20 @@ fn md5_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Checks that the MD5 of `bytes` is `expected_md5` (lowercase hex); `path` names the download
+/// in the [`DataError::Checksum`] otherwise.
+pub(crate) fn verify(bytes: &[u8], expected_md5: &str, path: &Path) -> Result<(), DataError> {
+    let actual = md5_hex(bytes);
+    if actual != expected_md5 {
+        return Err(DataError::Checksum {
+            path: path.to_path_buf(),
+            expected: expected_md5.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `dest` atomically if their MD5 is `expected_md5` (lowercase hex); otherwise
 /// writes nothing and returns [`DataError::Checksum`].
 pub(crate) fn verify_and_store(
@@ -131,14 +106,7 @@ pub(crate) fn verify_and_store(
     expected_md5: &str,
     dest: &Path,
 ) -> Result<(), DataError> {
-    let actual = md5_hex(bytes);
-    if actual != expected_md5 {
-        return Err(DataError::Checksum {
-            path: dest.to_path_buf(),
-            expected: expected_md5.to_string(),
-            actual,
-        });
-    }
+    verify(bytes, expected_md5, dest)?;
     write_atomic(dest, bytes).map_err(|err| DataError::Write {
         path: dest.to_path_buf(),
         err,
@@ -198,11 +166,14 @@ mod tests {
     }
 
     #[test]
-    fn every_mnist_file_has_a_checksum() {
-        for stem in super::super::mnist::MNIST_FILES {
-            assert!(MD5_SUMS
-                .iter()
-                .any(|(name, _)| *name == format!("{stem}.gz")));
+    fn every_idx_file_has_a_checksum() {
+        for spec in [super::super::mnist::MNIST] {
+            for stem in super::super::idx::IDX_FILES {
+                assert!(spec
+                    .md5
+                    .iter()
+                    .any(|(name, _)| *name == format!("{stem}.gz")));
+            }
         }
     }
 }

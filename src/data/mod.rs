@@ -1,20 +1,28 @@
 //! Datasets as plain bytes, and the tensors jobs build from them.
 //!
-//! In: a folder holding the four MNIST IDX files ([`load_mnist`], which may fetch missing ones
-//! through [`download`]) or a [`SyntheticSpec`] ([`synthetic`]). Out: a [`Dataset`], two
+//! In: files in a folder (the IDX files of MNIST and Fashion-MNIST, read by [`idx`]; the binary
+//! record files of CIFAR-10 and CIFAR-100, read by [`cifar`]), fetched when missing and allowed
+//! through [`download`], or a [`SyntheticSpec`] ([`synthetic`]). Out: a [`Dataset`], two
 //! [`Split`]s of `u8` pixels and labels with no tensors inside, so it is `Send + Sync` and one copy
 //! is shared by every worker through an `Arc`. A job builds its own tensors from it with
 //! [`Split::images_tensor`] and [`Split::labels_tensor`], on its own device.
 //!
+//! Which datasets exist is the plugins' business: each `datasets/*.rs` registers a
+//! [`DatasetRegistration`] (see [`registry`]) that resolves its YAML parameters, states its
+//! [`DatasetShape`] without reading files, and loads through the readers here.
+//!
 //! This module must not hold tensors, keep global state or know about tasks and scenarios:
 //! scenarios pick sample indices (for example with [`Split::indices_of_classes`]) and transform
-//! the tensors they get back. Every failure is a [`DataError`] whose message names the file or
-//! folder at fault and says what to do about it; the messages are complete on their own (they
-//! carry the underlying I/O or gzip error as text rather than as a chained source), so printing
-//! an error chain shows each cause once.
+//! the tensors they get back. Every failure is a [`DataError`] whose message names the dataset,
+//! the file or folder at fault and says what to do about it; the messages are complete on their
+//! own (they carry the underlying I/O or gzip error as text rather than as a chained source), so
+//! printing an error chain shows each cause once.
 
+pub mod cifar;
 pub mod download;
+pub mod idx;
 pub mod mnist;
+pub mod registry;
 pub mod synthetic;
 pub mod transform;
 
@@ -27,6 +35,7 @@ use std::{
 use tch::{Device, Kind, Tensor};
 
 pub use mnist::load_mnist;
+pub use registry::{DatasetRegistration, DatasetRegistry, DatasetShape, LoadOptions};
 pub use synthetic::{synthetic, SyntheticSpec};
 
 /// Environment variable naming the folder that holds the MNIST files, used when the experiment
@@ -37,22 +46,27 @@ pub const DATA_ENV: &str = "CLBENCH_DATA";
 /// directory.
 pub const DEFAULT_DATA_DIR: &str = "data";
 
-/// What to do about a damaged or foreign data file; ends most [`DataError`] messages.
-const REFETCH_HINT: &str = "re-download it or delete it so clbench fetches it again (or point \
-                            CLBENCH_DATA / dataset.dir at a folder holding the four MNIST files)";
+/// Most labels a [`Split`] may have: labels are `u8`.
+pub const MAX_CLASSES: usize = 256;
 
-/// One split (train or test) of a dataset of single-channel images with labels 0..=9.
+/// One split (train or test) of a dataset of images with labels `0..classes`.
 ///
-/// Invariants (checked by the loaders, assumed by the methods): `images.len() == labels.len() *
-/// rows * cols` and every label is at most 9.
+/// Invariants (checked by the loaders, assumed by the methods): `images.len() == len() *
+/// channels * rows * cols`, `1 <= classes <= 256` ([`MAX_CLASSES`]) and every label is below
+/// `classes`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Split {
-    /// Pixels 0..=255, row-major, one image after the other: `len() * rows * cols` bytes.
+    /// Pixels 0..=255, one image after the other, each in CHW order (channel-major, then
+    /// row-major): `len() * channels * rows * cols` bytes.
     pub images: Vec<u8>,
-    /// One label 0..=9 per image.
+    /// One label `0..classes` per image.
     pub labels: Vec<u8>,
+    /// Colour channels per image: 1 for greyscale, 3 for RGB.
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
+    /// How many classes the dataset has (whether or not this split holds each of them).
+    pub classes: usize,
 }
 
 impl Split {
@@ -65,9 +79,19 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// Pixels per image, `rows * cols`.
+    /// Bytes (input features) per image, `channels * rows * cols`.
     pub fn pixels(&self) -> usize {
-        self.rows * self.cols
+        self.channels * self.rows * self.cols
+    }
+
+    /// Channels, rows, columns and classes.
+    pub fn shape(&self) -> DatasetShape {
+        DatasetShape {
+            channels: self.channels,
+            rows: self.rows,
+            cols: self.cols,
+            classes: self.classes,
+        }
     }
 
     /// Indices of the samples whose label is in `classes`, ascending.
@@ -84,7 +108,9 @@ impl Split {
             .collect()
     }
 
-    /// The images at `indices`, in that order, as a Float tensor `[n, rows * cols]` in [0, 1].
+    /// The images at `indices`, in that order, as a Float tensor `[n, channels * rows * cols]`
+    /// in [0, 1], each row one image in CHW order (view it as `[n, channels, rows, cols]`, see
+    /// [`to_chw_shape`]).
     ///
     /// The bytes are gathered on the host and moved to `device` as `u8` (a quarter of the
     /// transfer), then converted there. Panics if an index is out of range.
@@ -112,9 +138,9 @@ impl Split {
         Tensor::from_slice(&labels).to_device(device)
     }
 
-    /// How many samples each label 0..=9 has.
-    pub fn class_counts(&self) -> [usize; 10] {
-        let mut counts = [0; 10];
+    /// How many samples each label `0..classes` has (a vector of length `classes`).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
         for &label in &self.labels {
             counts[usize::from(label)] += 1;
         }
@@ -137,8 +163,10 @@ impl fmt::Debug for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Split")
             .field("len", &self.len())
+            .field("channels", &self.channels)
             .field("rows", &self.rows)
             .field("cols", &self.cols)
+            .field("classes", &self.classes)
             .finish()
     }
 }
@@ -146,7 +174,8 @@ impl fmt::Debug for Split {
 /// A named dataset: a train and a test split, plus where it came from (for reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
-    /// `"mnist"` or `"synthetic"`.
+    /// The registered name: `"mnist"`, `"fashion_mnist"`, `"cifar10"`, `"cifar100"`,
+    /// `"synthetic"`.
     pub name: String,
     pub train: Split,
     pub test: Split,
@@ -154,84 +183,117 @@ pub struct Dataset {
     pub source: String,
 }
 
-/// Reshapes a batch of flat images `[N, rows * cols]` to `[N, 1, rows, cols]` for conv models.
+/// Reshapes a batch of flat single-channel images `[N, rows * cols]` to `[N, 1, rows, cols]`
+/// for conv models. Panics on another shape.
 pub fn to_image_shape(x: &Tensor, rows: usize, cols: usize) -> Tensor {
+    to_chw_shape(x, 1, rows, cols)
+}
+
+/// Reshapes a batch of flat images `[N, channels * rows * cols]` (as [`Split::images_tensor`]
+/// gives them) to `[N, channels, rows, cols]`. Panics on another shape.
+pub fn to_chw_shape(x: &Tensor, channels: usize, rows: usize, cols: usize) -> Tensor {
     let size = x.size();
     assert!(
-        size.len() == 2 && size[1] == (rows * cols) as i64,
-        "to_image_shape: expected [N, {}] for {rows}x{cols} images, got {size:?}",
-        rows * cols
+        size.len() == 2 && size[1] == (channels * rows * cols) as i64,
+        "to_chw_shape: expected [N, {}] for {channels}x{rows}x{cols} images, got {size:?}",
+        channels * rows * cols
     );
-    x.reshape([size[0], 1, rows as i64, cols as i64])
+    x.reshape([size[0], channels as i64, rows as i64, cols as i64])
 }
 
 /// The folder to read MNIST from: `configured` (the experiment's `dataset.dir`) if given, else
 /// the [`DATA_ENV`] environment variable if set and not empty, else [`DEFAULT_DATA_DIR`].
 pub fn resolve_data_dir(configured: Option<&Path>) -> PathBuf {
-    resolve_data_dir_with(configured, std::env::var_os(DATA_ENV))
+    resolve_dir(configured, DATA_ENV, Path::new(DEFAULT_DATA_DIR))
 }
 
-/// [`resolve_data_dir`] with the environment value passed in, so tests need not set variables.
-fn resolve_data_dir_with(configured: Option<&Path>, env: Option<OsString>) -> PathBuf {
+/// The folder of a dataset: `configured` if given, else the environment variable `env` if set
+/// and not empty, else `fallback`.
+pub fn resolve_dir(configured: Option<&Path>, env: &str, fallback: &Path) -> PathBuf {
+    resolve_dir_with(configured, std::env::var_os(env), fallback)
+}
+
+/// [`resolve_dir`] with the environment value passed in, so tests need not set variables.
+fn resolve_dir_with(configured: Option<&Path>, env: Option<OsString>, fallback: &Path) -> PathBuf {
     if let Some(dir) = configured {
         return dir.to_path_buf();
     }
     match env {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_DATA_DIR),
+        _ => fallback.to_path_buf(),
     }
 }
 
-/// Why a dataset could not be loaded, fetched or built. Each message names the file or folder
-/// at fault and says what to do.
+/// Why a dataset could not be loaded, fetched or built. Each message starts with the dataset,
+/// names the file or folder at fault and ends with what to do (`fix`, written by the loader that
+/// knows the dataset's folders, environment variable and download).
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error(
-        "{}: cannot read it: {err}; check that it is a readable file, or {REFETCH_HINT}",
+        "{dataset}: {}: cannot read it: {err}; check that it is a readable file, or {fix}",
         path.display()
     )]
-    Read { path: PathBuf, err: std::io::Error },
+    Read {
+        dataset: &'static str,
+        path: PathBuf,
+        err: std::io::Error,
+        fix: String,
+    },
 
-    #[error("{}: not a valid gzip file ({err}); {REFETCH_HINT}", path.display())]
-    Gzip { path: PathBuf, err: std::io::Error },
+    #[error("{dataset}: {}: not a valid gzip file ({err}); {fix}", path.display())]
+    Gzip {
+        dataset: &'static str,
+        path: PathBuf,
+        err: std::io::Error,
+        fix: String,
+    },
 
-    /// The file decodes but is not what its name promises (magic, dimensions, length, labels).
-    #[error("{}: {problem}; {REFETCH_HINT}", path.display())]
-    Format { path: PathBuf, problem: String },
+    /// The file reads but is not what its name promises (magic, dimensions, length, labels).
+    #[error("{dataset}: {}: {problem}; {fix}", path.display())]
+    Format {
+        dataset: &'static str,
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
 
     #[error(
-        "{} holds {n_images} images but {} holds {n_labels} labels; the two files do not belong \
-         together: re-download both, or delete them so clbench fetches them again",
+        "{dataset}: {} holds {n_images} images but {} holds {n_labels} labels; the two files do \
+         not belong together: re-download both, or delete them so clbench fetches them again",
         images.display(),
         labels.display()
     )]
     CountMismatch {
+        dataset: &'static str,
         images: PathBuf,
         labels: PathBuf,
         n_images: usize,
         n_labels: usize,
     },
 
+    /// `fix` says where to put the files and how to let clbench download them.
     #[error(
-        "MNIST files missing from {}: {}; put the four MNIST files there (gzipped .gz or \
-         uncompressed), set CLBENCH_DATA or dataset.dir to a folder that holds them, or let \
-         clbench download them (dataset.download: true, no --offline)",
+        "{dataset} files missing from {}: {}; {fix}",
         dir.display(),
         files.join(", ")
     )]
-    Missing { dir: PathBuf, files: Vec<String> },
+    Missing {
+        dataset: &'static str,
+        dir: PathBuf,
+        files: Vec<String>,
+        fix: String,
+    },
 
     #[error(
-        "could not download {file} from any mirror ({}); download it by hand and put it in {} \
-         (gzipped or not), or set CLBENCH_DATA or dataset.dir to a folder that holds the four \
-         MNIST files",
-        attempts.join("; "),
-        dir.display()
+        "{dataset}: could not download {file} from any mirror ({}); {fix}",
+        attempts.join("; ")
     )]
     Download {
+        dataset: &'static str,
         file: String,
         dir: PathBuf,
         attempts: Vec<String>,
+        fix: String,
     },
 
     #[error(
@@ -250,6 +312,25 @@ pub enum DataError {
     #[error("{err:#}; check that the folder is writable and has room")]
     Write { path: PathBuf, err: anyhow::Error },
 
+    /// A downloaded archive could not be unpacked, or lacks a file it should hold.
+    #[error("{dataset}: {archive}: {problem}; {fix}")]
+    Archive {
+        dataset: &'static str,
+        archive: String,
+        problem: String,
+        fix: String,
+    },
+
+    /// Parameters that did not come from the dataset's `resolve`.
+    #[error(
+        "dataset {dataset}: invalid parameters ({problem}); give them in the experiment's \
+         `dataset:` section, where they are checked"
+    )]
+    Params {
+        dataset: &'static str,
+        problem: String,
+    },
+
     #[error("synthetic dataset: {field} {problem}")]
     InvalidSpec {
         field: &'static str,
@@ -262,12 +343,14 @@ mod tests {
     use super::*;
 
     fn tiny() -> Split {
-        // Three 2x2 images: labels 3, 1, 3.
+        // Three 2x2 greyscale images: labels 3, 1, 3.
         Split {
             images: vec![0, 255, 51, 102, 1, 2, 3, 4, 255, 255, 0, 0],
             labels: vec![3, 1, 3],
+            channels: 1,
             rows: 2,
             cols: 2,
+            classes: 10,
         }
     }
 
@@ -278,11 +361,14 @@ mod tests {
         assert_eq!(s.indices_of_classes(&[3]), vec![0, 2]);
         assert_eq!(s.indices_of_classes(&[1, 3]), vec![0, 1, 2]);
         assert!(s.indices_of_classes(&[7]).is_empty());
-        let mut expected = [0; 10];
+        let mut expected = vec![0; 10];
         expected[1] = 1;
         expected[3] = 2;
         assert_eq!(s.class_counts(), expected);
-        assert_eq!(format!("{s:?}"), "Split { len: 3, rows: 2, cols: 2 }");
+        assert_eq!(
+            format!("{s:?}"),
+            "Split { len: 3, channels: 1, rows: 2, cols: 2, classes: 10 }"
+        );
     }
 
     #[test]
@@ -305,6 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn colour_images_are_chw_rows() {
+        // Two 3-channel 1x2 images; 200 classes, so counts have 200 entries.
+        let s = Split {
+            images: (0..12).collect(),
+            labels: vec![199, 0],
+            channels: 3,
+            rows: 1,
+            cols: 2,
+            classes: 200,
+        };
+        assert_eq!(s.pixels(), 6);
+        let counts = s.class_counts();
+        assert_eq!((counts.len(), counts[0], counts[199]), (200, 1, 1));
+        let x = s.images_tensor(&[1], Device::Cpu);
+        let chw = to_chw_shape(&x, 3, 1, 2);
+        assert_eq!(chw.size(), [1, 3, 1, 2]);
+        // Channel 2 of image 1 holds bytes 10 and 11.
+        let blue: Vec<f32> = Vec::try_from(chw.get(0).get(2).flatten(0, -1) * 255.0).unwrap();
+        assert_eq!(
+            blue.iter().map(|v| v.round()).collect::<Vec<_>>(),
+            [10.0, 11.0]
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "sample index 3 out of range")]
     fn out_of_range_index_panics() {
         let _ = tiny().labels_tensor(&[3], Device::Cpu);
@@ -313,13 +424,14 @@ mod tests {
     #[test]
     fn data_dir_precedence() {
         let yaml = Path::new("from/yaml");
+        let data = Path::new("data");
         let env = || Some(OsString::from("from/env"));
-        assert_eq!(resolve_data_dir_with(Some(yaml), env()), yaml);
-        assert_eq!(resolve_data_dir_with(None, env()), Path::new("from/env"));
+        assert_eq!(resolve_dir_with(Some(yaml), env(), data), yaml);
+        assert_eq!(resolve_dir_with(None, env(), data), Path::new("from/env"));
         assert_eq!(
-            resolve_data_dir_with(None, Some(OsString::new())),
+            resolve_dir_with(None, Some(OsString::new()), data),
             Path::new("data")
         );
-        assert_eq!(resolve_data_dir_with(None, None), Path::new("data"));
+        assert_eq!(resolve_dir_with(None, None, data), Path::new("data"));
     }
 }

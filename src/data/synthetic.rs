@@ -1,7 +1,8 @@
 //! A small, seeded, clearly separable stand-in for MNIST, for tests and quick runs.
 //!
 //! In: a [`SyntheticSpec`] (embeddable in an experiment's YAML). Out: a [`Dataset`] named
-//! `"synthetic"` with the same shape conventions as MNIST: `u8` pixels, labels `0..classes`.
+//! `"synthetic"` with the same conventions as the file datasets: `u8` pixels in CHW order, labels
+//! `0..classes`, or a [`DataError`] for a spec out of range (never a panic).
 //!
 //! Each class gets a prototype image with every pixel drawn uniformly from 0..=255; a sample is
 //! its class prototype plus Gaussian noise of standard deviation `noise * 255`, rounded and
@@ -14,7 +15,10 @@ use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{DataError, Dataset, Split};
+use super::{DataError, Dataset, Split, MAX_CLASSES};
+
+/// Most pixel bytes a spec may ask for (train and test together): 4 GiB.
+const MAX_BYTES: usize = 1 << 32;
 
 /// How to build a synthetic dataset. Every field has a default, so YAML may name only some.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,8 +30,10 @@ pub struct SyntheticSpec {
     pub train_per_class: usize,
     /// Test samples per class.
     pub test_per_class: usize,
-    /// Number of classes, 1..=10; labels are `0..classes`.
+    /// Number of classes, 1..=256; labels are `0..classes`.
     pub classes: usize,
+    /// Colour channels per image (1: greyscale, as MNIST; 3: as CIFAR).
+    pub channels: usize,
     pub rows: usize,
     pub cols: usize,
     /// Standard deviation of the per-pixel Gaussian noise, as a fraction of the 0..=255 range.
@@ -41,6 +47,7 @@ impl Default for SyntheticSpec {
             train_per_class: 200,
             test_per_class: 50,
             classes: 10,
+            channels: 1,
             rows: 28,
             cols: 28,
             noise: 0.25,
@@ -57,14 +64,30 @@ impl SyntheticSpec {
                 problem: problem.to_string(),
             })
         };
-        if !(1..=10).contains(&self.classes) {
-            return invalid("classes", &format!("is {}, must be 1..=10", self.classes));
+        if !(1..=MAX_CLASSES).contains(&self.classes) {
+            return invalid(
+                "classes",
+                &format!("is {}, must be 1..={MAX_CLASSES}", self.classes),
+            );
         }
-        if self.rows == 0 || self.cols == 0 {
-            return invalid("rows/cols", "must both be at least 1");
+        if self.channels == 0 || self.rows == 0 || self.cols == 0 {
+            return invalid("channels/rows/cols", "must all be at least 1");
         }
         if self.train_per_class == 0 || self.test_per_class == 0 {
             return invalid("train_per_class/test_per_class", "must both be at least 1");
+        }
+        let bytes = [self.classes, self.channels, self.rows, self.cols]
+            .into_iter()
+            .fold(
+                self.train_per_class.checked_add(self.test_per_class),
+                |acc, n| acc.and_then(|acc| acc.checked_mul(n)),
+            )
+            .filter(|&b| b <= MAX_BYTES);
+        if bytes.is_none() {
+            return invalid(
+                "classes x (train_per_class + test_per_class) x channels x rows x cols",
+                &format!("exceeds {MAX_BYTES} bytes of pixels; make the dataset smaller"),
+            );
         }
         if !(self.noise.is_finite() && self.noise >= 0.0) {
             return invalid(
@@ -76,20 +99,17 @@ impl SyntheticSpec {
     }
 }
 
-/// Builds the dataset `spec` describes. Panics if [`SyntheticSpec::validate`] fails; validate
-/// configurations first to report errors instead.
-pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
-    if let Err(err) = spec.validate() {
-        panic!("{err}");
-    }
+/// Builds the dataset `spec` describes, or returns the error of [`SyntheticSpec::validate`].
+pub fn synthetic(spec: &SyntheticSpec) -> Result<Dataset, DataError> {
+    spec.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let pixels = spec.rows * spec.cols;
+    let pixels = spec.channels * spec.rows * spec.cols;
     let prototypes: Vec<Vec<u8>> = (0..spec.classes)
         .map(|_| (0..pixels).map(|_| rng.gen()).collect())
         .collect();
     let train = sample_split(spec, &prototypes, spec.train_per_class, &mut rng);
     let test = sample_split(spec, &prototypes, spec.test_per_class, &mut rng);
-    Dataset {
+    Ok(Dataset {
         name: "synthetic".to_string(),
         train,
         test,
@@ -103,7 +123,7 @@ pub fn synthetic(spec: &SyntheticSpec) -> Dataset {
             spec.cols,
             spec.noise
         ),
-    }
+    })
 }
 
 /// `per_class` noisy copies of each prototype, in shuffled order.
@@ -113,12 +133,13 @@ fn sample_split(
     per_class: usize,
     rng: &mut ChaCha8Rng,
 ) -> Split {
-    let mut labels: Vec<u8> = (0..prototypes.len() as u8)
-        .flat_map(|class| std::iter::repeat_n(class, per_class))
+    // Classes go up to 256, so count in usize (256 as u8 would be 0).
+    let mut labels: Vec<u8> = (0..prototypes.len())
+        .flat_map(|class| std::iter::repeat_n(class as u8, per_class))
         .collect();
     labels.shuffle(rng);
     let sd = spec.noise * 255.0;
-    let mut images = Vec::with_capacity(labels.len() * spec.rows * spec.cols);
+    let mut images = Vec::with_capacity(labels.len() * prototypes[0].len());
     for &label in &labels {
         for &p in &prototypes[usize::from(label)] {
             let value = f32::from(p) + sd * standard_normal(rng);
@@ -128,8 +149,10 @@ fn sample_split(
     Split {
         images,
         labels,
+        channels: spec.channels,
         rows: spec.rows,
         cols: spec.cols,
+        classes: spec.classes,
     }
 }
 
@@ -154,16 +177,14 @@ mod tests {
             cols: 6,
             ..Default::default()
         };
-        let d = synthetic(&spec);
+        let d = synthetic(&spec).unwrap();
         assert_eq!(d.name, "synthetic");
         assert!(d.source.starts_with("synthetic seed 0 "), "{}", d.source);
         for (split, per_class) in [(&d.train, 30), (&d.test, 7)] {
             assert_eq!((split.rows, split.cols, split.len()), (5, 6, 4 * per_class));
             assert_eq!(split.images.len(), split.len() * 30);
-            assert_eq!(
-                split.class_counts(),
-                [per_class, per_class, per_class, per_class, 0, 0, 0, 0, 0, 0]
-            );
+            assert_eq!(split.class_counts(), [per_class; 4]);
+            assert_eq!((split.channels, split.classes), (1, 4));
         }
         // Shuffled: the first samples are not all of one class.
         assert!(d.train.labels[..10].iter().any(|&l| l != d.train.labels[0]));
@@ -176,18 +197,21 @@ mod tests {
             test_per_class: 5,
             ..Default::default()
         };
-        assert_eq!(synthetic(&spec), synthetic(&spec));
+        assert_eq!(synthetic(&spec).unwrap(), synthetic(&spec).unwrap());
         let other = synthetic(&SyntheticSpec {
             seed: 1,
             ..spec.clone()
         });
-        assert_ne!(synthetic(&spec).train.images, other.train.images);
+        assert_ne!(
+            synthetic(&spec).unwrap().train.images,
+            other.unwrap().train.images
+        );
     }
 
     /// Nearest class mean is a linear classifier; it must already be near perfect.
     #[test]
     fn classes_are_linearly_separable() {
-        let d = synthetic(&SyntheticSpec::default());
+        let d = synthetic(&SyntheticSpec::default()).unwrap();
         let px = d.train.pixels();
         let mut means = vec![vec![0f64; px]; 10];
         for (i, &label) in d.train.labels.iter().enumerate() {
@@ -239,11 +263,19 @@ mod tests {
     fn validate_rejects_bad_ranges() {
         let bad = [
             SyntheticSpec {
-                classes: 11,
+                classes: 0,
                 ..Default::default()
             },
             SyntheticSpec {
-                classes: 0,
+                classes: 257,
+                ..Default::default()
+            },
+            SyntheticSpec {
+                channels: 0,
+                ..Default::default()
+            },
+            SyntheticSpec {
+                train_per_class: usize::MAX,
                 ..Default::default()
             },
             SyntheticSpec {
@@ -269,16 +301,52 @@ mod tests {
                 "{spec:?}"
             );
         }
-        let err = SyntheticSpec {
-            classes: 11,
+        let err = synthetic(&SyntheticSpec {
+            classes: 300,
             ..Default::default()
-        }
-        .validate()
+        })
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "synthetic dataset: classes is 11, must be 1..=10"
+            "synthetic dataset: classes is 300, must be 1..=256"
         );
         assert!(SyntheticSpec::default().validate().is_ok());
+    }
+
+    #[test]
+    fn many_classes_and_channels() {
+        let spec = SyntheticSpec {
+            classes: 256,
+            channels: 3,
+            rows: 2,
+            cols: 3,
+            train_per_class: 2,
+            test_per_class: 1,
+            ..Default::default()
+        };
+        let d = synthetic(&spec).unwrap();
+        assert_eq!((d.train.len(), d.train.pixels()), (512, 18));
+        assert_eq!(d.train.images.len(), 512 * 18);
+        assert_eq!(d.test.class_counts(), vec![1; 256]);
+    }
+
+    /// Computed with the code before channels and classes beyond 10 were added.
+    const PINNED_LABELS: [u8; 6] = [7, 6, 8, 5, 0, 7];
+    const PINNED_SUM: u64 = 3017249;
+
+    /// The default spec's bytes are pinned: adding channels and classes changed nothing.
+    #[test]
+    fn default_bytes_are_unchanged() {
+        let d = synthetic(&SyntheticSpec {
+            train_per_class: 3,
+            test_per_class: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let sum: u64 = d.train.images.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(
+            (d.train.labels[..6].to_vec(), sum),
+            (PINNED_LABELS.to_vec(), PINNED_SUM)
+        );
     }
 }

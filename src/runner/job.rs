@@ -236,7 +236,7 @@ pub fn run_job_with_model(
 /// The dataset's images as (channels, height, width).
 fn dataset_image_shape(dataset: &Dataset) -> (i64, i64, i64) {
     let s = &dataset.train;
-    (1, s.rows as i64, s.cols as i64)
+    (s.channels as i64, s.rows as i64, s.cols as i64)
 }
 
 /// The network's input: the dataset's images after the experiment's transforms.

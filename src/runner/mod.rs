@@ -16,8 +16,8 @@ use std::{sync::Arc, time::Instant};
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::config::{DatasetName, JobSpec, Plan, ScenarioKind};
-use crate::data::{self, Dataset};
+use crate::config::{JobSpec, Plan, ScenarioKind};
+use crate::data::{Dataset, DatasetRegistry, LoadOptions};
 use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
 use crate::strategy::Registry;
@@ -49,18 +49,32 @@ pub struct RunOutcome {
     pub devices: Vec<String>,
 }
 
-/// Loads the experiment's dataset (plain bytes, shared by every job).
+/// Loads the experiment's dataset (plain bytes, shared by every job) through the dataset
+/// registry, downloads allowed as the dataset's parameters say.
 pub fn load_dataset(plan: &Plan) -> Result<Dataset> {
-    let section = &plan.experiment.dataset;
-    match section.name {
-        DatasetName::Mnist => {
-            let dir = data::resolve_data_dir(section.dir.as_deref());
-            Ok(data::load_mnist(&dir, section.download)?)
+    load_dataset_with(plan, &LoadOptions::default())
+}
+
+/// [`load_dataset`] with options (`offline` forbids downloads). The loaded data must have the
+/// shape the plan was validated against.
+pub fn load_dataset_with(plan: &Plan, opts: &LoadOptions) -> Result<Dataset> {
+    let registry = DatasetRegistry::load()?;
+    let reg = registry
+        .lookup(&plan.dataset.name)
+        .map_err(anyhow::Error::msg)?;
+    let dataset = (reg.load)(&plan.dataset.params, opts)?;
+    for (name, split) in [("train", &dataset.train), ("test", &dataset.test)] {
+        if split.shape() != plan.dataset_shape {
+            anyhow::bail!(
+                "dataset `{}`: its {name} split has shape {:?} but the plugin announced {:?}; \
+                 the dataset plugin is wrong",
+                reg.name,
+                split.shape(),
+                plan.dataset_shape
+            );
         }
-        DatasetName::Synthetic => Ok(data::synthetic(
-            &section.synthetic.clone().unwrap_or_default(),
-        )),
     }
+    Ok(dataset)
 }
 
 /// Builds the scenario of the plan over `dataset`.

@@ -292,8 +292,10 @@ impl Scenario {
 /// Every label present in `split`, ascending.
 fn all_classes(split: &Split) -> Vec<u8> {
     let counts = split.class_counts();
-    (0..counts.len() as u8)
-        .filter(|&c| counts[c as usize] > 0)
+    // Up to 256 classes: count in usize (256 as u8 would be 0).
+    (0..counts.len())
+        .filter(|&c| counts[c] > 0)
+        .map(|c| c as u8)
         .collect()
 }
 
@@ -331,8 +333,10 @@ mod tests {
         Split {
             images: vec![0, 255, 0, 0, 255, 0, 0, 0, 0, 0, 255, 0, 0, 0, 0, 255],
             labels: vec![0, 1, 0, 1],
+            channels: 1,
             rows: 2,
             cols: 2,
+            classes: 2,
         }
     }
 
