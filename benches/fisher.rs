@@ -6,6 +6,11 @@
 //! tests' reference) runs at N = 1 000 only. On CPU every tensor operation has finished when it
 //! returns, so no synchronisation is needed before reading the clock.
 //!
+//! Group `fisher_conv/<device>/n2000`: the conv net of `split_fashion_mnist_task.yaml` on 2 000
+//! Fashion-MNIST training images (random images when the dataset is not installed): one forward
+//! and backward pass, the empirical Fisher (exact per-sample gradients of the conv layers from
+//! unfolded inputs) and the per-sample loop.
+//!
 //! Quick run: `cargo bench --bench fisher -- --warm-up-time 0.5 --measurement-time 1`.
 
 mod common;
@@ -17,7 +22,10 @@ use clbench::model::{masked_logits, Net};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use tch::{Kind, Tensor};
 
-use common::{column_mask, mnist_like, mnist_mlp, CLASSES, DEVICE_NAME, THREADS};
+use common::{
+    column_mask, fashion_conv, fashion_or_random, mnist_like, mnist_mlp, CLASSES, DEVICE_NAME,
+    THREADS,
+};
 
 const SIZES: [usize; 2] = [1_000, 10_000];
 
@@ -86,9 +94,35 @@ fn fisher(c: &mut Criterion) {
     }
 }
 
+/// Inputs of the conv group.
+const CONV_N: usize = 2_000;
+
+fn fisher_conv(c: &mut Criterion) {
+    clbench::runner::denormals::flush_denormals_to_zero();
+    tch::set_num_threads(THREADS);
+    let model = fashion_conv(0);
+    let params: Vec<Tensor> = model.params().into_values().collect();
+    let mask = column_mask(&(0..CLASSES).collect::<Vec<_>>());
+    let (x, y) = fashion_or_random(CONV_N, 1);
+    let mut group = c.benchmark_group(format!("fisher_conv/{DEVICE_NAME}/n{CONV_N}"));
+    group.throughput(Throughput::Elements(CONV_N as u64));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    group.bench_function("forward_backward", |b| {
+        b.iter(|| forward_backward(&model, &params, &x, &y, &mask))
+    });
+    let opts = FisherOptions::default();
+    group.bench_function("empirical", |b| {
+        b.iter(|| diagonal_fisher(&model, black_box(&x), &y, &mask, &opts).unwrap())
+    });
+    group.bench_function("per_sample_loop", |b| {
+        b.iter(|| per_sample_loop(&model, black_box(&x), &y, &mask, &opts).unwrap())
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = fisher
+    targets = fisher, fisher_conv
 }
 criterion_main!(benches);

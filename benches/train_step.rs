@@ -10,6 +10,10 @@
 //! - `clbench_trainer`: `Trainer::train_task` with a strategy that has no hooks (shuffling,
 //!   gathering batches, per-sample masks and the hook calls included).
 //!
+//! Group `train_step_conv/<device>`: the same comparison (`libtorch_loop` against
+//! `clbench_trainer`) on the conv net of `split_fashion_mnist_task.yaml`, one epoch over 4 000
+//! Fashion-MNIST images (random ones when the dataset is not installed) of two classes.
+//!
 //! Quick run: `cargo bench --bench train_step -- --warm-up-time 0.5 --measurement-time 1`.
 
 mod common;
@@ -27,7 +31,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::OptimizerConfig, Tensor};
 
-use common::{column_mask, mnist_like, mnist_mlp, DEVICE, DEVICE_NAME, THREADS};
+use common::{
+    column_mask, fashion_conv, fashion_or_random, mnist_like, mnist_mlp, DEVICE, DEVICE_NAME,
+    THREADS,
+};
 
 /// About one split-MNIST task (digits 0 and 1: 12 665 training images).
 const SAMPLES: usize = 12_000;
@@ -44,10 +51,11 @@ impl Strategy for Naive {}
 
 /// Consecutive batches of `BATCH` rows, the last one partial, as contiguous tensors.
 fn batches(x: &Tensor, y: &Tensor) -> Vec<(Tensor, Tensor)> {
-    (0..SAMPLES)
+    let samples = x.size()[0] as usize;
+    (0..samples)
         .step_by(BATCH)
         .map(|start| {
-            let len = BATCH.min(SAMPLES - start) as i64;
+            let len = BATCH.min(samples - start) as i64;
             (
                 x.narrow(0, start as i64, len).contiguous(),
                 y.narrow(0, start as i64, len).contiguous(),
@@ -207,9 +215,68 @@ fn train_step(c: &mut Criterion) {
     group.finish();
 }
 
+/// Images per epoch of the conv group.
+const CONV_SAMPLES: usize = 4_000;
+
+fn train_step_conv(c: &mut Criterion) {
+    clbench::runner::denormals::flush_denormals_to_zero();
+    tch::set_num_threads(THREADS);
+    // Two classes' columns in play; labels folded onto them (the timing does not depend on it).
+    let (x, y) = fashion_or_random(CONV_SAMPLES, 2);
+    let y = y.remainder(2);
+    let mask = column_mask(&TASK_CLASSES);
+    let batches = batches(&x, &y);
+    let mut group = c.benchmark_group(format!("train_step_conv/{DEVICE_NAME}"));
+    group.throughput(Throughput::Elements(CONV_SAMPLES as u64));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    {
+        let model = fashion_conv(3);
+        let mut opt = adam(&model);
+        group.bench_function("libtorch_loop", |b| {
+            b.iter(|| {
+                for (xb, yb) in &batches {
+                    let loss = masked_cross_entropy(&model.forward(xb), &mask, yb);
+                    opt.zero_grad();
+                    loss.backward();
+                    opt.step();
+                }
+            })
+        });
+    }
+    {
+        let model = fashion_conv(6);
+        let task = TaskData {
+            task: 0,
+            x: x.shallow_clone(),
+            y: y.shallow_clone(),
+            mask: mask.shallow_clone(),
+        };
+        let set = TrainSet::from_task(&task);
+        let mut trainer = Trainer::new(TrainSettings {
+            optimizer: OptimizerKind::Adam,
+            lr: LR,
+            betas: (0.9, 0.999),
+            momentum: 0.0,
+            batch_size: BATCH,
+            epochs: 1,
+            iterations: None,
+            reset_optimizer: false,
+        });
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        group.bench_function("clbench_trainer", |b| {
+            b.iter(|| {
+                trainer
+                    .train_task(&model, &mut Naive, &set, 0, &mut rng, |_| {})
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = train_step
+    targets = train_step, train_step_conv
 }
 criterion_main!(benches);

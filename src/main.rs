@@ -68,6 +68,8 @@ enum Command {
     Strategies,
     /// List the registered datasets with their shapes and parameters.
     Datasets,
+    /// List the registered models (backbones) with their parameters.
+    Models,
     /// Rebuild the table, summary.csv and charts of an experiment folder from its saved results.
     Report { folder: PathBuf },
     /// Load a dataset and describe it (checks its folder; downloads missing files unless
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         ) => slurm(&experiment, &options, submit),
         (Some(Command::Strategies), _) => strategies(),
         (Some(Command::Datasets), _) => datasets(),
+        (Some(Command::Models), _) => models(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
         (
             Some(Command::Data {
@@ -307,23 +310,61 @@ fn slurm(
     Ok(ExitCode::SUCCESS)
 }
 
-fn strategies() -> Result<ExitCode> {
-    let registry = Registry::load()?;
-    for reg in registry.iter() {
-        println!("{:<12} {}", reg.name, reg.summary);
-        if !reg.paper.is_empty() {
-            println!("{:<12} paper: {}", "", reg.paper);
-        }
-        let defaults =
-            (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
-        for (param, meaning) in reg.params {
-            let default = defaults
-                .get(param)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            println!("{:<12}   {param} = {default}: {meaning}", "");
-        }
+/// One registered plugin in a listing: its line, extra lines (paper, shape), and each parameter
+/// with the default its config type resolves to (the one source of defaults).
+fn print_plugin(
+    name: &str,
+    summary: &str,
+    extra: &[String],
+    params: &[(&str, &str)],
+    resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
+) {
+    println!("{name:<14} {summary}");
+    for line in extra {
+        println!("{:<14} {line}", "");
     }
+    let defaults = resolve(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
+    for (param, meaning) in params {
+        let default = defaults
+            .get(param)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        println!("{:<14}   {param} = {default}: {meaning}", "");
+    }
+}
+
+fn paper_line(paper: &str) -> Vec<String> {
+    if paper.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("paper: {paper}")]
+    }
+}
+
+fn strategies() -> Result<ExitCode> {
+    for reg in Registry::load()?.iter() {
+        print_plugin(
+            reg.name,
+            reg.summary,
+            &paper_line(reg.paper),
+            reg.params,
+            reg.resolve,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models() -> Result<ExitCode> {
+    for reg in clbench::model::ModelRegistry::load()?.iter() {
+        print_plugin(
+            reg.name,
+            reg.summary,
+            &paper_line(reg.paper),
+            reg.params,
+            reg.resolve,
+        );
+    }
+    println!("(every model also takes `heads: multi | single`; the framework adds the heads)");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -344,23 +385,15 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
 }
 
 fn datasets() -> Result<ExitCode> {
-    let registry = DatasetRegistry::load()?;
-    for reg in registry.iter() {
-        println!("{:<14} {}", reg.name, reg.summary);
+    for reg in DatasetRegistry::load()?.iter() {
         let defaults =
             (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
         let shape = (reg.shape)(&defaults);
-        println!(
-            "{:<14} shape: {} channel(s) x {}x{}, {} classes (with the defaults)",
-            "", shape.channels, shape.rows, shape.cols, shape.classes
+        let line = format!(
+            "shape: {} channel(s) x {}x{}, {} classes (with the defaults)",
+            shape.channels, shape.rows, shape.cols, shape.classes
         );
-        for (param, meaning) in reg.params {
-            let default = defaults
-                .get(param)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            println!("{:<14}   {param} = {default}: {meaning}", "");
-        }
+        print_plugin(reg.name, reg.summary, &[line], reg.params, reg.resolve);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -107,6 +107,11 @@ fn every_registered_dataset_loads_with_the_shape_it_announces() {
             "fashion_mnist" if fashion.is_dir() => dir_yaml(fashion),
             "cifar10" => dir_yaml(cifar10.path()),
             "cifar100" => dir_yaml(cifar100.path()),
+            "hat_cifar" => format!(
+                "{{cifar10_dir: {:?}, cifar100_dir: {:?}}}",
+                cifar10.path().display().to_string(),
+                cifar100.path().display().to_string()
+            ),
             _ => String::new(),
         };
         let params = (reg.resolve)(&mapping(&yaml)).unwrap_or_else(|e| panic!("{}: {e}", reg.name));
@@ -137,13 +142,41 @@ fn every_registered_dataset_loads_with_the_shape_it_announces() {
         }
         checked.push(reg.name);
     }
-    for name in ["synthetic", "cifar10", "cifar100"] {
+    for name in ["synthetic", "cifar10", "cifar100", "hat_cifar"] {
         assert!(
             checked.contains(&name),
             "{name} was not checked: {checked:?}"
         );
     }
     eprintln!("checked: {checked:?}");
+}
+
+#[test]
+fn hat_cifar_puts_cifar100_fine_labels_after_cifar10s_and_tasks_may_differ_in_size() {
+    let (c10, c100) = (cifar10_dir(), cifar100_dir());
+    let yaml = format!(
+        "{{cifar10_dir: {:?}, cifar100_dir: {:?}}}",
+        c10.path().display().to_string(),
+        c100.path().display().to_string()
+    );
+    let data = load("hat_cifar", &yaml).unwrap();
+    // 15 CIFAR-10 records (labels i % 10), then 4 CIFAR-100 ones (fine 99 - i, plus 10).
+    let mut want: Vec<u8> = (0..15).map(|i| (i % 10) as u8).collect();
+    want.extend([109, 108, 107, 106]);
+    assert_eq!(data.train.labels, want);
+    assert_eq!((data.train.classes, data.test.labels.len()), (110, 4));
+    // Heads of 2 and 4 classes, one after the other.
+    let scenario = clbench::scenario::Scenario::split(
+        &data.train,
+        &data.test,
+        &[vec![8, 9], vec![106, 107, 108, 109]],
+        clbench::scenario::Mode::Task,
+        clbench::scenario::Heads::Multi,
+    )
+    .unwrap();
+    assert_eq!(scenario.outputs, 6);
+    assert_eq!(scenario.tasks[1].columns, vec![2, 3, 4, 5]);
+    assert_eq!(scenario.tasks[1].column_of_label[109], Some(5));
 }
 
 #[test]
@@ -352,7 +385,7 @@ fn unknown_dataset_name_suggests_and_lists() {
     assert!(err.starts_with("test.yaml:3:3: "), "{err}");
     assert!(
         err.contains("did you mean `cifar10`?")
-            && err.contains("cifar10, cifar100, fashion_mnist, mnist, synthetic"),
+            && err.contains(&DatasetRegistry::load().unwrap().names().join(", ")),
         "{err}"
     );
 }

@@ -48,3 +48,48 @@ pub fn column_mask(columns: &[i64]) -> Tensor {
     let m: Vec<bool> = (0..CLASSES).map(|c| columns.contains(&c)).collect();
     Tensor::from_slice(&m).to_device(DEVICE)
 }
+
+/// The conv net of `experiments/split_fashion_mnist_task.yaml`: conv 5x5 (16) - pool - conv 5x5
+/// (32) - pool - fc 128, on 1x28x28 inputs, one head of ten columns.
+pub fn fashion_conv(seed: u64) -> Net {
+    let spec = clbench::model::NetSpec {
+        model: "conv",
+        params: serde_json::json!({
+            "channels": [16, 32], "kernel": 5, "stride": 1, "padding": 2, "pool": 2,
+            "pool_every": 1, "batch_norm": false, "conv_dropout": 0.0, "hidden": [128],
+            "dropout": 0.0,
+        }),
+        input: clbench::model::InputShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        },
+        outputs: CLASSES,
+    };
+    Net::new(&spec, DEVICE, seed).expect("the conv model builds")
+}
+
+/// `n` real Fashion-MNIST training images and labels when the Debian package is installed
+/// (`/usr/share/datasets/fashion-mnist`), else MNIST-shaped random data; says which.
+pub fn fashion_or_random(n: usize, seed: u64) -> (Tensor, Tensor) {
+    let dir = std::path::Path::new("/usr/share/datasets/fashion-mnist");
+    let params = serde_json::json!({ "dir": dir, "download": false });
+    let registry = clbench::data::DatasetRegistry::load().expect("dataset registry");
+    let loaded = registry
+        .get("fashion_mnist")
+        .and_then(|reg| (reg.load)(&params, &clbench::data::LoadOptions { offline: true }).ok());
+    match loaded {
+        Some(data) => {
+            eprintln!("bench data: real Fashion-MNIST from {}", dir.display());
+            let idx: Vec<i64> = (0..n as i64).collect();
+            (
+                data.train.images_tensor(&idx, DEVICE),
+                data.train.labels_tensor(&idx, DEVICE),
+            )
+        }
+        None => {
+            eprintln!("bench data: random MNIST-shaped inputs (Fashion-MNIST not installed)");
+            mnist_like(n, &(0..CLASSES).collect::<Vec<_>>(), seed)
+        }
+    }
+}

@@ -319,17 +319,22 @@ impl Plan {
                 .ok_or_else(|| err(at(Some("name")), registry.unknown_name_message(&name)))?;
             let mut params = mapping.clone();
             params.remove("name");
+            let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or_default();
             for point in expand_grid(&params) {
                 let resolved = (reg.resolve)(&point).map_err(|message| {
                     let key = culprit_key(&point, reg.resolve);
                     err(at(key.as_deref()), format!("strategy `{name}`: {message}"))
                 })?;
-                // The label shows the parameters this entry sets, as resolved.
-                let explicit: Vec<(String, serde_json::Value)> = point
-                    .keys()
-                    .filter_map(serde_yaml::Value::as_str)
-                    .filter_map(|k| resolved.get(k).map(|v| (k.to_string(), v.clone())))
-                    .collect();
+                // The label shows the parameters that differ from the strategy's defaults, so
+                // it follows from the settings alone (a default written out changes nothing).
+                let explicit: Vec<(String, serde_json::Value)> = match &resolved {
+                    serde_json::Value::Object(map) => map
+                        .iter()
+                        .filter(|(k, v)| defaults.get(k.as_str()) != Some(*v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 for &seed in &experiment.seeds {
                     let with_job = |shared: &serde_json::Value| {
                         let mut settings = shared.clone();

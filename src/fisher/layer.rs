@@ -93,8 +93,8 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
     if n == 0 {
         return;
     }
-    let per_sample_bytes =
-        4 * (rec.input.numel() + g.numel()) / n as usize + 4 * rec_param_numel(rec, g);
+    let per_sample_bytes = 4 * (rec.input.numel() + g.numel()) / n as usize
+        + 4 * (rec_param_numel(rec, g) + unfolded_numel(rec, g));
     let mut chunk = (MEMORY_BUDGET / per_sample_bytes.max(1)).max(1) as i64;
     if let Reduction::BatchSquared(b) = reduction {
         // Whole mini-batches inside a chunk.
@@ -131,6 +131,18 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
             add_into(sums, &name, &reduced);
         }
         start += len;
+    }
+}
+
+/// Scalars of one sample's unfolded input (conv: `c*kh*kw` per output position), 0 otherwise.
+fn unfolded_numel(rec: &Record, g: &Tensor) -> usize {
+    match rec.kind {
+        LayerKind::Conv2d { kernel, .. } => {
+            let c = rec.input.size()[1] as usize;
+            let positions: i64 = g.size()[2..].iter().product();
+            c * (kernel[0] * kernel[1]) as usize * positions as usize
+        }
+        _ => 0,
     }
 }
 

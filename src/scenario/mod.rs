@@ -160,15 +160,32 @@ impl Scenario {
             bail!("a scenario needs at least one task");
         }
         let per_task = tasks[0].0.len();
-        if per_task == 0 || tasks.iter().any(|(c, _)| c.len() != per_task) {
-            let sizes: Vec<usize> = tasks.iter().map(|(c, _)| c.len()).collect();
-            bail!("every task must have the same number of classes (at least one); got {sizes:?}");
+        let sizes: Vec<usize> = tasks.iter().map(|(c, _)| c.len()).collect();
+        if sizes.contains(&0) {
+            bail!("every task needs at least one class; got {sizes:?}");
         }
+        // One shared head over the within-task classes needs as many classes in every task;
+        // heads per task (HAT's CIFAR protocol: 2 then 20 classes) or one head over all classes
+        // do not.
+        if mode == Mode::Domain && sizes.iter().any(|&n| n != per_task) {
+            bail!(
+                "the domain scenario needs the same number of classes in every task; got {sizes:?}"
+            );
+        }
+        // First column of each task's head.
+        let head_start: Vec<usize> = sizes
+            .iter()
+            .scan(0, |start, &n| {
+                let first = *start;
+                *start += n;
+                Some(first)
+            })
+            .collect();
         if heads == Heads::Multi && mode != Mode::Task {
             bail!("heads: multi needs the task label at test time, so it fits only mode: task (use heads: single)");
         }
         let column = |t: usize, k: usize, label: u8| match (mode, heads) {
-            (Mode::Task, Heads::Multi) => (t * per_task + k) as i64,
+            (Mode::Task, Heads::Multi) => (head_start[t] + k) as i64,
             (Mode::Domain, _) => k as i64,
             _ => class_id(t, label),
         };
