@@ -61,10 +61,6 @@ fn every_setting_enters_the_id_and_an_unchanged_file_keeps_it() {
                 .replace("hidden: [32]", "hidden: [32]\n  heads: single"),
         ),
         ("training", base.replace("lr: 0.01", "lr: 0.02")),
-        (
-            "a default made explicit elsewhere",
-            base.replace("lambda: 10.0", "lambda: 10.0\n    merge: sum"),
-        ),
     ];
     for (what, text) in changes {
         let after = ids(&text);
@@ -73,6 +69,15 @@ fn every_setting_enters_the_id_and_an_unchanged_file_keeps_it() {
             assert_ne!(a, b, "changing the {what} kept the id {a}");
         }
     }
+    // A strategy parameter changes that strategy's jobs only.
+    let merge_sum = ids(&base.replace("lambda: 10.0", "lambda: 10.0\n    merge: sum"));
+    assert_eq!(merge_sum[..2], before[..2]);
+    assert!(merge_sum[2..].iter().zip(&before[2..]).all(|(a, b)| a != b));
+    assert!(
+        merge_sum[2].starts_with("ewc_lambda=10.0_merge=sum_seed1-"),
+        "{}",
+        merge_sum[2]
+    );
     // A setting written out at its default value is the same setting, and the same job.
     let explicit_default = base.replace("lambda: 10.0", "lambda: 10.0\n    merge: mean");
     assert_eq!(ids(&explicit_default), before);
