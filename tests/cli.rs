@@ -321,6 +321,19 @@ fn results_saved_under_the_old_ids_are_migrated_once() {
         );
         assert_eq!(result.settings, job.settings);
     }
+    // A result under another label with the same hash (the label's rules changed) is found by
+    // its hash and settings, and renamed.
+    let id = &plan.jobs[0].id;
+    let hash = id.rsplit_once('-').unwrap().1;
+    let relabelled = jobs.join(format!("older_label_seed1-{hash}.json"));
+    std::fs::rename(jobs.join(format!("{id}.json")), &relabelled).unwrap();
+    let out = clbench(&[&file]);
+    assert!(
+        stderr(&out).contains("skipping 4 finished job(s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!relabelled.exists() && jobs.join(format!("{id}.json")).exists());
 }
 
 #[test]

@@ -127,9 +127,10 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 
 /// The saved result of `job` under `jobs_dir`, if there is one with the same settings.
 ///
-/// A result an earlier clbench saved under the job's old id (see `JobSpec::legacy`) with the
-/// settings it recorded then is migrated once: rewritten under the new id with the new settings
-/// (atomically), then the old file is removed. Its numbers are untouched.
+/// A result saved under another id is migrated once (rewritten under the job's id, atomically,
+/// then the old file removed; its numbers untouched): one with the same settings hash and
+/// settings under an older label, or one an earlier clbench saved under the job's legacy id
+/// (see `JobSpec::legacy`) with the settings it recorded then.
 pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> {
     let read = |id: &str| -> Option<JobResult> {
         let text = std::fs::read_to_string(jobs_dir.join(format!("{id}.json"))).ok()?;
@@ -138,8 +139,26 @@ pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> 
     if let Some(result) = read(&job.id).filter(|r| r.settings == job.settings) {
         return Some(result);
     }
-    let (old_id, old_settings) = job.legacy.as_ref()?;
-    let mut result = read(old_id).filter(|r| &r.settings == old_settings)?;
+    // The same settings under another label (the label's rules changed): the hash decides.
+    let same_hash = job.id.rsplit_once('-').and_then(|(_, hash)| {
+        let suffix = format!("-{hash}.json");
+        std::fs::read_dir(jobs_dir).ok()?.flatten().find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json")?;
+            (name.ends_with(&suffix) && id != job.id)
+                .then(|| read(id).filter(|r| r.settings == job.settings))
+                .flatten()
+                .map(|r| (id.to_string(), r))
+        })
+    });
+    let (old_id, mut result) = match same_hash {
+        Some(found) => found,
+        None => {
+            let (old_id, old_settings) = job.legacy.as_ref()?;
+            let result = read(old_id).filter(|r| &r.settings == old_settings)?;
+            (old_id.clone(), result)
+        }
+    };
     result.id = job.id.clone();
     result.settings = job.settings.clone();
     write_json_atomic(&jobs_dir.join(format!("{}.json", job.id)), &result).ok()?;
