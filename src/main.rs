@@ -369,7 +369,22 @@ fn models() -> Result<ExitCode> {
 }
 
 fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
-    let results = report::load_results(folder)?;
+    let mut results = report::load_results(folder)?;
+    // The report covers the saved experiment's jobs: a result of settings since changed (another
+    // id, kept on disk) is left out, as `clbench run` leaves it out.
+    let saved = folder.join("experiment.yaml");
+    if let Ok(plan) = Plan::from_file(&saved, &Registry::load()?) {
+        let ids: std::collections::BTreeSet<String> = plan.jobs.into_iter().map(|j| j.id).collect();
+        let before = results.len();
+        results.retain(|r| ids.contains(&r.id));
+        if results.len() < before {
+            eprintln!(
+                "clbench: {} result(s) of other settings than {} left out of the report",
+                before - results.len(),
+                saved.display()
+            );
+        }
+    }
     if results.is_empty() {
         anyhow::bail!(
             "{}: no job results under jobs/; run the experiment first",
