@@ -3,20 +3,24 @@
 //! The pipeline, one module a stage:
 //!
 //! ```text
-//! config/    YAML experiment file -> validated plan of jobs (grid expanded, strategies resolved)
-//! data/      MNIST (IDX, .gz or raw, downloaded if missing) and a seeded synthetic dataset
+//! core/      leaf types: parameter maps, saved state, atomic writes, the generic plugin registry
+//! config/    YAML experiment file -> validated plan of jobs (grid expanded, plugins resolved,
+//!            each job's identity a label plus a hash of its settings)
+//! data/      Split and Dataset, the dataset registry, IDX/CIFAR readers, downloads, transforms;
+//!            datasets/*.rs are the plugins
 //! scenario/  dataset -> tasks (task-, domain-, class-incremental), output masks
-//! model/     MLP with per-task or shared heads
+//! model/     Net: a backbone (models/*.rs are the plugins) plus heads; layers that record for
+//!            the per-sample Fisher
 //! train/     one task's loop, calling the strategy's hooks; evaluation
 //! strategy/  the Strategy trait and its registry; strategies/*.rs are the plugins
-//! fisher     diagonal Fisher estimators (what EWC and the benches use)
+//! fisher/    diagonal Fisher estimators, exact per-sample gradients per layer kind
 //! importance MAS's label-free importance
 //! runner/    jobs spread over workers and devices; one job end to end
 //! results/   job results on disk (atomic writes); ACC, BWT, forgetting
 //! report/    summary table, CSV and charts, from the results only
 //! ```
 
-// Lets the strategy files say `clbench::…`, as a plugin outside the crate would.
+// Lets the plugin files say `clbench::…`, as a plugin outside the crate would.
 extern crate self as clbench;
 
 /// The PyTorch version that tch binds and scripts/setup installs.
