@@ -26,7 +26,10 @@ use clbench::strategy::params::{snapshot, weighted_squared_distance};
 use clbench::strategy::registry::BuildContext;
 use clbench::strategy::{ParamMap, Strategy, TaskContext, TaskData};
 use clbench::train::{OptimizerKind, TrainSet, TrainSettings, Trainer};
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion,
+    SamplingMode, Throughput,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::OptimizerConfig, Tensor};
@@ -89,6 +92,51 @@ fn random_fisher(params: &ParamMap, seed: u64) -> ParamMap {
         .collect()
 }
 
+/// `libtorch_loop`: forward, masked cross-entropy, backward and libtorch's Adam step over
+/// pre-made batches, the floor both groups compare against.
+fn bench_libtorch_loop(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    model: &Net,
+    batches: &[(Tensor, Tensor)],
+    mask: &Tensor,
+) {
+    let mut opt = adam(model);
+    group.bench_function("libtorch_loop", |b| {
+        b.iter(|| {
+            for (xb, yb) in batches {
+                let loss = masked_cross_entropy(&model.forward(xb), mask, yb);
+                opt.zero_grad();
+                loss.backward();
+                opt.step();
+            }
+        })
+    });
+}
+
+/// One epoch of Adam at batch `BATCH`, as both groups' clbench loops train.
+fn one_epoch_of_adam() -> TrainSettings {
+    TrainSettings {
+        optimizer: OptimizerKind::Adam,
+        lr: LR,
+        betas: (0.9, 0.999),
+        momentum: 0.0,
+        batch_size: BATCH,
+        epochs: 1,
+        iterations: None,
+        reset_optimizer: false,
+    }
+}
+
+/// One task's data with one mask for every sample.
+fn task_data(x: &Tensor, y: &Tensor, mask: &Tensor) -> TaskData {
+    TaskData {
+        task: 0,
+        x: x.shallow_clone(),
+        y: y.shallow_clone(),
+        mask: mask.shallow_clone(),
+    }
+}
+
 fn train_step(c: &mut Criterion) {
     // As clbench's workers do (runner.flush_denormal): every case below, the bare loops too,
     // runs without subnormal slowdowns, so the comparison is like for like.
@@ -103,20 +151,7 @@ fn train_step(c: &mut Criterion) {
     // An iteration is a whole epoch (about a second on CPU).
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
 
-    {
-        let model = mnist_mlp(3);
-        let mut opt = adam(&model);
-        group.bench_function("libtorch_loop", |b| {
-            b.iter(|| {
-                for (xb, yb) in &batches {
-                    let loss = masked_cross_entropy(&model.forward(xb), &mask, yb);
-                    opt.zero_grad();
-                    loss.backward();
-                    opt.step();
-                }
-            })
-        });
-    }
+    bench_libtorch_loop(&mut group, &mnist_mlp(3), &batches, &mask);
 
     {
         let model = mnist_mlp(4);
@@ -141,23 +176,9 @@ fn train_step(c: &mut Criterion) {
 
     {
         let model = mnist_mlp(6);
-        let task = TaskData {
-            task: 0,
-            x: x.shallow_clone(),
-            y: y.shallow_clone(),
-            mask: mask.shallow_clone(),
-        };
+        let task = task_data(&x, &y, &mask);
         let set = TrainSet::from_task(&task);
-        let settings = TrainSettings {
-            optimizer: OptimizerKind::Adam,
-            lr: LR,
-            betas: (0.9, 0.999),
-            momentum: 0.0,
-            batch_size: BATCH,
-            epochs: 1,
-            iterations: None,
-            reset_optimizer: false,
-        };
+        let settings = one_epoch_of_adam();
         let mut trainer = Trainer::new(settings.clone());
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         group.bench_function("clbench_trainer", |b| {
@@ -229,48 +250,19 @@ fn train_step_conv(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("train_step_conv/{DEVICE_NAME}"));
     group.throughput(Throughput::Elements(CONV_SAMPLES as u64));
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
-    {
-        let model = fashion_conv(3);
-        let mut opt = adam(&model);
-        group.bench_function("libtorch_loop", |b| {
-            b.iter(|| {
-                for (xb, yb) in &batches {
-                    let loss = masked_cross_entropy(&model.forward(xb), &mask, yb);
-                    opt.zero_grad();
-                    loss.backward();
-                    opt.step();
-                }
-            })
-        });
-    }
-    {
-        let model = fashion_conv(6);
-        let task = TaskData {
-            task: 0,
-            x: x.shallow_clone(),
-            y: y.shallow_clone(),
-            mask: mask.shallow_clone(),
-        };
-        let set = TrainSet::from_task(&task);
-        let mut trainer = Trainer::new(TrainSettings {
-            optimizer: OptimizerKind::Adam,
-            lr: LR,
-            betas: (0.9, 0.999),
-            momentum: 0.0,
-            batch_size: BATCH,
-            epochs: 1,
-            iterations: None,
-            reset_optimizer: false,
-        });
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        group.bench_function("clbench_trainer", |b| {
-            b.iter(|| {
-                trainer
-                    .train_task(&model, &mut Naive, &set, 0, &mut rng, |_| {})
-                    .unwrap()
-            })
-        });
-    }
+    bench_libtorch_loop(&mut group, &fashion_conv(3), &batches, &mask);
+    let model = fashion_conv(6);
+    let task = task_data(&x, &y, &mask);
+    let set = TrainSet::from_task(&task);
+    let mut trainer = Trainer::new(one_epoch_of_adam());
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    group.bench_function("clbench_trainer", |b| {
+        b.iter(|| {
+            trainer
+                .train_task(&model, &mut Naive, &set, 0, &mut rng, |_| {})
+                .unwrap()
+        })
+    });
     group.finish();
 }
 

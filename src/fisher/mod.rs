@@ -43,6 +43,9 @@ use crate::core::params::{add_into, zeros_like, ParamMap};
 use crate::model::{masked_logits, Net, Record};
 use layer::Reduction;
 
+/// Unweighted squared per-sample gradients.
+const SQUARED: Reduction<'static> = Reduction::Squared(None);
+
 /// Which labels the squared gradients are taken at; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -268,10 +271,10 @@ fn accumulate_chunk(
     let log_probs = masked_logits(&logits, mask).log_softmax(-1, Kind::Float);
     let n = x.size()[0];
     match opts.estimator {
-        Estimator::Empirical => add_squared_grads(&rec, &log_probs, y, None, false, sums),
+        Estimator::Empirical => add_reduced(&rec, &log_probs, y, SQUARED, false, sums),
         Estimator::Argmax => {
             let t = log_probs.argmax(-1, false);
-            add_squared_grads(&rec, &log_probs, &t, None, false, sums)
+            add_reduced(&rec, &log_probs, &t, SQUARED, false, sums)
         }
         Estimator::Sampled => {
             let draws = opts.draws.max(1);
@@ -290,7 +293,8 @@ fn accumulate_chunk(
                     .map(|p| sample_categorical(p, rng) as i64)
                     .collect();
                 let t = Tensor::from_slice(&labels).to_device(x.device());
-                add_squared_grads(&rec, &log_probs, &t, Some(&weight), d + 1 < draws, sums)?;
+                let weighted = Reduction::Squared(Some(&weight));
+                add_reduced(&rec, &log_probs, &t, weighted, d + 1 < draws, sums)?;
             }
             Ok(())
         }
@@ -304,41 +308,31 @@ fn accumulate_chunk(
             for (k, &c) in live.iter().enumerate() {
                 let t = Tensor::full([n], c, (Kind::Int64, x.device()));
                 let w = probs.select(1, c);
-                add_squared_grads(&rec, &log_probs, &t, Some(&w), k + 1 < live.len(), sums)?;
+                let weighted = Reduction::Squared(Some(&w));
+                add_reduced(&rec, &log_probs, &t, weighted, k + 1 < live.len(), sums)?;
             }
             Ok(())
         }
-        Estimator::Batch => add_batch_grads(&rec, &log_probs, y, opts.batch_size.max(1), sums),
+        Estimator::Batch => {
+            let batches = Reduction::BatchSquared(opts.batch_size.max(1));
+            add_reduced(&rec, &log_probs, y, batches, false, sums)
+        }
     }
 }
 
-/// `sums += sum_n w_n * g_n^2` for every recorded layer, from one backward pass.
-fn add_squared_grads(
+/// `sums +=` the `reduction` of every recorded layer's per-sample gradients of the NLL at
+/// `targets` (`w_n g_n^2`, or the reference's `|b| (mean over b)^2`), from one backward pass.
+fn add_reduced(
     rec: &[&Record],
     log_probs: &Tensor,
     targets: &Tensor,
-    weights: Option<&Tensor>,
+    reduction: Reduction,
     keep_graph: bool,
     sums: &mut ParamMap,
 ) -> Result<()> {
     let grads = output_grads(rec, log_probs, targets, keep_graph);
     for (r, g) in rec.iter().zip(&grads) {
-        layer::accumulate(r, g, Reduction::Squared(weights), sums);
-    }
-    Ok(())
-}
-
-/// The reference's estimator: per mini-batch b, `|b| * (grad of the mean loss over b)^2`.
-fn add_batch_grads(
-    rec: &[&Record],
-    log_probs: &Tensor,
-    targets: &Tensor,
-    batch_size: usize,
-    sums: &mut ParamMap,
-) -> Result<()> {
-    let grads = output_grads(rec, log_probs, targets, false);
-    for (r, g) in rec.iter().zip(&grads) {
-        layer::accumulate(r, g, Reduction::BatchSquared(batch_size), sums);
+        layer::accumulate(r, g, reduction, sums);
     }
     Ok(())
 }
