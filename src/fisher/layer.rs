@@ -8,9 +8,10 @@
 //! - **Linear**: a sample's weight gradient is the outer product `g_n a_n^T`, so the sums are
 //!   `(G*G)^T (A*A)` and `|G|^T |A|` without materialising any per-sample gradient.
 //! - **Conv2d**: a sample's weight gradient is a sum over output positions of grad-output times
-//!   input patch, so the outer-product identity does not hold. The patches are unfolded
-//!   (`im2col`, [n, c*k*k, positions]) and each sample's gradient is one matrix product
-//!   `G_n U_n^T`, exactly; samples are taken in chunks that fit [`MEMORY_BUDGET`].
+//!   input patch, so the outer-product identity does not hold. Every sample's gradient is
+//!   computed exactly by one grouped convolution (a sample per group, its input correlated with
+//!   its own output gradient; a dilated convolution unfolds the patches with `im2col` instead);
+//!   samples are taken in chunks that fit [`MEMORY_BUDGET`].
 //! - **ChannelAffine** (batch norm in eval mode): `dgamma_n = sum_positions g * xhat`,
 //!   `dbeta_n = sum_positions g`.
 
@@ -93,8 +94,8 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
     if n == 0 {
         return;
     }
-    let per_sample_bytes = 4 * (rec.input.numel() + g.numel()) / n as usize
-        + 4 * (rec_param_numel(rec, g) + unfolded_numel(rec, g));
+    let per_sample_bytes =
+        4 * (rec.input.numel() + g.numel()) / n as usize + 4 * 2 * rec_param_numel(rec, g);
     let mut chunk = (MEMORY_BUDGET / per_sample_bytes.max(1)).max(1) as i64;
     if let Reduction::BatchSquared(b) = reduction {
         // Whole mini-batches inside a chunk.
@@ -134,16 +135,29 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
     }
 }
 
-/// Scalars of one sample's unfolded input (conv: `c*kh*kw` per output position), 0 otherwise.
-fn unfolded_numel(rec: &Record, g: &Tensor) -> usize {
-    match rec.kind {
-        LayerKind::Conv2d { kernel, .. } => {
-            let c = rec.input.size()[1] as usize;
-            let positions: i64 = g.size()[2..].iter().product();
-            c * (kernel[0] * kernel[1]) as usize * positions as usize
-        }
-        _ => 0,
-    }
+/// Each sample's weight gradient of a convolution (dilation 1), `[len, out, in, kh, kw]`, as
+/// one grouped convolution with a sample per group: the sample's input, its channels taken as
+/// the batch, correlated with its own output gradient as the kernel (spaced by the stride). It
+/// computes `sum_positions grad_out * patch` exactly, without unfolding the patches (im2col
+/// costs most of the time on a CPU: 2x slower here, measured in PyTorch on the same kernels).
+fn conv_grads_grouped(
+    a: &Tensor,
+    go: &Tensor,
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    padding: [i64; 2],
+) -> Tensor {
+    let (len, channels_in) = (a.size()[0], a.size()[1]);
+    let (channels_out, h_out, w_out) = (go.size()[1], go.size()[2], go.size()[3]);
+    let inputs = a.transpose(0, 1).contiguous();
+    let kernels = go.contiguous().view([len * channels_out, 1, h_out, w_out]);
+    // [in, len * out, kh', kw'] with kh' >= kh (a stride that does not divide the input leaves
+    // extra rows, which no output position reaches).
+    let g = inputs.conv2d(&kernels, None::<Tensor>, [1, 1], padding, stride, len);
+    g.narrow(2, 0, kernel[0])
+        .narrow(3, 0, kernel[1])
+        .reshape([channels_in, len, channels_out, kernel[0], kernel[1]])
+        .permute([1, 2, 0, 3, 4])
 }
 
 /// Scalars of one sample's gradient over the layer's parameters.
@@ -172,21 +186,24 @@ fn per_sample(rec: &Record, g: &Tensor, start: i64, len: i64) -> Vec<(String, Te
         } => {
             let channels_out = go.size()[1];
             let channels_in = a.size()[1];
-            // [len, c*kh*kw, positions]: each column one input patch.
-            let cols = a.im2col(kernel, dilation, padding, stride);
-            let go = go.flatten(2, -1);
-            let w = go.matmul(&cols.transpose(1, 2)).view([
-                len,
-                channels_out,
-                channels_in,
-                kernel[0],
-                kernel[1],
-            ]);
+            let w = if dilation == [1, 1] {
+                conv_grads_grouped(&a, &go, kernel, stride, padding)
+            } else {
+                // [len, c*kh*kw, positions]: each column one input patch.
+                let cols = a.im2col(kernel, dilation, padding, stride);
+                go.flatten(2, -1).matmul(&cols.transpose(1, 2)).view([
+                    len,
+                    channels_out,
+                    channels_in,
+                    kernel[0],
+                    kernel[1],
+                ])
+            };
             out.push((rec.weight.clone(), w));
             if let Some(bias) = &rec.bias {
                 out.push((
                     bias.clone(),
-                    go.sum_dim_intlist([2i64].as_slice(), false, Kind::Float),
+                    go.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float),
                 ));
             }
         }
