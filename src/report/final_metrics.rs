@@ -13,6 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::chart::{color, decimals, draw_err, points, svg_and_png, titled_body, FONT};
 use super::summary::{Group, Stat};
 
+/// The least width of the label column; longer labels widen it.
 const LABELS_W: u32 = 320;
 const PANEL_W: u32 = 330;
 const CAPTION: u32 = 22;
@@ -24,8 +25,22 @@ pub fn final_metrics(groups: &[Group], base: &Path) -> Result<()> {
         return Ok(());
     }
     let height = (150 + 34 * groups.len() as u32).max(320);
-    svg_and_png!(base, (LABELS_W + 3 * PANEL_W, height), draw(groups));
+    svg_and_png!(
+        base,
+        (labels_width(groups) + 3 * PANEL_W, height),
+        draw(groups)
+    );
     Ok(())
+}
+
+/// Room for the longest `label (n=k)` at 13 px (about 7 px a character), so none is clipped.
+fn labels_width(groups: &[Group]) -> u32 {
+    let longest = groups
+        .iter()
+        .map(|g| format!("{} (n={})", g.label, g.acc.n).chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    LABELS_W.max(7 * longest + 30)
 }
 
 #[derive(Clone, Copy)]
@@ -75,7 +90,7 @@ where
     let top = n + 0.9;
     // Row k (group k) is centred on y = n - 1 - k, so the first group is at the top.
     let y_of = |k: usize| n - 1.0 - k as f64;
-    let (labels, panels) = body.split_horizontally(LABELS_W);
+    let (labels, panels) = body.split_horizontally(labels_width(groups));
     let mut label_chart = ChartBuilder::on(&labels)
         .caption(" ", (FONT, CAPTION))
         .margin(10)
