@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use super::md_cell;
 use super::reference::Row;
-use super::summary::{role, Best, Group, Stat};
+use super::summary::{role, Best, FamilyTable, Group, Stat};
 use crate::config::Reference;
 use crate::results::JobResult;
 
@@ -61,26 +61,26 @@ pub const CHARTS: [Chart; 7] = [
     },
 ];
 
-const METRICS: [(&str, &str); 4] = [
-    (
+/// The glossary: the accuracy matrix, then every metric of the family's table.
+fn glossary() -> Vec<(&'static str, String)> {
+    let mut terms = vec![(
         "R[i][j]",
-        "the test accuracy on task j after training task i, for T tasks",
-    ),
-    (
-        "ACC",
-        "mean over j of R[T-1][j]: the average accuracy after the last task",
-    ),
-    (
-        "BWT",
-        "mean over j < T-1 of R[T-1][j] − R[j][j] (Lopez-Paz & Ranzato 2017): negative when learning later tasks hurt earlier ones",
-    ),
-    (
-        "forgetting",
-        "mean over j < T-1 of max_{l < T-1} R[l][j] − R[T-1][j] (Chaudhry et al. 2018): the drop from each task's best accuracy to its final one",
-    ),
-];
+        "the test accuracy on task j after training task i, for T tasks".to_string(),
+    )];
+    for m in crate::results::metrics::METRICS {
+        let direction = if m.higher_is_better {
+            "higher is better"
+        } else {
+            "lower is better"
+        };
+        terms.push((m.name, format!("{} ({direction})", m.definition)));
+    }
+    terms
+}
 
 const CI_NOTE: &str = "Mean ± half-width of the 95% confidence interval over seeds, t_{0.975, n−1} · s / √n (the mean alone for one seed); ACC in %, BWT and forgetting in points of accuracy. Best per column (highest ACC, highest BWT, lowest forgetting) in bold.";
+
+const FAMILY_NOTE: &str = "Recomputed from the stored accuracy matrices; ↑ higher is better, ↓ lower is better, best per column in bold; — where a result lacks the metric's inputs (FWT needs the untrained network's row, which results written before it was recorded lack; intransigence and ρ need a joint run of the same seed). Definitions under Metrics.";
 
 /// Everything the pages show.
 pub struct Page<'a> {
@@ -284,6 +284,30 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         "</tbody>\n</table>\n<p class=\"note\">{}</p>",
         escape(CI_NOTE)
     );
+    let family = FamilyTable::of(page.groups);
+    if !family.is_empty() {
+        h.push_str("<h3>More metrics</h3>\n<table>\n<thead><tr><th>configuration</th>");
+        for head in &family.head {
+            let _ = write!(h, "<th>{}</th>", escape(head));
+        }
+        h.push_str("</tr></thead>\n<tbody>\n");
+        for (g, row) in page.groups.iter().zip(&family.rows) {
+            let _ = write!(h, "<tr><td>{}</td>", escape(&g.label));
+            for (cell, bold) in row {
+                if *bold {
+                    let _ = write!(h, "<td><b>{}</b></td>", escape(cell));
+                } else {
+                    let _ = write!(h, "<td>{}</td>", escape(cell));
+                }
+            }
+            h.push_str("</tr>\n");
+        }
+        let _ = writeln!(
+            h,
+            "</tbody>\n</table>\n<p class=\"note\">{}</p>",
+            escape(FAMILY_NOTE)
+        );
+    }
 
     h.push_str("<h2>Best of each grid</h2>\n");
     if let Some(r) = page.reference {
@@ -332,8 +356,8 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
     }
 
     h.push_str("<h2>Metrics</h2>\n<dl>\n");
-    for (term, meaning) in METRICS {
-        let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(term), escape(meaning));
+    for (term, meaning) in glossary() {
+        let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(term), escape(&meaning));
     }
     h.push_str("</dl>\n");
 
@@ -389,7 +413,31 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
             .collect();
         let _ = writeln!(m, "| {} |", cells.join(" | "));
     }
-    let _ = writeln!(m, "\n{CI_NOTE}\n\n## Best of each grid\n");
+    let _ = writeln!(m, "\n{CI_NOTE}\n");
+    let family = FamilyTable::of(page.groups);
+    if !family.is_empty() {
+        let _ = writeln!(
+            m,
+            "### More metrics\n\n| configuration | {} |",
+            family.head.join(" | ")
+        );
+        let _ = writeln!(m, "|{}", " --- |".repeat(family.head.len() + 1));
+        for (g, row) in page.groups.iter().zip(&family.rows) {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|(c, bold)| {
+                    if *bold {
+                        format!("**{}**", md_cell(c))
+                    } else {
+                        md_cell(c)
+                    }
+                })
+                .collect();
+            let _ = writeln!(m, "| {} | {} |", md_cell(&g.label), cells.join(" | "));
+        }
+        let _ = writeln!(m, "\n{FAMILY_NOTE}\n");
+    }
+    m.push_str("## Best of each grid\n\n");
     m.push_str(&super::reference::markdown(page.best_rows, page.reference));
     m.push_str("\n## Charts\n\n");
     for chart in &CHARTS {
@@ -403,7 +451,7 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
         );
     }
     m.push_str("## Metrics\n\n");
-    for (term, meaning) in METRICS {
+    for (term, meaning) in glossary() {
         let _ = writeln!(m, "- **{term}**: {meaning}.");
     }
     m.push_str("\n## Experiment\n\nAs resolved, in [`experiment.yaml`](experiment.yaml); per-job results in `jobs/`, one row per job in [`summary.csv`](summary.csv).\n\n## Machine, versions and time\n\n| what | value |\n| --- | --- |\n");

@@ -101,8 +101,14 @@ pub fn write_report(
     };
     html::write_html(&page, out_dir)?;
     html::write_readme(&page, out_dir)?;
+    let family = summary::family_table(&groups);
+    let family = if family.is_empty() {
+        family
+    } else {
+        format!("\nMore metrics (points of accuracy; ρ a ratio):\n{family}")
+    };
     Ok(format!(
-        "{}\nBest of each grid (final ACC):\n{best}",
+        "{}{family}\nBest of each grid (final ACC):\n{best}",
         summary::table(&groups)
     ))
 }

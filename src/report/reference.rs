@@ -189,6 +189,7 @@ mod tests {
             bwt: stat,
             forgetting: stat,
             wall_s: stat,
+            family: Vec::new(),
             avg_accuracy_curve: Vec::new(),
             avg_accuracy: Vec::new(),
             accuracy: Vec::new(),

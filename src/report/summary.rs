@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::results::{metrics::average_accuracy_curve, CurvePoint, ImportanceSummary, JobResult};
+use crate::results::{
+    metrics::{average_accuracy_curve, MetricInputs, METRICS},
+    CurvePoint, ImportanceSummary, JobResult, Metrics,
+};
 
 /// Mean and sample standard deviation (n - 1; 0 for a single value).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +77,9 @@ pub struct Group {
     pub bwt: Stat,
     pub forgetting: Stat,
     pub wall_s: Stat,
+    /// Every metric of [`METRICS`], in its order, over the seeds whose results have its inputs
+    /// (`None` when none has: e.g. FWT of results without an untrained row).
+    pub family: Vec<Option<Stat>>,
     /// Mean over seeds of the average accuracy on the tasks seen so far, after each task.
     pub avg_accuracy_curve: Vec<f64>,
     /// The same over seeds, with its spread: one [`Stat`] per task trained.
@@ -86,6 +92,13 @@ pub struct Group {
     pub curve: Vec<CurvePoint>,
     /// Importance distributions after each task, of the smallest seed's job.
     pub importance: Vec<ImportanceSummary>,
+}
+
+impl Group {
+    /// The `k`-th metric of [`METRICS`] over the group's seeds, if any seed has it.
+    pub fn metric(&self, k: usize) -> Option<Stat> {
+        self.family.get(k).copied().flatten()
+    }
 }
 
 /// `key=value` for each parameter, in name order.
@@ -117,6 +130,32 @@ fn params_label_with(
             .join(" "),
         _ => String::new(),
     }
+}
+
+/// The inputs of the metric family for `r`: its matrices, and the joint run of the same seed
+/// among `results` (the first by id) as the reference of intransigence and the forgetting ratio.
+pub fn metric_inputs<'a>(r: &'a JobResult, results: &'a [JobResult]) -> MetricInputs<'a> {
+    let joint = results
+        .iter()
+        .filter(|o| o.strategy == "joint" && o.seed == r.seed && o.id != r.id)
+        .min_by(|a, b| a.id.cmp(&b.id))
+        .map(|o| o.accuracy.as_slice());
+    MetricInputs {
+        accuracy: &r.accuracy,
+        initial: r.initial_accuracy.as_deref(),
+        chance: r.chance_accuracy.as_deref(),
+        joint,
+    }
+}
+
+/// Every metric of [`METRICS`] for one result (see [`metric_inputs`]), non-finite values
+/// dropped.
+pub fn job_metrics(r: &JobResult, results: &[JobResult]) -> Vec<Option<f64>> {
+    let inputs = metric_inputs(r, results);
+    METRICS
+        .iter()
+        .map(|m| (m.compute)(&inputs).filter(|v| v.is_finite()))
+        .collect()
 }
 
 /// Results grouped by (strategy, parameters), sorted by label. Labels show the parameters that
@@ -182,16 +221,25 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                         .collect()
                 })
                 .collect();
+            let per_job: Vec<Vec<Option<f64>>> =
+                rs.iter().map(|r| job_metrics(r, results)).collect();
+            let family = (0..METRICS.len())
+                .map(|k| {
+                    let values: Vec<f64> = per_job.iter().filter_map(|m| m[k]).collect();
+                    (!values.is_empty()).then(|| Stat::of(&values))
+                })
+                .collect();
             let first = rs.iter().min_by_key(|r| r.seed).expect("a group has a job");
             Group {
                 label,
                 strategy: rs[0].strategy.clone(),
                 params: rs[0].params.clone(),
                 seeds: rs.iter().map(|r| r.seed).collect(),
-                acc: collect(&|r| r.metrics.acc),
-                bwt: collect(&|r| r.metrics.bwt),
-                forgetting: collect(&|r| r.metrics.forgetting),
+                acc: collect(&|r| Metrics::from_matrix(&r.accuracy).acc),
+                bwt: collect(&|r| Metrics::from_matrix(&r.accuracy).bwt),
+                forgetting: collect(&|r| Metrics::from_matrix(&r.accuracy).forgetting),
                 wall_s: collect(&|r| r.timings.total_s),
+                family,
                 avg_accuracy_curve,
                 avg_accuracy,
                 accuracy,
@@ -290,19 +338,118 @@ pub fn table(groups: &[Group]) -> String {
     out
 }
 
-/// `summary.csv`: one row per job.
+/// The metrics of [`METRICS`] beyond ACC, BWT and forgetting (which the main table shows)
+/// that at least one group has, as table columns: a header per metric, then per group its cells
+/// and whether each cell is the best of its column (by the metric's direction).
+pub struct FamilyTable {
+    pub head: Vec<String>,
+    pub rows: Vec<Vec<(String, bool)>>,
+}
+
+/// The main table's metrics, which [`FamilyTable`] leaves out.
+const MAIN_METRICS: [&str; 3] = ["acc", "bwt", "forgetting"];
+
+impl FamilyTable {
+    pub fn of(groups: &[Group]) -> FamilyTable {
+        let columns: Vec<usize> = (0..METRICS.len())
+            .filter(|&k| !MAIN_METRICS.contains(&METRICS[k].key))
+            .filter(|&k| groups.iter().any(|g| g.metric(k).is_some()))
+            .collect();
+        let head = columns
+            .iter()
+            .map(|&k| {
+                let m = &METRICS[k];
+                let unit = if m.percent { " (points)" } else { "" };
+                let arrow = if m.higher_is_better { "↑" } else { "↓" };
+                format!("{}{unit} {arrow}", m.name)
+            })
+            .collect();
+        let best: Vec<Option<f64>> = columns
+            .iter()
+            .map(|&k| {
+                let m = &METRICS[k];
+                groups
+                    .iter()
+                    .filter_map(|g| g.metric(k).map(|s| s.mean))
+                    .reduce(|a, b| if m.better(b, a) { b } else { a })
+            })
+            .collect();
+        let rows = groups
+            .iter()
+            .map(|g| {
+                columns
+                    .iter()
+                    .zip(&best)
+                    .map(|(&k, best)| match g.metric(k) {
+                        Some(s) => {
+                            let m = &METRICS[k];
+                            let text = if m.percent {
+                                s.format(100.0, 2)
+                            } else {
+                                s.format(1.0, 3)
+                            };
+                            (text, Some(s.mean) == *best)
+                        }
+                        None => ("—".to_string(), false),
+                    })
+                    .collect()
+            })
+            .collect();
+        FamilyTable { head, rows }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+}
+
+/// The further metrics ([`FamilyTable`]) as printed text; empty when no group has any.
+pub fn family_table(groups: &[Group]) -> String {
+    let table = FamilyTable::of(groups);
+    if table.is_empty() {
+        return String::new();
+    }
+    let width = groups
+        .iter()
+        .map(|g| g.label.chars().count())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mut out = format!("{:<width$}", "strategy");
+    for h in &table.head {
+        out.push_str(&format!("  {:>20}", h));
+    }
+    out.push('\n');
+    for (g, row) in groups.iter().zip(&table.rows) {
+        out.push_str(&format!("{:<width$}", g.label));
+        for (cell, _) in row {
+            out.push_str(&format!("  {cell:>20}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `summary.csv`: one row per job, with every metric of [`METRICS`] (empty where a job's results
+/// lack its inputs), recomputed from the stored matrices.
 pub fn csv(results: &[JobResult]) -> String {
-    let mut out = String::from("id,strategy,params,seed,acc,bwt,forgetting,total_s,train_s,after_task_s,samples_per_s,device\n");
+    let mut out = String::from("id,strategy,params,seed,");
+    for m in METRICS {
+        out.push_str(m.key);
+        out.push(',');
+    }
+    out.push_str("total_s,train_s,after_task_s,samples_per_s,device\n");
     for r in results {
+        let metrics: String = job_metrics(r, results)
+            .iter()
+            .map(|v| v.map_or_else(String::new, |v| format!("{v:.6}")) + ",")
+            .collect();
         out.push_str(&format!(
-            "{},{},\"{}\",{},{:.6},{:.6},{:.6},{:.3},{:.3},{:.3},{:.1},{}\n",
+            "{},{},\"{}\",{},{metrics}{:.3},{:.3},{:.3},{:.1},{}\n",
             r.id,
             r.strategy,
             params_label(&r.params).replace('"', "'"),
             r.seed,
-            r.metrics.acc,
-            r.metrics.bwt,
-            r.metrics.forgetting,
             r.timings.total_s,
             r.timings.train_s,
             r.timings.after_task_s,

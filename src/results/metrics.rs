@@ -1,12 +1,25 @@
-//! ACC, BWT and forgetting as pure functions of the accuracy matrix.
+//! The metric family, as pure functions of one job's stored data, and the one table of them that
+//! the summary, `summary.csv`, the HTML glossary and the charts read.
 //!
 //! `r[i][j]` is the test accuracy on task j after training task i; T tasks.
 //! - ACC = mean_j r[T-1][j]
 //! - BWT = mean over j < T-1 of (r[T-1][j] - r[j][j])  (Lopez-Paz & Ranzato 2017)
 //! - forgetting = mean over j < T-1 of (max over l < T-1 of r[l][j]) - r[T-1][j]
 //!   (Chaudhry et al. 2018)
+//! - FWT = mean over j >= 1 of (r[j-1][j] - b[j]), b the untrained network's accuracy
+//!   (Lopez-Paz & Ranzato 2017)
+//! - learning accuracy = mean_j r[j][j]; average incremental accuracy = mean over i of
+//!   mean_{j<=i} r[i][j] (Rebuffi et al. 2017)
+//! - intransigence = mean_j (joint[j][j] - r[j][j]), against the joint run of the same seed
+//!   (Chaudhry et al. 2018)
+//! - forgetting ratio rho = mean_j (r[T-1][j] - c[j]) / (joint[T-1][j] - c[j]) - 1 (Serra et al.
+//!   2018), c a stratified random classifier's expected accuracy
 //!
-//! With one task, BWT and forgetting are 0 by convention (nothing could be forgotten).
+//! With one task, BWT and forgetting are 0 by convention (nothing could be forgotten). A metric
+//! whose inputs a result lacks (an old result has no untrained row; a grid without `joint` has
+//! no reference) is `None`, shown as a dash, never a made-up number.
+//!
+//! Adding a metric is one entry of [`METRICS`].
 
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +40,9 @@ impl Metrics {
     }
 }
 
-/// Mean accuracy over all tasks after the last task.
+/// Mean accuracy over all tasks after the last task (NaN for a matrix without rows).
 pub fn acc(r: &[Vec<f64>]) -> f64 {
-    let last = r.last().expect("accuracy matrix has no rows");
-    mean(last.iter().copied())
+    r.last().map_or(f64::NAN, |last| mean(last.iter().copied()))
 }
 
 /// Backward transfer: how much training later tasks changed the accuracy on earlier ones.
@@ -62,6 +74,158 @@ pub fn average_accuracy_curve(r: &[Vec<f64>]) -> Vec<f64> {
         .enumerate()
         .map(|(i, row)| mean(row[..=i].iter().copied()))
         .collect()
+}
+
+/// Forward transfer: how much training the earlier tasks helped each task before it was trained,
+/// against the untrained network's accuracy `initial[j]` on it.
+pub fn fwt(r: &[Vec<f64>], initial: &[f64]) -> Option<f64> {
+    let t = r.len();
+    (t >= 2 && initial.len() >= t && r.iter().all(|row| row.len() >= t))
+        .then(|| mean((1..t).map(|j| r[j - 1][j] - initial[j])))
+}
+
+/// Mean over tasks of the accuracy on each task just after training it.
+pub fn learning_accuracy(r: &[Vec<f64>]) -> f64 {
+    mean((0..r.len()).map(|j| r[j][j]))
+}
+
+/// Mean over the rows of the average accuracy on the tasks seen so far.
+pub fn average_incremental_accuracy(r: &[Vec<f64>]) -> f64 {
+    mean(average_accuracy_curve(r).into_iter())
+}
+
+/// How much less each task was learnt than the joint run (trained on every task so far at once)
+/// learnt it: mean_j `joint[j][j] - r[j][j]`.
+pub fn intransigence(r: &[Vec<f64>], joint: &[Vec<f64>]) -> Option<f64> {
+    (joint.len() >= r.len() && joint.iter().all(|row| row.len() >= r.len()))
+        .then(|| mean((0..r.len()).map(|j| joint[j][j] - r[j][j])))
+}
+
+/// HAT's forgetting ratio after the last task (Serra et al. 2018, joansj/hat
+/// `src/plot_results.py`): per task, `(r - c) / (joint - c) - 1` with `c` the random reference,
+/// then the mean over tasks. 0 matches the joint run, -1 is chance. A task where the joint run is
+/// no better than chance has no ratio and is left out (`None` if every task is).
+pub fn forgetting_ratio(r: &[Vec<f64>], joint: &[Vec<f64>], chance: &[f64]) -> Option<f64> {
+    let (last, joint_last) = (r.last()?, joint.get(r.len() - 1)?);
+    let ratios: Vec<f64> = (0..last.len())
+        .filter_map(|j| {
+            let (a, b, c) = (last[j], *joint_last.get(j)?, *chance.get(j)?);
+            (b - c > 1e-12).then(|| (a - c) / (b - c) - 1.0)
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| mean(ratios.into_iter()))
+}
+
+/// What a metric is computed from: one job's stored data and the references beside it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricInputs<'a> {
+    /// The job's accuracy matrix `r[i][j]`.
+    pub accuracy: &'a [Vec<f64>],
+    /// The untrained network's accuracy on each task, when the result recorded it.
+    pub initial: Option<&'a [f64]>,
+    /// A stratified random classifier's expected accuracy on each task, when recorded.
+    pub chance: Option<&'a [f64]>,
+    /// The accuracy matrix of the joint run with the same seed, when the results hold one.
+    pub joint: Option<&'a [Vec<f64>]>,
+}
+
+/// One metric of the family: its name, definition and direction, and how to compute it.
+pub struct MetricDef {
+    /// Column name in `summary.csv` and key in code, e.g. `fwt`.
+    pub key: &'static str,
+    /// Name in tables, e.g. `FWT`.
+    pub name: &'static str,
+    /// One sentence: the formula and its source.
+    pub definition: &'static str,
+    pub higher_is_better: bool,
+    /// An accuracy or a difference of accuracies (shown ×100, in % or points), else a ratio.
+    pub percent: bool,
+    /// `None` when the inputs lack what the metric needs.
+    pub compute: fn(&MetricInputs) -> Option<f64>,
+}
+
+impl MetricDef {
+    /// `a` is better than `b` in this metric's direction.
+    pub fn better(&self, a: f64, b: f64) -> bool {
+        if self.higher_is_better {
+            a > b
+        } else {
+            a < b
+        }
+    }
+}
+
+/// The metric family, in the order tables show it.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef {
+        key: "acc",
+        name: "ACC",
+        definition: "mean over j of R[T-1][j]: the average accuracy after the last task",
+        higher_is_better: true,
+        percent: true,
+        compute: |m| (!m.accuracy.is_empty()).then(|| acc(m.accuracy)),
+    },
+    MetricDef {
+        key: "bwt",
+        name: "BWT",
+        definition: "mean over j < T-1 of R[T-1][j] − R[j][j] (Lopez-Paz & Ranzato 2017): negative when learning later tasks hurt earlier ones",
+        higher_is_better: true,
+        percent: true,
+        compute: |m| (!m.accuracy.is_empty()).then(|| bwt(m.accuracy)),
+    },
+    MetricDef {
+        key: "forgetting",
+        name: "forgetting",
+        definition: "mean over j < T-1 of max_{l < T-1} R[l][j] − R[T-1][j] (Chaudhry et al. 2018): the drop from each task's best accuracy to its final one",
+        higher_is_better: false,
+        percent: true,
+        compute: |m| (!m.accuracy.is_empty()).then(|| forgetting(m.accuracy)),
+    },
+    MetricDef {
+        key: "fwt",
+        name: "FWT",
+        definition: "mean over j ≥ 1 of R[j-1][j] − b[j], b[j] the untrained network's accuracy on task j (Lopez-Paz & Ranzato 2017): positive when earlier tasks help a task before it is trained",
+        higher_is_better: true,
+        percent: true,
+        compute: |m| fwt(m.accuracy, m.initial?),
+    },
+    MetricDef {
+        key: "learning_acc",
+        name: "learning acc",
+        definition: "mean over j of R[j][j]: how well each task is learnt when it is trained (Riemer et al. 2019)",
+        higher_is_better: true,
+        percent: true,
+        compute: |m| (!m.accuracy.is_empty()).then(|| learning_accuracy(m.accuracy)),
+    },
+    MetricDef {
+        key: "avg_inc_acc",
+        name: "avg inc acc",
+        definition: "mean over i of the mean over j ≤ i of R[i][j]: the average accuracy on the tasks seen so far, averaged over the sequence (Rebuffi et al. 2017)",
+        higher_is_better: true,
+        percent: true,
+        compute: |m| (!m.accuracy.is_empty()).then(|| average_incremental_accuracy(m.accuracy)),
+    },
+    MetricDef {
+        key: "intransigence",
+        name: "intransigence",
+        definition: "mean over j of J[j][j] − R[j][j], J the joint run of the same seed (Chaudhry et al. 2018): how much less each task is learnt than by training on every task so far at once; needs `joint` in the grid",
+        higher_is_better: false,
+        percent: true,
+        compute: |m| intransigence(m.accuracy, m.joint?),
+    },
+    MetricDef {
+        key: "rho",
+        name: "ρ",
+        definition: "mean over j of (R[T-1][j] − c[j]) / (J[T-1][j] − c[j]) − 1, J the joint run of the same seed and c[j] the expected accuracy of a random classifier drawing labels with task j's training frequencies (HAT's forgetting ratio, Serrà et al. 2018, as joansj/hat src/plot_results.py): 0 is as good as joint, −1 is chance; needs `joint` in the grid",
+        higher_is_better: true,
+        percent: false,
+        compute: |m| forgetting_ratio(m.accuracy, m.joint?, m.chance?),
+    },
+];
+
+/// The entry of [`METRICS`] with this key.
+pub fn metric(key: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|m| m.key == key)
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
@@ -100,6 +264,63 @@ mod tests {
         let r = vec![vec![0.5, 0.0], vec![0.7, 0.9], vec![0.4, 0.9]];
         // Only rows l < T-1 = 2 count for the max: task 0 best is 0.7, task 1 best 0.9.
         assert!((forgetting(&r) - ((0.7 - 0.4) + 0.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_family_on_a_hand_computed_case() {
+        let r = vec![
+            vec![0.9, 0.1, 0.2],
+            vec![0.8, 0.95, 0.3],
+            vec![0.6, 0.85, 0.99],
+        ];
+        let initial = [0.1, 0.12, 0.25];
+        // FWT = ((0.1 - 0.12) + (0.3 - 0.25)) / 2 = 0.015
+        assert!((fwt(&r, &initial).unwrap() - 0.015).abs() < 1e-12);
+        // learning accuracy = (0.9 + 0.95 + 0.99) / 3
+        assert!((learning_accuracy(&r) - 2.84 / 3.0).abs() < 1e-12);
+        // average incremental accuracy = (0.9 + 0.875 + 2.44 / 3) / 3
+        let aia = (0.9 + 0.875 + 2.44 / 3.0) / 3.0;
+        assert!((average_incremental_accuracy(&r) - aia).abs() < 1e-12);
+        let joint = vec![
+            vec![0.95, 0.1, 0.1],
+            vec![0.9, 0.96, 0.1],
+            vec![0.9, 0.9, 0.99],
+        ];
+        // intransigence = ((0.95 - 0.9) + (0.96 - 0.95) + (0.99 - 0.99)) / 3 = 0.02
+        assert!((intransigence(&r, &joint).unwrap() - 0.02).abs() < 1e-12);
+        // rho = mean of (0.6-0.5)/(0.9-0.5)-1, (0.85-0.5)/(0.9-0.5)-1, (0.99-0.5)/(0.99-0.5)-1
+        //     = (-0.75 - 0.125 + 0) / 3
+        let chance = [0.5, 0.5, 0.5];
+        let rho = forgetting_ratio(&r, &joint, &chance).unwrap();
+        assert!((rho - (-0.875 / 3.0)).abs() < 1e-12, "{rho}");
+        // A task where joint is at chance has no ratio; it is left out, not divided by zero.
+        let flat = [0.5, 0.5, 0.99];
+        let rho = forgetting_ratio(&r, &joint, &flat).unwrap();
+        assert!((rho - (-0.75 - 0.125) / 2.0).abs() < 1e-12, "{rho}");
+    }
+
+    #[test]
+    fn metrics_without_their_inputs_are_none_not_numbers() {
+        let r = vec![vec![0.9, 0.1], vec![0.8, 0.95]];
+        let inputs = MetricInputs {
+            accuracy: &r,
+            initial: None,
+            chance: None,
+            joint: None,
+        };
+        for key in ["fwt", "intransigence", "rho"] {
+            assert_eq!((metric(key).unwrap().compute)(&inputs), None, "{key}");
+        }
+        let empty = MetricInputs {
+            accuracy: &[],
+            ..inputs
+        };
+        // An empty matrix gives no metric at all (and no panic).
+        for m in METRICS {
+            assert_eq!((m.compute)(&empty), None, "{}", m.key);
+        }
+        let keys: std::collections::BTreeSet<_> = METRICS.iter().map(|m| m.key).collect();
+        assert_eq!(keys.len(), METRICS.len(), "metric keys must be unique");
     }
 
     #[test]

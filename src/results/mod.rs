@@ -30,6 +30,17 @@ pub struct JobResult {
     /// `accuracy[i][j]`: test accuracy on task j after training task i (all j, so forward
     /// transfer is readable too).
     pub accuracy: Vec<Vec<f64>>,
+    /// The untrained network's test accuracy on each task, scored as `accuracy[0]` scores it:
+    /// the reference of forward transfer. Absent from results written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_accuracy: Option<Vec<f64>>,
+    /// Per task, the expected test accuracy of a classifier that draws labels at random with the
+    /// task's training frequencies (HAT's `random` approach, in expectation): the chance level
+    /// of the forgetting ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chance_accuracy: Option<Vec<f64>>,
+    /// ACC, BWT and forgetting as the job computed them; reports recompute every metric from
+    /// the matrices ([`metrics::METRICS`]).
     pub metrics: Metrics,
     /// Mean task loss and mean penalty per epoch of each task, in training order.
     pub curve: Vec<CurvePoint>,

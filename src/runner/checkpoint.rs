@@ -36,6 +36,9 @@ pub struct JobProgress {
     pub settings: serde_json::Value,
     /// A row per finished (and evaluated) task.
     pub accuracy: Vec<Vec<f64>>,
+    /// The untrained network's accuracy on each task (see `JobResult::initial_accuracy`).
+    #[serde(default)]
+    pub initial_accuracy: Option<Vec<f64>>,
     pub curve: Vec<CurvePoint>,
     pub importance: Vec<ImportanceSummary>,
     pub timings: Timings,
@@ -58,6 +61,7 @@ impl JobProgress {
             job_id: job_id.to_string(),
             settings: settings.clone(),
             accuracy: Vec::new(),
+            initial_accuracy: None,
             curve: Vec::new(),
             importance: Vec::new(),
             timings: Timings::default(),

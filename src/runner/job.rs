@@ -124,6 +124,28 @@ pub fn run_job_with_model(
     }
     // Time spent by earlier runs of this job (before a kill), so totals add up.
     let earlier_s = progress.timings.total_s;
+    let evaluate = |after: usize| -> Vec<f64> {
+        (0..num_tasks)
+            .map(|j| {
+                let mask = Scenario::mask_tensor(&scenario.eval_mask(j, after), device);
+                let data = TaskData {
+                    task: j,
+                    x: test[j].x.shallow_clone(),
+                    y: test[j].y.shallow_clone(),
+                    mask,
+                };
+                accuracy(&model, &data)
+            })
+            .collect()
+    };
+    if progress.tasks_done() == 0 {
+        // The untrained network, scored as after task 0 (a task not yet trained is scored over
+        // the same columns at every earlier row): forward transfer's reference. An evaluation
+        // draws nothing from the job's stream, so training is unchanged.
+        let tick = Instant::now();
+        progress.initial_accuracy = Some(evaluate(0));
+        progress.timings.eval_s += tick.elapsed().as_secs_f64();
+    }
     for t in progress.tasks_done()..num_tasks {
         let current = prepare(scenario.train_data(&dataset.train, t, device));
         let ctx = TaskContext {
@@ -177,18 +199,7 @@ pub fn run_job_with_model(
         }
 
         let tick = Instant::now();
-        let row: Vec<f64> = (0..num_tasks)
-            .map(|j| {
-                let mask = Scenario::mask_tensor(&scenario.eval_mask(j, t), device);
-                let data = TaskData {
-                    task: j,
-                    x: test[j].x.shallow_clone(),
-                    y: test[j].y.shallow_clone(),
-                    mask,
-                };
-                accuracy(&model, &data)
-            })
-            .collect();
+        let row = evaluate(t);
         progress.timings.eval_s += tick.elapsed().as_secs_f64();
         on_event(JobEvent::TaskDone {
             task: t,
@@ -222,6 +233,8 @@ pub fn run_job_with_model(
         seed: job.seed,
         metrics: Metrics::from_matrix(&accuracy_matrix),
         accuracy: accuracy_matrix,
+        initial_accuracy: progress.initial_accuracy,
+        chance_accuracy: Some(scenario.chance_accuracy(&dataset.train, &dataset.test)),
         curve: progress.curve,
         importance: progress.importance,
         timings,

@@ -261,6 +261,28 @@ impl Scenario {
         mask
     }
 
+    /// Per task, the expected test accuracy of a classifier that draws each prediction from
+    /// the task's training labels at random (HAT's `random` approach, whose accuracy varies
+    /// around this): `sum_c p_train(c) * p_test(c)` over the task's classes.
+    pub fn chance_accuracy(&self, train: &Split, test: &Split) -> Vec<f64> {
+        let frequencies = |split: &Split, indices: &[i64]| {
+            let mut counts = [0usize; 256];
+            for &i in indices {
+                counts[split.labels[i as usize] as usize] += 1;
+            }
+            let n = indices.len().max(1) as f64;
+            counts.map(|c| c as f64 / n)
+        };
+        self.tasks
+            .iter()
+            .map(|plan| {
+                let p = frequencies(train, &plan.train_indices);
+                let q = frequencies(test, &plan.test_indices);
+                p.iter().zip(q.iter()).map(|(a, b)| a * b).sum()
+            })
+            .collect()
+    }
+
     /// `mask` as a Bool tensor on `device`.
     pub fn mask_tensor(mask: &[bool], device: Device) -> Tensor {
         Tensor::from_slice(mask)
