@@ -88,6 +88,8 @@ pub struct Page<'a> {
     pub groups: &'a [Group],
     pub results: &'a [JobResult],
     pub best_rows: &'a [Row],
+    /// Each configuration against naive and against the best, paired by seed.
+    pub comparisons: &'a super::comparison::Comparisons,
     pub reference: Option<&'a Reference>,
     /// The resolved experiment file's text.
     pub experiment: Option<String>,
@@ -335,6 +337,26 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         );
     }
 
+    if !page.comparisons.is_empty() {
+        h.push_str("<h2>Paired comparisons</h2>\n<table>\n<thead><tr>");
+        for head in page.comparisons.header() {
+            let _ = write!(h, "<th>{}</th>", escape(&head));
+        }
+        h.push_str("</tr></thead>\n<tbody>\n");
+        for cells in page.comparisons.cells() {
+            h.push_str("<tr>");
+            for cell in cells {
+                let _ = write!(h, "<td>{}</td>", escape(&cell));
+            }
+            h.push_str("</tr>\n");
+        }
+        let _ = writeln!(
+            h,
+            "</tbody>\n</table>\n<p class=\"note\">{}</p>",
+            escape(super::comparison::NOTE)
+        );
+    }
+
     h.push_str("<h2>Charts</h2>\n");
     for chart in &CHARTS {
         let path = out_dir.join(format!("{}.svg", chart.base));
@@ -439,6 +461,10 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
     }
     m.push_str("## Best of each grid\n\n");
     m.push_str(&super::reference::markdown(page.best_rows, page.reference));
+    if !page.comparisons.is_empty() {
+        m.push_str("\n## Paired comparisons\n\n");
+        m.push_str(&page.comparisons.markdown());
+    }
     m.push_str("\n## Charts\n\n");
     for chart in &CHARTS {
         if !out_dir.join(format!("{}.png", chart.base)).exists() {

@@ -4,6 +4,7 @@
 //! [`summary::group`] across every chart.
 
 pub mod chart;
+pub mod comparison;
 pub mod curves;
 pub mod final_metrics;
 pub mod forgetting;
@@ -11,6 +12,7 @@ pub mod heatmap;
 pub mod html;
 pub mod importance;
 pub mod reference;
+pub mod significance;
 pub mod summary;
 
 use std::path::Path;
@@ -82,7 +84,16 @@ pub fn write_report(
     importance::importance_distributions(&groups, &out_dir.join("importance"))?;
     let best_rows = reference::best_per_strategy(&groups, reference);
     let best = reference::markdown(&best_rows, reference);
-    crate::results::write_atomic(&out_dir.join("best.md"), best.as_bytes())?;
+    let comparisons = comparison::Comparisons::of(&groups);
+    let best_md = if comparisons.is_empty() {
+        best.clone()
+    } else {
+        format!(
+            "{best}\n## Paired comparisons\n\n{}",
+            comparisons.markdown()
+        )
+    };
+    crate::results::write_atomic(&out_dir.join("best.md"), best_md.as_bytes())?;
     let experiment_text = match std::fs::read_to_string(out_dir.join("experiment.yaml")) {
         Ok(text) => Some(text),
         Err(_) => experiment.map(serde_yaml::to_string).transpose()?,
@@ -96,6 +107,7 @@ pub fn write_report(
         groups: &groups,
         results,
         best_rows: &best_rows,
+        comparisons: &comparisons,
         reference,
         experiment: experiment_text,
     };
@@ -107,8 +119,16 @@ pub fn write_report(
     } else {
         format!("\nMore metrics (points of accuracy; ρ a ratio):\n{family}")
     };
+    let paired = comparisons.text();
+    let paired = if paired.is_empty() {
+        paired
+    } else {
+        format!(
+            "\nPaired comparisons on final ACC (Holm-corrected p, raw in parentheses):\n{paired}"
+        )
+    };
     Ok(format!(
-        "{}{family}\nBest of each grid (final ACC):\n{best}",
+        "{}{family}\nBest of each grid (final ACC):\n{best}{paired}",
         summary::table(&groups)
     ))
 }

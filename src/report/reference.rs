@@ -186,6 +186,7 @@ mod tests {
             params,
             seeds: vec![1],
             acc: stat,
+            acc_by_seed: vec![(1, acc)],
             bwt: stat,
             forgetting: stat,
             wall_s: stat,

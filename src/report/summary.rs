@@ -74,6 +74,8 @@ pub struct Group {
     pub params: serde_json::Value,
     pub seeds: Vec<u64>,
     pub acc: Stat,
+    /// Final ACC of each seed's job, by seed: what the paired tests compare.
+    pub acc_by_seed: Vec<(u64, f64)>,
     pub bwt: Stat,
     pub forgetting: Stat,
     pub wall_s: Stat,
@@ -236,6 +238,10 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 params: rs[0].params.clone(),
                 seeds: rs.iter().map(|r| r.seed).collect(),
                 acc: collect(&|r| Metrics::from_matrix(&r.accuracy).acc),
+                acc_by_seed: rs
+                    .iter()
+                    .map(|r| (r.seed, Metrics::from_matrix(&r.accuracy).acc))
+                    .collect(),
                 bwt: collect(&|r| Metrics::from_matrix(&r.accuracy).bwt),
                 forgetting: collect(&|r| Metrics::from_matrix(&r.accuracy).forgetting),
                 wall_s: collect(&|r| r.timings.total_s),
