@@ -107,6 +107,7 @@ fn main() -> ExitCode {
                 quiet: quiet || cli.quiet,
                 force: force || cli.force,
                 workers: workers.or(cli.workers),
+                shard: None,
             },
             dry_run,
             shard,
@@ -137,6 +138,7 @@ fn main() -> ExitCode {
                 quiet: cli.quiet,
                 force: cli.force,
                 workers: cli.workers,
+                shard: None,
             },
             false,
             None,
@@ -177,34 +179,50 @@ fn run(
 ) -> Result<ExitCode> {
     let quiet = opts.quiet;
     let registry = Registry::load()?;
-    let mut plan = Plan::from_file(file, &registry)?;
-    if let Some((i, n)) = shard {
-        plan.jobs = plan
-            .jobs
-            .into_iter()
-            .enumerate()
-            .filter(|(k, _)| k % n == i)
-            .map(|(_, j)| j)
-            .collect();
-    }
+    let plan = Plan::from_file(file, &registry)?;
+    let opts = runner::RunOptions { shard, ..opts };
     if dry_run {
         let jobs_dir = plan.out_dir.join("jobs");
+        let planned = runner::planned_jobs(&plan);
+        let planned: Vec<_> = match shard {
+            Some((i, n)) => planned
+                .into_iter()
+                .enumerate()
+                .filter(|(k, _)| k % n == i)
+                .map(|(_, j)| j)
+                .collect(),
+            None => planned,
+        };
         let mut finished = 0;
-        for job in &plan.jobs {
+        for job in &planned {
             let done = !opts.force && runner::finished(&jobs_dir, job).is_some();
             finished += usize::from(done);
+            let phase = match job.phase {
+                clbench::config::Phase::Search => "  [search]",
+                clbench::config::Phase::Report => "",
+            };
             println!(
-                "{}{}",
+                "{}{phase}{}",
                 job.id,
                 if done { "  (finished: would skip)" } else { "" }
             );
         }
         println!(
             "{} jobs, {} to run, {finished} finished; results in {}",
-            plan.jobs.len(),
-            plan.jobs.len() - finished,
+            planned.len(),
+            planned.len() - finished,
             plan.out_dir.display()
         );
+        if plan.selection.searches() {
+            let entries: std::collections::BTreeSet<usize> =
+                plan.candidates.iter().map(|c| c.entry).collect();
+            println!(
+                "selection: {}; {} strategy entr(ies) get their runs on {} report seed(s) once their search has chosen",
+                plan.selection.label(),
+                entries.len(),
+                plan.experiment.seeds.len()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let dataset =
@@ -238,13 +256,20 @@ fn run(
     } else {
         // The report covers this plan's jobs; results of jobs since removed from the file stay
         // on disk (and in `clbench report`), but not in this table.
-        let ids: std::collections::BTreeSet<&str> =
-            plan.jobs.iter().map(|j| j.id.as_str()).collect();
+        let ids: std::collections::BTreeSet<String> = runner::planned_jobs(&plan)
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
         let results: Vec<_> = report::load_results(&plan.out_dir)?
             .into_iter()
-            .filter(|r| ids.contains(r.id.as_str()))
+            .filter(|r| ids.contains(&r.id))
             .collect();
-        let table = report::write_report(&plan.out_dir, &results, Some(&plan.experiment))?;
+        let table = report::write_report(
+            &plan.out_dir,
+            &results,
+            Some(&plan.experiment),
+            Some(&plan.selection),
+        )?;
         println!("\n{}", plan.experiment.name);
         print!("{table}");
         println!(
@@ -373,8 +398,15 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
     // The report covers the saved experiment's jobs: a result of settings since changed (another
     // id, kept on disk) is left out, as `clbench run` leaves it out.
     let saved = folder.join("experiment.yaml");
-    if let Ok(plan) = Plan::from_file(&saved, &Registry::load()?) {
-        let ids: std::collections::BTreeSet<String> = plan.jobs.into_iter().map(|j| j.id).collect();
+    let mut selection = None;
+    if let Ok(mut plan) = Plan::from_file(&saved, &Registry::load()?) {
+        // The saved file names its own output folder; the results are here.
+        plan.out_dir = folder.to_path_buf();
+        let ids: std::collections::BTreeSet<String> = runner::planned_jobs(&plan)
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        selection = Some(plan.selection.clone());
         let before = results.len();
         results.retain(|r| ids.contains(&r.id));
         if results.len() < before {
@@ -394,7 +426,7 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
     let experiment = report::load_experiment(folder)?;
     print!(
         "{}",
-        report::write_report(folder, &results, experiment.as_ref())?
+        report::write_report(folder, &results, experiment.as_ref(), selection.as_ref())?
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -97,6 +97,7 @@ pub fn sbatch_script(
          # Each task runs one shard of the grid; all write to {}, which every node must see.\n\
          # Submit with `sbatch <this file>`; resubmitting skips finished jobs. When the tasks are\n\
          # done: {} report {}\n\
+         {}\
          set -euo pipefail\n\
          cd {}\n\
          exec {} run {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\"\n",
@@ -106,6 +107,12 @@ pub fn sbatch_script(
         out_dir.display(),
         quote(exe),
         quote(&out_dir),
+        if plan.selection.searches() {
+            "# The selection searches first: a task runs the chosen configurations only once the\n\
+             # search runs they depend on have finished, so resubmit after this array is done.\n"
+        } else {
+            ""
+        },
         quote(workdir),
         quote(exe),
         quote(&file),

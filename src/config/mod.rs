@@ -10,6 +10,7 @@
 pub mod identity;
 pub mod locate;
 pub mod plan;
+pub mod selection;
 
 use std::path::PathBuf;
 
@@ -18,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::scenario::{Heads, Mode};
 use crate::train::OptimizerKind;
 
-pub use plan::{JobSpec, Plan, ResolvedDataset};
+pub use plan::{JobSpec, Phase, Plan, ResolvedDataset};
+pub use selection::{Selection, SelectionSection};
 
 /// A whole experiment file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +47,9 @@ pub struct ExperimentFile {
     #[serde(default)]
     pub runner: RunnerSection,
     pub strategies: Vec<serde_yaml::Mapping>,
+    /// How each strategy's configuration is chosen from its grid (see [`selection`]).
+    #[serde(default)]
+    pub selection: SelectionSection,
     /// Published numbers to compare against, printed beside clbench's in the report.
     #[serde(default)]
     pub reference: Option<Reference>,

@@ -11,10 +11,11 @@ use std::{
 
 use serde::Serialize;
 
+use super::selection::{Selection, SelectionMode, DEFAULT_VALIDATION_FRACTION};
 use super::{identity, locate, ExperimentFile, ScenarioKind};
 use crate::data::{DatasetRegistry, DatasetShape};
 use crate::model::ModelRegistry;
-use crate::scenario::{Heads, Mode};
+use crate::scenario::{Heads, Holdout, Mode, View};
 use crate::strategy::Registry;
 use crate::train::TrainSettings;
 
@@ -57,6 +58,103 @@ pub struct JobSpec {
     /// could have run it: a result saved under them is migrated to the new id.
     #[serde(skip)]
     pub legacy: Option<(String, serde_json::Value)>,
+    /// A search run of the selection (scored on validation data or the first tasks, never
+    /// reported) or a reported run.
+    pub phase: Phase,
+    /// The part of the scenario the job sees: all of it, except under `holdout` (training data
+    /// without the validation split) and `first_tasks` (a range of tasks) selection.
+    pub view: View,
+}
+
+/// Which stage of the selection a job belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Scores a grid point for the choice.
+    Search,
+    /// A configuration run on the report seeds and reported.
+    Report,
+}
+
+/// A grid point that search runs choose among: entry `entry` of the file, strategy
+/// `strategy`, resolved parameters `params`.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub entry: usize,
+    pub strategy: String,
+    pub params: serde_json::Value,
+}
+
+/// Builds a job's id and settings from the settings every job shares.
+#[derive(Debug, Clone)]
+struct JobMaker {
+    shared: serde_json::Value,
+    /// What an earlier clbench recorded, for the jobs it could run.
+    legacy_shared: Option<serde_json::Value>,
+    /// Each entry's resolved defaults, for the label.
+    defaults: Vec<serde_json::Value>,
+}
+
+impl JobMaker {
+    fn make(
+        &self,
+        strategy: &str,
+        entry: usize,
+        resolved: &serde_json::Value,
+        seed: u64,
+        view: &View,
+        phase: Phase,
+    ) -> JobSpec {
+        let defaults = &self.defaults[entry];
+        // The label shows the parameters that differ from the strategy's defaults, so it
+        // follows from the settings alone (a default written out changes nothing).
+        let explicit: Vec<(String, serde_json::Value)> = match resolved {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .filter(|(k, v)| defaults.get(k.as_str()) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let with_job = |shared: &serde_json::Value| {
+            let mut settings = shared.clone();
+            settings["strategy"] = serde_json::json!(strategy);
+            settings["params"] = resolved.clone();
+            settings["seed"] = serde_json::json!(seed);
+            settings
+        };
+        let mut settings = with_job(&self.shared);
+        // Only a job that sees part of the scenario records its view, so every other job keeps
+        // the id it had before selection modes existed.
+        if view != &View::default() {
+            settings["view"] = serde_json::json!(view);
+        }
+        if phase == Phase::Search {
+            settings["phase"] = serde_json::json!(phase);
+        }
+        let id = identity::job_id(strategy, &explicit, seed, &settings);
+        let legacy = self
+            .legacy_shared
+            .as_ref()
+            .filter(|_| view == &View::default())
+            .map(|shared| {
+                (
+                    identity::legacy_job_id(strategy, resolved, seed),
+                    with_job(shared),
+                )
+            });
+        JobSpec {
+            settings,
+            id,
+            strategy: strategy.to_string(),
+            params: resolved.clone(),
+            seed,
+            entry,
+            legacy,
+            phase,
+            view: view.clone(),
+        }
+    }
 }
 
 /// The experiment's network: a registered model and its resolved parameters.
@@ -124,9 +222,18 @@ pub struct Plan {
     pub heads: Heads,
     pub model: ModelChoice,
     pub train: TrainSettings,
+    /// How each strategy's configuration is chosen.
+    pub selection: Selection,
+    /// The jobs known before any runs: every job under `fixed` and `test_oracle`; the search
+    /// runs and the runs of entries with a single setting under `holdout` and `first_tasks`
+    /// (the chosen configurations' runs come from [`report_jobs`](Self::report_jobs)).
     pub jobs: Vec<JobSpec>,
+    /// The grid points the search runs choose among, in file order (empty without a search).
+    pub candidates: Vec<Candidate>,
     /// `<output>/<name>`.
     pub out_dir: PathBuf,
+    maker: JobMaker,
+    num_tasks: usize,
 }
 
 impl Plan {
@@ -292,8 +399,8 @@ impl Plan {
                     "training": train,
                 })
             });
-        let mut jobs = Vec::new();
-        let mut ids = BTreeSet::new();
+        // Every entry's grid, resolved: (name, defaults, points).
+        let mut entries: Vec<(String, serde_json::Value, Vec<serde_json::Value>)> = Vec::new();
         for (entry, mapping) in experiment.strategies.iter().enumerate() {
             let at = |key: Option<&str>| locate::strategy_key(text, entry, key);
             let name = match mapping.get("name") {
@@ -320,53 +427,75 @@ impl Plan {
             let mut params = mapping.clone();
             params.remove("name");
             let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or_default();
+            let mut points = Vec::new();
             for point in expand_grid(&params) {
                 let resolved = (reg.resolve)(&point).map_err(|message| {
                     let key = culprit_key(&point, reg.resolve);
                     err(at(key.as_deref()), format!("strategy `{name}`: {message}"))
                 })?;
-                // The label shows the parameters that differ from the strategy's defaults, so
-                // it follows from the settings alone (a default written out changes nothing).
-                let explicit: Vec<(String, serde_json::Value)> = match &resolved {
-                    serde_json::Value::Object(map) => map
-                        .iter()
-                        .filter(|(k, v)| defaults.get(k.as_str()) != Some(*v))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                for &seed in &experiment.seeds {
-                    let with_job = |shared: &serde_json::Value| {
-                        let mut settings = shared.clone();
-                        settings["strategy"] = serde_json::json!(name);
-                        settings["params"] = resolved.clone();
-                        settings["seed"] = serde_json::json!(seed);
-                        settings
-                    };
-                    let settings = with_job(&shared);
-                    let id = identity::job_id(&name, &explicit, seed, &settings);
-                    if !ids.insert(id.clone()) {
-                        return Err(err(
-                            at(None),
-                            format!("job `{id}` appears twice; remove the repeated grid value"),
-                        ));
-                    }
-                    let legacy = legacy_shared.as_ref().map(|shared| {
-                        (
-                            identity::legacy_job_id(&name, &resolved, seed),
-                            with_job(shared),
-                        )
-                    });
-                    jobs.push(JobSpec {
-                        settings,
-                        id,
+                points.push(resolved);
+            }
+            entries.push((name, defaults, points));
+        }
+        let num_tasks = match experiment.scenario.kind {
+            ScenarioKind::Split => experiment.scenario.tasks.len(),
+            ScenarioKind::Permuted => experiment.scenario.num_tasks.unwrap_or(10),
+            ScenarioKind::Rotated => experiment.scenario.angles.as_ref().map_or(0, Vec::len),
+        };
+        let selection = resolve_selection(&experiment, &entries, num_tasks, text, path)?;
+        let maker = JobMaker {
+            shared,
+            legacy_shared,
+            defaults: entries.iter().map(|e| e.1.clone()).collect(),
+        };
+        let report_view = selection.report_view(num_tasks);
+        let search_view = selection.search_view();
+        let mut jobs = Vec::new();
+        let mut candidates = Vec::new();
+        for (entry, (name, _, points)) in entries.iter().enumerate() {
+            if selection.searches() && points.len() > 1 {
+                for resolved in points {
+                    candidates.push(Candidate {
+                        entry,
                         strategy: name.clone(),
                         params: resolved.clone(),
-                        seed,
-                        entry,
-                        legacy,
                     });
+                    for &seed in selection.search_seeds() {
+                        jobs.push(maker.make(
+                            name,
+                            entry,
+                            resolved,
+                            seed,
+                            &search_view,
+                            Phase::Search,
+                        ));
+                    }
                 }
+            } else {
+                for resolved in points {
+                    for &seed in &experiment.seeds {
+                        jobs.push(maker.make(
+                            name,
+                            entry,
+                            resolved,
+                            seed,
+                            &report_view,
+                            Phase::Report,
+                        ));
+                    }
+                }
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for job in &jobs {
+            if !ids.insert(job.id.clone()) {
+                return Err(err(
+                    locate::strategy_key(text, job.entry, None),
+                    format!(
+                        "job `{}` appears twice; remove the repeated grid value",
+                        job.id
+                    ),
+                ));
             }
         }
         if let Some(reference) = &experiment.reference {
@@ -391,10 +520,189 @@ impl Plan {
             heads,
             model,
             train,
+            selection,
             jobs,
+            candidates,
             out_dir,
+            maker,
+            num_tasks,
         })
     }
+
+    /// The runs of the configurations the search chose, on the report seeds, given the search
+    /// runs' scores; with each choice as (entry, parameters, mean score). Entries whose search
+    /// has not finished on every search seed get no runs yet.
+    pub fn report_jobs(
+        &self,
+        scores: &[super::selection::SearchScore],
+    ) -> (Vec<JobSpec>, Vec<(usize, serde_json::Value, f64)>) {
+        let points: Vec<(usize, serde_json::Value)> = self
+            .candidates
+            .iter()
+            .map(|c| (c.entry, c.params.clone()))
+            .collect();
+        let chosen = super::selection::choose(&points, scores, self.selection.search_seeds());
+        let view = &self.selection.report_view(self.num_tasks);
+        let jobs = chosen
+            .iter()
+            .flat_map(|(entry, params, _)| {
+                let strategy = &self
+                    .candidates
+                    .iter()
+                    .find(|c| c.entry == *entry)
+                    .expect("a choice is among the candidates")
+                    .strategy;
+                self.experiment.seeds.iter().map(move |&seed| {
+                    self.maker
+                        .make(strategy, *entry, params, seed, view, Phase::Report)
+                })
+            })
+            .collect();
+        (jobs, chosen)
+    }
+
+    /// The number of tasks each run of the scenario trains.
+    pub fn num_tasks(&self) -> usize {
+        self.num_tasks
+    }
+}
+
+/// Resolves `selection:`: the mode (default `holdout` when a grid has more than one point,
+/// else `fixed`) and its settings, each checked against the file.
+fn resolve_selection(
+    experiment: &ExperimentFile,
+    entries: &[(String, serde_json::Value, Vec<serde_json::Value>)],
+    num_tasks: usize,
+    text: &str,
+    path: &Path,
+) -> Result<Selection, ConfigError> {
+    let err = |position, message: String| ConfigError {
+        file: path.to_path_buf(),
+        position,
+        message,
+    };
+    let at =
+        |key: &str| section_key(text, "selection", key).or(find_top_level_key(text, "selection"));
+    let section = &experiment.selection;
+    let swept = entries.iter().position(|e| e.2.len() > 1);
+    let mode = section.mode.unwrap_or(if swept.is_some() {
+        SelectionMode::Holdout
+    } else {
+        SelectionMode::Fixed
+    });
+    let only = |key: &str, given: bool, modes: &str| -> Result<(), ConfigError> {
+        if given {
+            Err(err(
+                at(key),
+                format!("selection.{key} applies to {modes} only, but the mode is {mode:?}; remove it or change the mode")
+                    .replace("Holdout", "holdout")
+                    .replace("FirstTasks", "first_tasks")
+                    .replace("TestOracle", "test_oracle")
+                    .replace("Fixed", "fixed"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let holdout_only = mode != SelectionMode::Holdout;
+    only(
+        "validation_fraction",
+        holdout_only && section.validation_fraction.is_some(),
+        "mode: holdout",
+    )?;
+    only(
+        "split_seed",
+        holdout_only && section.split_seed.is_some(),
+        "mode: holdout",
+    )?;
+    only(
+        "tasks",
+        mode != SelectionMode::FirstTasks && section.tasks.is_some(),
+        "mode: first_tasks",
+    )?;
+    let searching = matches!(mode, SelectionMode::Holdout | SelectionMode::FirstTasks);
+    only(
+        "search_seeds",
+        !searching && section.search_seeds.is_some(),
+        "modes holdout and first_tasks",
+    )?;
+    let search_seeds = || -> Result<Vec<u64>, ConfigError> {
+        let seeds = section.search_seeds.clone().unwrap_or_else(|| vec![0]);
+        if seeds.is_empty() {
+            return Err(err(
+                at("search_seeds"),
+                "selection.search_seeds is empty; give at least one seed, e.g. `search_seeds: [0]`"
+                    .into(),
+            ));
+        }
+        if seeds.iter().collect::<BTreeSet<_>>().len() != seeds.len() {
+            return Err(err(
+                at("search_seeds"),
+                "selection.search_seeds repeats a seed; each seed must appear once".into(),
+            ));
+        }
+        if let Some(seed) = seeds.iter().find(|s| experiment.seeds.contains(s)) {
+            return Err(err(
+                at("search_seeds"),
+                format!(
+                    "search seed {seed} is also a report seed (`seeds`); the configuration must be chosen on runs                      that are not reported: give `selection.search_seeds` disjoint from `seeds`"
+                ),
+            ));
+        }
+        Ok(seeds)
+    };
+    Ok(match mode {
+        SelectionMode::Fixed => {
+            if let Some(k) = swept {
+                return Err(err(
+                    locate::strategy_key(text, k, None),
+                    format!(
+                        "selection: fixed runs one setting per strategy, but entry {k} (`{}`) has {} grid points;                          give one value per parameter, or choose how to select: `selection: {{mode: holdout}}`",
+                        entries[k].0,
+                        entries[k].2.len()
+                    ),
+                ));
+            }
+            Selection::Fixed
+        }
+        SelectionMode::TestOracle => Selection::TestOracle,
+        SelectionMode::Holdout => {
+            let fraction = section
+                .validation_fraction
+                .unwrap_or(DEFAULT_VALIDATION_FRACTION);
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(err(
+                    at("validation_fraction"),
+                    format!("selection.validation_fraction must be between 0 and 1 (exclusive), got {fraction}"),
+                ));
+            }
+            Selection::Holdout {
+                holdout: Holdout {
+                    fraction,
+                    seed: section.split_seed.unwrap_or(0),
+                },
+                search_seeds: search_seeds()?,
+            }
+        }
+        SelectionMode::FirstTasks => {
+            let tasks = section.tasks.ok_or_else(|| {
+                err(at("mode"), format!("selection: first_tasks needs `tasks`, the number of leading tasks to choose on (1 to {})", num_tasks.saturating_sub(1)))
+            })?;
+            if tasks == 0 || tasks >= num_tasks {
+                return Err(err(
+                    at("tasks"),
+                    format!(
+                        "selection.tasks must leave tasks to report: between 1 and {} for this scenario's {num_tasks} tasks, got {tasks}",
+                        num_tasks.saturating_sub(1)
+                    ),
+                ));
+            }
+            Selection::FirstTasks {
+                tasks,
+                search_seeds: search_seeds()?,
+            }
+        }
+    })
 }
 
 /// Resolves `dataset:` through the dataset registry and checks the scenario against the

@@ -245,6 +245,8 @@ pub struct SweepPoint {
     pub group: usize,
     pub acc: Stat,
     pub bwt: Stat,
+    /// The final ACC the selection read (validation), when `acc` is the test ACC.
+    pub selection: Option<Stat>,
 }
 
 /// One strategy's sweep of one numeric parameter, sorted by value.
@@ -265,6 +267,19 @@ impl Sweep {
             .iter()
             .max_by(|a, b| a.acc.mean.total_cmp(&b.acc.mean))
             .expect("a sweep has points")
+    }
+
+    /// The value the selection chose: the highest mean validation ACC, when the points carry
+    /// one; `None` otherwise (the chosen value is then [`best`](Self::best)).
+    pub fn chosen_on_validation(&self) -> Option<SweepPoint> {
+        self.points
+            .iter()
+            .filter(|p| p.selection.is_some())
+            .max_by(|a, b| {
+                let (a, b) = (a.selection.unwrap().mean, b.selection.unwrap().mean);
+                a.total_cmp(&b)
+            })
+            .copied()
     }
 
     /// `strategy` or `strategy variant`, for captions.
@@ -333,6 +348,7 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
                 group,
                 acc: g.acc,
                 bwt: g.bwt,
+                selection: g.selection_acc,
             };
             match partitions.iter_mut().find(|(v, _)| *v == variant) {
                 Some((_, points)) => points.push(point),
@@ -359,15 +375,22 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
 /// (log axis when the values are positive), mean with 95% confidence bars over seeds, each point
 /// in its configuration's colour; the chosen (best-ACC) value ringed in both panels. Writes
 /// nothing when no grid sweeps a strength.
-pub fn sensitivity(groups: &[Group], base: &Path) -> Result<()> {
+///
+/// `selection` (how the configurations were chosen) heads the chart. When the points carry the
+/// validation ACC the choice read, the ACC panel draws it as a dashed line and marks the value it
+/// chose with a square, beside the ring on the best test ACC.
+pub fn sensitivity(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
     let sweeps = sweeps(groups);
     if sweeps.is_empty() {
         return Ok(());
     }
-    let size = (2 * 420, 320 * sweeps.len() as u32);
-    svg_and_png!(base, size, draw_sensitivity(&sweeps));
+    let size = (2 * 420, 320 * sweeps.len() as u32 + SENSITIVITY_TITLE);
+    svg_and_png!(base, size, draw_sensitivity(&sweeps, selection));
     Ok(())
 }
+
+/// Height of the sensitivity chart's heading, in pixels.
+const SENSITIVITY_TITLE: u32 = 44;
 
 /// Which metric a sensitivity panel shows.
 #[derive(Clone, Copy)]
@@ -378,13 +401,29 @@ enum Metric {
 
 fn draw_sensitivity<DB: DrawingBackend>(
     sweeps: &[Sweep],
+    selection: &str,
     root: DrawingArea<DB, plotters::coord::Shift>,
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(draw_err)?;
-    let areas = root.split_evenly((sweeps.len(), 2));
+    let (head, body) = root.split_vertically(SENSITIVITY_TITLE);
+    let marks = if sweeps.iter().any(|s| s.chosen_on_validation().is_some()) {
+        "ring: best test ACC; square: chosen on validation (dashed line)"
+    } else {
+        "ring: best ACC"
+    };
+    // Long labels are cut rather than drawn past the edge.
+    let line: String = format!("Configurations {selection}")
+        .chars()
+        .take(110)
+        .collect();
+    head.draw(&Text::new(line, (10, 6), (FONT, 13)))
+        .map_err(draw_err)?;
+    head.draw(&Text::new(marks, (10, 24), (FONT, 12)))
+        .map_err(draw_err)?;
+    let areas = body.split_evenly((sweeps.len(), 2));
     for (k, sweep) in sweeps.iter().enumerate() {
         for (m, metric) in [Metric::Acc, Metric::Bwt].into_iter().enumerate() {
             draw_sweep_panel(sweep, metric, &areas[2 * k + m])?;
@@ -513,5 +552,27 @@ where
             BLACK.stroke_width(2),
         )])
         .map_err(draw_err)?;
+    if let (Metric::Acc, Some(chosen)) = (metric, sweep.chosen_on_validation()) {
+        let validation: Vec<(f64, f64)> = xs
+            .iter()
+            .zip(&sweep.points)
+            .filter_map(|(&x, p)| Some((x, p.selection?.mean)))
+            .collect();
+        chart
+            .draw_series(DashedLineSeries::new(
+                validation,
+                6,
+                4,
+                BLACK.mix(0.55).stroke_width(1),
+            ))
+            .map_err(draw_err)?;
+        let (x, y) = (to_x(chosen.value), stat(&chosen).mean);
+        chart
+            .draw_series([Rectangle::new(
+                [(x - 0.07, y - 0.025), (x + 0.07, y + 0.025)],
+                BLACK.stroke_width(2),
+            )])
+            .map_err(draw_err)?;
+    }
     Ok(())
 }

@@ -263,6 +263,7 @@ mod tests {
             bwt: stat,
             forgetting: stat,
             wall_s: stat,
+            selection_acc: None,
             family: Vec::new(),
             avg_accuracy_curve: Vec::new(),
             avg_accuracy: Vec::new(),

@@ -47,7 +47,7 @@ pub const CHARTS: [Chart; 7] = [
     Chart {
         base: "sensitivity",
         title: "Sensitivity to the swept strength",
-        about: "Final ACC (left) and BWT (right) against each swept parameter, mean with 95% confidence bars, each point in its configuration's colour; the ring marks the chosen (best-ACC) value.",
+        about: "Final ACC (left) and BWT (right) against each swept parameter, mean with 95% confidence bars, each point in its configuration's colour; the ring marks the best test ACC. Under holdout selection the points are the search runs' test ACC, the dashed line their validation ACC, and the square the value the validation chose.",
     },
     Chart {
         base: "curves",
@@ -90,9 +90,22 @@ pub struct Page<'a> {
     pub best_rows: &'a [Row],
     /// Each configuration against naive and against the best, paired by seed.
     pub comparisons: &'a super::comparison::Comparisons,
+    /// How the reported configurations were chosen (every table and chart says it).
+    pub selection: &'a str,
+    /// Search runs behind the choice (in the sensitivity chart, not in the tables).
+    pub search_runs: usize,
     pub reference: Option<&'a Reference>,
     /// The resolved experiment file's text.
     pub experiment: Option<String>,
+}
+
+/// Said after the selection label when search runs chose the configurations.
+fn search_note(search_runs: usize) -> String {
+    if search_runs == 0 {
+        String::new()
+    } else {
+        format!(" The {search_runs} search runs behind the choice are in the sensitivity chart and summary.csv, not in these tables.")
+    }
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -254,7 +267,13 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         page.results.len(),
         page.groups.len()
     );
-    h.push_str("<h2>Summary</h2>\n<table>\n<thead><tr>");
+    let _ = writeln!(
+        h,
+        "<h2>Summary</h2>\n<p><b>Configurations {}.</b>{}</p>",
+        escape(page.selection),
+        search_note(page.search_runs)
+    );
+    h.push_str("<table>\n<thead><tr>");
     for head in SUMMARY_HEAD {
         let _ = write!(h, "<th>{}</th>", escape(head));
     }
@@ -311,7 +330,7 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         );
     }
 
-    h.push_str("<h2>Best of each grid</h2>\n");
+    h.push_str("<h2>Chosen configuration of each strategy</h2>\n");
     if let Some(r) = page.reference {
         let _ = writeln!(h, "<p>Published figures: {}</p>", escape(r.source.trim()));
     }
@@ -328,7 +347,7 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</tbody>\n</table>\n<p class=\"note\">The best configuration of each strategy is the one with the highest mean ACC; SE is the standard error of that mean.</p>\n");
+    h.push_str("</tbody>\n</table>\n<p class=\"note\">Among the reported configurations of each strategy, the one with the highest mean ACC; SE is the standard error of that mean.</p>\n");
     if page.best_rows.iter().any(|r| r.edge.is_some()) {
         let _ = writeln!(
             h,
@@ -367,11 +386,12 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
             .with_context(|| format!("reading {}", path.display()))?;
         let _ = write!(
             h,
-            "<figure id=\"{}\">\n<h3>{}</h3>\n{}\n<figcaption>{} (<code>{}.svg</code>, <code>{}.png</code>)</figcaption>\n</figure>\n",
+            "<figure id=\"{}\">\n<h3>{}</h3>\n{}\n<figcaption>{} Configurations {}. (<code>{}.svg</code>, <code>{}.png</code>)</figcaption>\n</figure>\n",
             chart.base,
             escape(chart.title),
             inline_svg(&svg),
             escape(chart.about),
+            escape(page.selection),
             chart.base,
             chart.base
         );
@@ -417,6 +437,12 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
         page.results.len(),
         page.groups.len()
     );
+    let _ = writeln!(
+        m,
+        "**Configurations {}.**{}\n",
+        md_cell(page.selection),
+        search_note(page.search_runs)
+    );
     let _ = writeln!(m, "| {} |", SUMMARY_HEAD.join(" | "));
     let _ = writeln!(m, "|{}", " --- |".repeat(SUMMARY_HEAD.len()));
     let best = Best::of(page.groups);
@@ -459,7 +485,7 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
         }
         let _ = writeln!(m, "\n{FAMILY_NOTE}\n");
     }
-    m.push_str("## Best of each grid\n\n");
+    m.push_str("## Chosen configuration of each strategy\n\n");
     m.push_str(&super::reference::markdown(page.best_rows, page.reference));
     if !page.comparisons.is_empty() {
         m.push_str("\n## Paired comparisons\n\n");
@@ -472,8 +498,14 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
         }
         let _ = writeln!(
             m,
-            "### {}\n\n{}\n\n[![{}]({}.png)]({}.png) ([SVG]({}.svg))\n",
-            chart.title, chart.about, chart.title, chart.base, chart.base, chart.base
+            "### {}\n\n{} Configurations {}.\n\n[![{}]({}.png)]({}.png) ([SVG]({}.svg))\n",
+            chart.title,
+            chart.about,
+            page.selection,
+            chart.title,
+            chart.base,
+            chart.base,
+            chart.base
         );
     }
     m.push_str("## Metrics\n\n");

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::ExperimentFile;
+use crate::config::{ExperimentFile, Selection};
 use crate::results::JobResult;
 
 /// Escapes `|` for a Markdown table cell.
@@ -62,34 +62,95 @@ pub fn load_experiment(out_dir: &Path) -> Result<Option<ExperimentFile>> {
     Ok(Some(experiment))
 }
 
+/// How the reported configurations were chosen, when the caller has no resolved
+/// [`Selection`]: by search runs if the results hold some, else best-of-grid on test data
+/// whenever a strategy has more than one configuration.
+fn selection_label(
+    selection: Option<&Selection>,
+    groups: &[summary::Group],
+    searched: bool,
+) -> String {
+    match selection {
+        Some(s) => s.label(),
+        None if searched => "chosen by search runs (see experiment.yaml)".into(),
+        None => {
+            let swept = groups
+                .iter()
+                .enumerate()
+                .any(|(k, g)| groups[..k].iter().any(|o| o.strategy == g.strategy));
+            if swept {
+                Selection::TestOracle.label()
+            } else {
+                Selection::Fixed.label()
+            }
+        }
+    }
+}
+
+/// The groups the sensitivity chart shows: every grid point. Under a selection that searches,
+/// the search runs; with `acc` their test ACC and `selection_acc` the validation ACC the
+/// choice read, when they recorded a test matrix (holdout); otherwise their own scores.
+fn sweep_groups(search: &[JobResult], reported: &[summary::Group]) -> Vec<summary::Group> {
+    if search.is_empty() {
+        return reported.to_vec();
+    }
+    let on_selection_data = summary::group(search);
+    if search.iter().any(|r| r.test_accuracy.is_none()) {
+        return on_selection_data;
+    }
+    let on_test: Vec<JobResult> = search
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.accuracy = r.test_accuracy.clone().unwrap_or_default();
+            r
+        })
+        .collect();
+    let mut groups = summary::group(&on_test);
+    for g in &mut groups {
+        g.selection_acc = on_selection_data
+            .iter()
+            .find(|v| v.label == g.label)
+            .map(|v| v.acc);
+    }
+    groups
+}
+
 /// Writes `summary.csv`, `best.md`, the charts, `index.html` and `README.md` for `results` into
-/// `out_dir`; returns the tables as text.
+/// `out_dir`; returns the tables as text. Search runs of a selection (their settings say so)
+/// feed the sensitivity chart and the grid-edge flags only; every table reports the other runs.
 pub fn write_report(
     out_dir: &Path,
     results: &[JobResult],
     experiment: Option<&ExperimentFile>,
+    selection: Option<&Selection>,
 ) -> Result<String> {
-    let groups = summary::group(results);
+    let (search, reported): (Vec<JobResult>, Vec<JobResult>) =
+        results.iter().cloned().partition(summary::is_search);
+    let groups = summary::group(&reported);
+    let swept = sweep_groups(&search, &groups);
+    let selection_text = selection_label(selection, &groups, !search.is_empty());
     let reference = experiment.and_then(|e| e.reference.as_ref());
     crate::results::write_atomic(
         &out_dir.join("summary.csv"),
-        summary::csv(results).as_bytes(),
+        summary::csv(results, &selection_text).as_bytes(),
     )?;
     chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"))?;
-    chart::sensitivity(&groups, &out_dir.join("sensitivity"))?;
+    chart::sensitivity(&swept, &out_dir.join("sensitivity"), &selection_text)?;
     heatmap::accuracy_matrices(&groups, &out_dir.join("accuracy"))?;
     forgetting::per_task(&groups, &out_dir.join("forgetting"))?;
     final_metrics::final_metrics(&groups, &out_dir.join("final_metrics"))?;
     curves::training_curves(&groups, &out_dir.join("curves"))?;
     importance::importance_distributions(&groups, &out_dir.join("importance"))?;
-    let best_rows = reference::best_per_strategy(&groups, reference);
+    let best_rows = reference::best_per_strategy(&groups, &swept, reference);
     let best = reference::markdown(&best_rows, reference);
     let comparisons = comparison::Comparisons::of(&groups);
+    let best_md = format!("Configurations {selection_text}.\n\n{best}");
     let best_md = if comparisons.is_empty() {
-        best.clone()
+        best_md
     } else {
         format!(
-            "{best}\n## Paired comparisons\n\n{}",
+            "{best_md}\n## Paired comparisons\n\n{}",
             comparisons.markdown()
         )
     };
@@ -108,6 +169,8 @@ pub fn write_report(
         results,
         best_rows: &best_rows,
         comparisons: &comparisons,
+        selection: &selection_text,
+        search_runs: search.len(),
         reference,
         experiment: experiment_text,
     };
@@ -128,7 +191,7 @@ pub fn write_report(
         )
     };
     Ok(format!(
-        "{}{family}\nBest of each grid (final ACC):\n{best}{paired}",
+        "Configurations {selection_text}.\n{}{family}\nChosen configuration of each strategy (final ACC):\n{best}{paired}",
         summary::table(&groups)
     ))
 }

@@ -49,7 +49,13 @@ impl Row {
 }
 
 /// The best configuration of each strategy, in the order strategies first appear in `groups`.
-pub fn best_per_strategy(groups: &[Group], reference: Option<&Reference>) -> Vec<Row> {
+/// Grid edges are read from the sweeps of `swept` (the search runs' groups under a selection
+/// that searches, else `groups` itself), matched by strategy and parameters.
+pub fn best_per_strategy(
+    groups: &[Group],
+    swept: &[Group],
+    reference: Option<&Reference>,
+) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     // Each row's group index, to find its place in the strategy's sweep afterwards.
     let mut chosen: Vec<usize> = Vec::new();
@@ -75,17 +81,20 @@ pub fn best_per_strategy(groups: &[Group], reference: Option<&Reference>) -> Vec
             }
         }
     }
-    for sweep in sweeps(groups) {
+    let same = |point: usize, c: usize| {
+        swept[point].strategy == groups[c].strategy && swept[point].params == groups[c].params
+    };
+    for sweep in sweeps(swept) {
         // The sweep the chosen configuration belongs to, if any.
         let Some(i) = rows.iter().zip(&chosen).position(|(r, &c)| {
-            r.strategy == sweep.strategy && sweep.points.iter().any(|p| p.group == c)
+            r.strategy == sweep.strategy && sweep.points.iter().any(|p| same(p.group, c))
         }) else {
             continue;
         };
         let (first, last) = (&sweep.points[0], &sweep.points[sweep.points.len() - 1]);
-        rows[i].edge = if first.group == chosen[i] {
+        rows[i].edge = if same(first.group, chosen[i]) {
             Some(GridEdge::Bottom)
-        } else if last.group == chosen[i] {
+        } else if same(last.group, chosen[i]) {
             Some(GridEdge::Top)
         } else {
             None
@@ -190,6 +199,7 @@ mod tests {
             bwt: stat,
             forgetting: stat,
             wall_s: stat,
+            selection_acc: None,
             family: Vec::new(),
             avg_accuracy_curve: Vec::new(),
             avg_accuracy: Vec::new(),
@@ -216,7 +226,7 @@ mod tests {
             group("mas", json!({"lambda": 0.1}), 0.90),
             group("mas", json!({"lambda": 1.0}), 0.85),
         ];
-        let rows = best_per_strategy(&groups, None);
+        let rows = best_per_strategy(&groups, &groups, None);
         let edge = |name: &str| rows.iter().find(|r| r.strategy == name).unwrap().edge;
         assert_eq!(edge("naive"), None);
         assert_eq!(edge("si"), Some(GridEdge::Top));
@@ -229,7 +239,7 @@ mod tests {
             cells(si)
         );
         assert!(markdown(&rows, None).contains(EDGE_NOTE));
-        let middle_only = best_per_strategy(&groups[5..8], None);
+        let middle_only = best_per_strategy(&groups[5..8], &groups[5..8], None);
         assert!(!markdown(&middle_only, None).contains(EDGE_NOTE));
     }
 
@@ -253,7 +263,7 @@ mod tests {
         );
         // The best si is c = 10 without `gradient`, the top of its own sweep; the other sweep's
         // best (10 of 1, 10, 100) is inside its grid but is not the row's.
-        let rows = best_per_strategy(&groups, None);
+        let rows = best_per_strategy(&groups, &groups, None);
         assert_eq!(rows[0].best, groups[2].label);
         assert_eq!(rows[0].edge, Some(GridEdge::Top));
     }

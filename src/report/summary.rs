@@ -79,6 +79,9 @@ pub struct Group {
     pub bwt: Stat,
     pub forgetting: Stat,
     pub wall_s: Stat,
+    /// For the grid points of a search: the mean final ACC on the data the choice was made on
+    /// (validation), when `acc` is the test ACC of the same runs; `None` otherwise.
+    pub selection_acc: Option<Stat>,
     /// Every metric of [`METRICS`], in its order, over the seeds whose results have its inputs
     /// (`None` when none has: e.g. FWT of results without an untrained row).
     pub family: Vec<Option<Stat>>,
@@ -132,6 +135,12 @@ fn params_label_with(
             .join(" "),
         _ => String::new(),
     }
+}
+
+/// Whether `r` is a search run of the selection (its settings say so): scored on validation
+/// data or on the first tasks only, so never part of the reported tables.
+pub fn is_search(r: &JobResult) -> bool {
+    r.settings.get("phase").and_then(|p| p.as_str()) == Some("search")
 }
 
 /// The inputs of the metric family for `r`: its matrices, and the joint run of the same seed
@@ -245,6 +254,7 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 bwt: collect(&|r| Metrics::from_matrix(&r.accuracy).bwt),
                 forgetting: collect(&|r| Metrics::from_matrix(&r.accuracy).forgetting),
                 wall_s: collect(&|r| r.timings.total_s),
+                selection_acc: None,
                 family,
                 avg_accuracy_curve,
                 avg_accuracy,
@@ -438,8 +448,8 @@ pub fn family_table(groups: &[Group]) -> String {
 
 /// `summary.csv`: one row per job, with every metric of [`METRICS`] (empty where a job's results
 /// lack its inputs), recomputed from the stored matrices.
-pub fn csv(results: &[JobResult]) -> String {
-    let mut out = String::from("id,strategy,params,seed,");
+pub fn csv(results: &[JobResult], selection: &str) -> String {
+    let mut out = String::from("id,strategy,params,seed,selection,");
     for m in METRICS {
         out.push_str(m.key);
         out.push(',');
@@ -450,12 +460,18 @@ pub fn csv(results: &[JobResult]) -> String {
             .iter()
             .map(|v| v.map_or_else(String::new, |v| format!("{v:.6}")) + ",")
             .collect();
+        let phase = if is_search(r) {
+            "search run (scored on the selection data; not reported)"
+        } else {
+            selection
+        };
         out.push_str(&format!(
-            "{},{},\"{}\",{},{metrics}{:.3},{:.3},{:.3},{:.1},{}\n",
+            "{},{},\"{}\",{},\"{}\",{metrics}{:.3},{:.3},{:.3},{:.1},{}\n",
             r.id,
             r.strategy,
             params_label(&r.params).replace('"', "'"),
             r.seed,
+            phase.replace('"', "'"),
             r.timings.total_s,
             r.timings.train_s,
             r.timings.after_task_s,

@@ -39,6 +39,11 @@ pub struct JobResult {
     /// of the forgetting ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chance_accuracy: Option<Vec<f64>>,
+    /// Search runs of `holdout` selection score `accuracy` on held-out training data; this is
+    /// their test accuracy matrix, kept only so that the sensitivity chart can show how far the
+    /// test-best value lies from the chosen one. The choice never reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<Vec<Vec<f64>>>,
     /// ACC, BWT and forgetting as the job computed them; reports recompute every metric from
     /// the matrices ([`metrics::METRICS`]).
     pub metrics: Metrics,

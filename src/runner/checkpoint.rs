@@ -39,6 +39,9 @@ pub struct JobProgress {
     /// The untrained network's accuracy on each task (see `JobResult::initial_accuracy`).
     #[serde(default)]
     pub initial_accuracy: Option<Vec<f64>>,
+    /// Search runs' test rows (see `JobResult::test_accuracy`).
+    #[serde(default)]
+    pub test_accuracy: Vec<Vec<f64>>,
     pub curve: Vec<CurvePoint>,
     pub importance: Vec<ImportanceSummary>,
     pub timings: Timings,
@@ -62,6 +65,7 @@ impl JobProgress {
             settings: settings.clone(),
             accuracy: Vec::new(),
             initial_accuracy: None,
+            test_accuracy: Vec::new(),
             curve: Vec::new(),
             importance: Vec::new(),
             timings: Timings::default(),

@@ -14,7 +14,7 @@ use crate::config::{JobSpec, Plan};
 use crate::data::Dataset;
 use crate::model::{InputShape, Net, NetSpec};
 use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance};
-use crate::scenario::Scenario;
+use crate::scenario::{Evaluate, Scenario, View};
 use crate::strategy::{registry::BuildContext, Registry, TaskContext, TaskData};
 use crate::train::{accuracy, TrainSet, Trainer};
 
@@ -52,6 +52,16 @@ pub fn run_job_with_model(
     on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<(JobResult, Net)> {
     let started = Instant::now();
+    // The part of the scenario this job sees (all of it unless selection holds data out).
+    let viewed;
+    let scenario = if job.view == View::default() {
+        scenario
+    } else {
+        viewed = scenario
+            .view(&dataset.train, &job.view)
+            .context("the job's view of the scenario")?;
+        &viewed
+    };
     let num_tasks = scenario.num_tasks();
     let registration = registry
         .get(&job.strategy)
@@ -88,10 +98,18 @@ pub fn run_job_with_model(
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
 
     // Training data is built task by task (a permuted MNIST task is 190 MB of floats); test data
-    // is kept for the whole job, since every task is evaluated after every task.
+    // is kept for the whole job, since every task is evaluated after every task. A search run
+    // of holdout selection is scored on its held-out data, and also tested (for the sensitivity
+    // chart only).
     let test: Vec<TaskData> = (0..num_tasks)
-        .map(|t| prepare(scenario.test_data(&dataset.test, t, t, device)))
+        .map(|t| prepare(scenario.eval_data(&dataset.train, &dataset.test, t, t, device)))
         .collect();
+    let also_test: Vec<TaskData> = match scenario.evaluate {
+        Evaluate::Test => Vec::new(),
+        Evaluate::Validation => (0..num_tasks)
+            .map(|t| prepare(scenario.test_data(&dataset.test, t, t, device)))
+            .collect(),
+    };
 
     let mut trainer = Trainer::new(plan.train.clone());
     trainer.set_augmentation(transforms, input);
@@ -124,20 +142,22 @@ pub fn run_job_with_model(
     }
     // Time spent by earlier runs of this job (before a kill), so totals add up.
     let earlier_s = progress.timings.total_s;
-    let evaluate = |after: usize| -> Vec<f64> {
-        (0..num_tasks)
-            .map(|j| {
+    let score = |sets: &[TaskData], after: usize| -> Vec<f64> {
+        sets.iter()
+            .enumerate()
+            .map(|(j, set)| {
                 let mask = Scenario::mask_tensor(&scenario.eval_mask(j, after), device);
                 let data = TaskData {
                     task: j,
-                    x: test[j].x.shallow_clone(),
-                    y: test[j].y.shallow_clone(),
+                    x: set.x.shallow_clone(),
+                    y: set.y.shallow_clone(),
                     mask,
                 };
                 accuracy(&model, &data)
             })
             .collect()
     };
+    let evaluate = |after: usize| score(&test, after);
     if progress.tasks_done() == 0 {
         // The untrained network, scored as after task 0 (a task not yet trained is scored over
         // the same columns at every earlier row): forward transfer's reference. An evaluation
@@ -200,6 +220,9 @@ pub fn run_job_with_model(
 
         let tick = Instant::now();
         let row = evaluate(t);
+        if !also_test.is_empty() {
+            progress.test_accuracy.push(score(&also_test, t));
+        }
         progress.timings.eval_s += tick.elapsed().as_secs_f64();
         on_event(JobEvent::TaskDone {
             task: t,
@@ -234,6 +257,7 @@ pub fn run_job_with_model(
         metrics: Metrics::from_matrix(&accuracy_matrix),
         accuracy: accuracy_matrix,
         initial_accuracy: progress.initial_accuracy,
+        test_accuracy: (!progress.test_accuracy.is_empty()).then_some(progress.test_accuracy),
         chance_accuracy: Some(scenario.chance_accuracy(&dataset.train, &dataset.test)),
         curve: progress.curve,
         importance: progress.importance,

@@ -11,12 +11,12 @@ pub mod devices;
 mod job;
 pub mod progress;
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
 
-use crate::config::{JobSpec, Plan, ScenarioKind};
+use crate::config::{selection::SearchScore, JobSpec, Phase, Plan, ScenarioKind};
 use crate::data::{Dataset, DatasetRegistry, LoadOptions};
 use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
@@ -34,6 +34,9 @@ pub struct RunOptions {
     pub force: bool,
     /// Jobs at once, overriding the file's `runner.workers`.
     pub workers: Option<usize>,
+    /// Run only shard `i` of `n` (0-based): the jobs whose position in each phase's list is
+    /// `i` modulo `n`.
+    pub shard: Option<(usize, usize)>,
 }
 
 /// What a run produced: finished results and failures, in plan order.
@@ -167,7 +170,53 @@ pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> 
     Some(result)
 }
 
-/// Runs every job of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.
+/// The selection scores of the search runs of `plan` that have a saved result: final ACC of
+/// the matrix each was scored on (validation data, or the first tasks). Only these numbers reach
+/// the choice.
+pub fn search_scores(plan: &Plan) -> Vec<SearchScore> {
+    let jobs_dir = plan.out_dir.join("jobs");
+    plan.jobs
+        .iter()
+        .filter(|job| job.phase == Phase::Search)
+        .filter_map(|job| {
+            let result = finished(&jobs_dir, job)?;
+            Some(SearchScore {
+                entry: job.entry,
+                params: job.params.clone(),
+                seed: job.seed,
+                score: crate::results::metrics::acc(&result.accuracy),
+            })
+        })
+        .collect()
+}
+
+/// Every job of `plan` known now: [`Plan::jobs`] and the runs of the configurations that the
+/// saved search results choose.
+pub fn planned_jobs(plan: &Plan) -> Vec<JobSpec> {
+    let mut jobs = plan.jobs.clone();
+    if plan.selection.searches() {
+        jobs.extend(plan.report_jobs(&search_scores(plan)).0);
+    }
+    jobs
+}
+
+/// The jobs of one phase that shard `opts.shard` runs.
+fn shard_of(jobs: Vec<JobSpec>, opts: &RunOptions) -> Vec<JobSpec> {
+    match opts.shard {
+        Some((i, n)) => jobs
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, j)| j)
+            .collect(),
+        None => jobs,
+    }
+}
+
+/// Runs `plan`: its jobs, then, when the selection searches, the chosen configurations on the
+/// report seeds. Each result is written to `<out_dir>/jobs/<id>.json` as it finishes. A search
+/// that has not finished on every search seed (another shard's part, or a failed run) leaves its
+/// entry's reported runs for a later run.
 pub fn run_plan(
     plan: &Plan,
     registry: &Registry,
@@ -175,12 +224,72 @@ pub fn run_plan(
     opts: RunOptions,
 ) -> Result<RunOutcome> {
     let started = Instant::now();
+    let mut outcome = run_jobs(
+        plan,
+        registry,
+        &dataset,
+        &shard_of(plan.jobs.clone(), &opts),
+        opts,
+    )?;
+    if !plan.selection.searches() {
+        return Ok(outcome);
+    }
+    let (report, chosen) = plan.report_jobs(&search_scores(plan));
+    if !opts.quiet {
+        eprintln!("clbench: {}:", plan.selection.label());
+        for (entry, params, score) in &chosen {
+            eprintln!(
+                "  entry {entry} ({}): {} (selection score {:.4})",
+                plan.experiment.strategies[*entry]
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("?"),
+                crate::report::summary::params_label(params),
+                score
+            );
+        }
+        let entries: BTreeSet<usize> = plan.candidates.iter().map(|c| c.entry).collect();
+        let waiting = entries.len() - chosen.len();
+        if waiting > 0 {
+            eprintln!(
+                "clbench: {waiting} strategy entr(ies) still wait for search runs; rerun once they have finished"
+            );
+        }
+    }
+    let second = run_jobs(plan, registry, &dataset, &shard_of(report, &opts), opts)?;
+    outcome.skipped += second.skipped;
+    outcome.results.extend(second.results);
+    outcome.failures.extend(second.failures);
+    outcome.wall_s = started.elapsed().as_secs_f64();
+    outcome.workers = outcome.workers.max(second.workers);
+    Ok(outcome)
+}
+
+/// Runs `jobs` of `plan`, writing each result to `<out_dir>/jobs/<id>.json` as it finishes.
+fn run_jobs(
+    plan: &Plan,
+    registry: &Registry,
+    dataset: &Arc<Dataset>,
+    jobs: &[JobSpec],
+    opts: RunOptions,
+) -> Result<RunOutcome> {
+    let started = Instant::now();
     let jobs_dir = plan.out_dir.join("jobs");
-    let (todo, skipped): (Vec<&JobSpec>, Vec<&JobSpec>) = plan
-        .jobs
+    let (todo, skipped): (Vec<&JobSpec>, Vec<&JobSpec>) = jobs
         .iter()
         .partition(|job| opts.force || finished(&jobs_dir, job).is_none());
-    let scenario = Arc::new(build_scenario(plan, &dataset)?);
+    if todo.is_empty() && skipped.is_empty() {
+        return Ok(RunOutcome {
+            skipped: 0,
+            results: Vec::new(),
+            failures: Vec::new(),
+            wall_s: 0.0,
+            workers: 0,
+            threads_per_worker: 0,
+            devices: Vec::new(),
+        });
+    }
+    let scenario = Arc::new(build_scenario(plan, dataset)?);
     let devices = devices::resolve(&plan.experiment.runner.devices)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runner = &plan.experiment.runner;
@@ -251,7 +360,7 @@ pub fn run_plan(
                             run_job(
                                 plan,
                                 registry,
-                                &dataset,
+                                dataset,
                                 &scenario,
                                 job,
                                 device,

@@ -27,6 +27,9 @@ use tch::{Device, Kind, Tensor};
 use crate::data::Split;
 use crate::strategy::TaskData;
 
+mod view;
+pub use view::{holdout_mask, Evaluate, Holdout, View};
+
 /// The three scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +65,9 @@ pub struct TaskPlan {
     pub classes: Vec<u8>,
     pub train_indices: Vec<i64>,
     pub test_indices: Vec<i64>,
+    /// Training samples held out for model selection, never trained on (indices into the
+    /// training split; empty without a [`Holdout`]).
+    pub validation_indices: Vec<i64>,
     /// Output column of each dataset label (None for labels outside this task).
     pub column_of_label: [Option<i64>; 256],
     /// Output columns this task trains on, ascending.
@@ -76,6 +82,9 @@ pub struct Scenario {
     pub heads: Heads,
     pub outputs: i64,
     pub tasks: Vec<TaskPlan>,
+    /// What [`eval_data`](Scenario::eval_data) scores: the test set, or (for selection runs)
+    /// the held-out part of the training data.
+    pub evaluate: Evaluate,
 }
 
 impl Scenario {
@@ -210,6 +219,7 @@ impl Scenario {
                     classes,
                     train_indices,
                     test_indices,
+                    validation_indices: Vec::new(),
                     column_of_label,
                     columns,
                     transform,
@@ -221,6 +231,7 @@ impl Scenario {
             heads,
             outputs,
             tasks: plans,
+            evaluate: Evaluate::Test,
         })
     }
 
@@ -261,9 +272,34 @@ impl Scenario {
         mask
     }
 
-    /// Per task, the expected test accuracy of a classifier that draws each prediction from
-    /// the task's training labels at random (HAT's `random` approach, whose accuracy varies
-    /// around this): `sum_c p_train(c) * p_test(c)` over the task's classes.
+    /// Task `j`'s evaluation data ([`evaluate`](Self::evaluate) says which: the test split or
+    /// the held-out training samples), masked as it is scored after training task `i`.
+    pub fn eval_data(
+        &self,
+        train: &Split,
+        test: &Split,
+        j: usize,
+        i: usize,
+        device: Device,
+    ) -> TaskData {
+        match self.evaluate {
+            Evaluate::Test => self.test_data(test, j, i, device),
+            Evaluate::Validation => {
+                let plan = &self.tasks[j];
+                self.task_data(
+                    train,
+                    &plan.validation_indices,
+                    j,
+                    self.eval_mask(j, i),
+                    device,
+                )
+            }
+        }
+    }
+
+    /// Per task, the expected accuracy on the evaluation data of a classifier that draws each
+    /// prediction from the task's training labels at random (HAT's `random` approach, whose
+    /// accuracy varies around this): `sum_c p_train(c) * p_eval(c)` over the task's classes.
     pub fn chance_accuracy(&self, train: &Split, test: &Split) -> Vec<f64> {
         let frequencies = |split: &Split, indices: &[i64]| {
             let mut counts = [0usize; 256];
@@ -277,7 +313,10 @@ impl Scenario {
             .iter()
             .map(|plan| {
                 let p = frequencies(train, &plan.train_indices);
-                let q = frequencies(test, &plan.test_indices);
+                let q = match self.evaluate {
+                    Evaluate::Test => frequencies(test, &plan.test_indices),
+                    Evaluate::Validation => frequencies(train, &plan.validation_indices),
+                };
                 p.iter().zip(q.iter()).map(|(a, b)| a * b).sum()
             })
             .collect()

@@ -30,6 +30,8 @@ runner:
   devices: [cpu]
 strategies:
 {strategies}
+# The tests built on this file check other things than the choice; tests/selection.rs checks it.
+selection: {{mode: test_oracle}}
 output: {}
 ",
         output.display()
