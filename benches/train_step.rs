@@ -124,6 +124,7 @@ fn one_epoch_of_adam() -> TrainSettings {
         epochs: 1,
         iterations: None,
         reset_optimizer: false,
+        clip: Default::default(),
     }
 }
 
@@ -197,6 +198,7 @@ fn train_step(c: &mut Criterion) {
                 device: DEVICE,
                 num_tasks: 2,
                 seed: 0,
+                clip: Default::default(),
             },
         );
         let ctx = TaskContext {

@@ -175,7 +175,7 @@ inventory::submit! {
         paper: "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks, PNAS",
         params: &[
             ("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)"),
-            ("fisher", "estimator: empirical | sampled | exact | argmax | batch (default empirical)"),
+            ("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
             ("max_samples", "estimate the Fisher on at most this many samples (default: all)"),
             ("draws", "label draws per sample for fisher: sampled (default 1)"),
             ("fisher_batch", "mini-batch size of fisher: batch (default 20, as the reference)"),

@@ -137,7 +137,7 @@ inventory::submit! {
         params: &[
             ("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta - theta*)^2 (default 100)"),
             ("gamma", "decay of the running Fisher per task (default 1: no decay)"),
-            ("fisher", "estimator: empirical | sampled | exact | argmax | batch (default empirical)"),
+            ("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
             ("max_samples", "estimate the Fisher on at most this many samples (default: all)"),
             ("draws", "label draws per sample for fisher: sampled (default 1)"),
             ("fisher_batch", "mini-batch size of fisher: batch (default 20)"),

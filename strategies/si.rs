@@ -15,11 +15,15 @@
 //!   whole loss): the task loss's gradient plus the SI penalty's own, `2c Omega (theta - theta*)`.
 //!   From the second task on, the penalty pulls parameters back towards the anchor, so the path
 //!   integrals of parameters that move away from it, and their Omega, come out smaller.
+//!   When the training clips gradients (`clip_grad_value`, `clip_grad_norm`), `g` is clipped
+//!   as the optimizer's is. With plain SGD, `-g * delta_theta = lr * g^2`: Mammoth's `si.py`,
+//!   which adds `lr * grad**2` after `clip_grad_value_(1)`, computes exactly this.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use clbench::core::GradientClip;
 use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot, zeros_like},
@@ -82,6 +86,8 @@ pub struct Si {
     step_grads: Option<ParamMap>,
     /// `c * sum Omega (theta - theta*)^2`; `None` during the first task.
     penalty: Option<QuadraticPenalty>,
+    /// The training loop's clipping, applied to `g` under `gradient: total`.
+    clip: GradientClip,
 }
 
 impl Si {
@@ -94,6 +100,15 @@ impl Si {
             before_step: None,
             step_grads: None,
             penalty: None,
+            clip: GradientClip::default(),
+        }
+    }
+
+    /// An SI whose `gradient: total` path integral clips `g` as the training loop does.
+    pub fn with_clip(config: Config, clip: GradientClip) -> Si {
+        Si {
+            clip,
+            ..Si::new(config)
         }
     }
 
@@ -153,7 +168,7 @@ impl Strategy for Si {
             PathGradient::Task => None,
             PathGradient::Total => self.penalty.as_ref(),
         };
-        self.step_grads = Some(tch::no_grad(|| {
+        let grads: ParamMap = tch::no_grad(|| {
             model
                 .params()
                 .iter()
@@ -166,7 +181,13 @@ impl Strategy for Si {
                     (k.clone(), g)
                 })
                 .collect()
-        }));
+        });
+        if self.config.gradient == PathGradient::Total {
+            // The gradient the optimizer will apply: clipped like the loop clips it.
+            self.clip
+                .apply(&mut grads.values().map(|g| g.shallow_clone()).collect::<Vec<_>>());
+        }
+        self.step_grads = Some(grads);
         Ok(())
     }
 
@@ -234,6 +255,6 @@ inventory::submit! {
             ("gradient", "g in the path integral: task (the task loss's, default) or total (with the SI penalty's, as van de Ven's code)"),
         ],
         resolve: resolve_with::<Config>,
-        build: |params, _| Ok(Box::new(Si::new(config_from(params)?))),
+        build: |params, ctx| Ok(Box::new(Si::with_clip(config_from(params)?, ctx.clip))),
     }
 }

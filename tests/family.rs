@@ -62,6 +62,7 @@ fn online_ewc_decays_and_accumulates_its_fisher() {
         device: Device::Cpu,
         num_tasks: 3,
         seed: 0,
+        clip: Default::default(),
     };
     let mut s = OnlineEwc::new(
         serde_yaml::from_str("{lambda: 4.0, gamma: 0.5}").unwrap(),
@@ -291,6 +292,7 @@ fn lwf_losses_on_two_tasks(weighting: &str) -> Vec<f64> {
         device: Device::Cpu,
         num_tasks: 2,
         seed: 0,
+        clip: Default::default(),
     };
     let mut lwf = (reg.build)(&params, &bc).unwrap();
     let model = Net::mlp(

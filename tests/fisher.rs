@@ -184,7 +184,12 @@ fn fast_estimators_equal_the_per_sample_loop() {
     let model = model(1);
     let (x, y) = data(30, 2);
     let mask = mask();
-    for estimator in [Estimator::Empirical, Estimator::Argmax, Estimator::Exact] {
+    for estimator in [
+        Estimator::Empirical,
+        Estimator::Argmax,
+        Estimator::Exact,
+        Estimator::EmpiricalWeighted,
+    ] {
         let settings = [
             ("one chunk", opts(estimator)),
             (
@@ -285,6 +290,40 @@ fn per_sample_masks_match_the_per_sample_loop() {
         let fast = diagonal_fisher(&model, &x, &y, &mask, &o).unwrap();
         let slow = per_sample_loop(&model, &x, &y, &mask, &o).unwrap();
         assert_close(&fast, &slow, &format!("{estimator:?}, per-sample mask"));
+    }
+}
+
+/// `1/N sum_n p(y_n|x_n) (d/dtheta -log p(y_n|x_n))^2`, one backward pass each: Mammoth's
+/// `ewc_on.py` Fisher, as it loops over samples.
+fn brute_force_weighted(model: &Net, x: &Tensor, y: &Tensor) -> ParamMap {
+    let n = x.size()[0] as usize;
+    let mut sums = clbench::strategy::params::zeros_like(&model.params());
+    for i in 0..n as i64 {
+        let log_probs = enabled_log_probs(model, &x.narrow(0, i, 1));
+        let log_p = log_probs.get(0).get(slot(y.int64_value(&[i])));
+        let p = log_p.exp().double_value(&[]);
+        let grads = param_grads(model, &(-log_p), false);
+        add_squares(&mut sums, grads, p);
+    }
+    divide(sums, n)
+}
+
+#[test]
+fn empirical_weighted_weights_each_square_by_the_true_labels_probability() {
+    let model = model(18);
+    let (x, y) = data(30, 19);
+    let want = brute_force_weighted(&model, &x, &y);
+    let got =
+        diagonal_fisher(&model, &x, &y, &mask(), &opts(Estimator::EmpiricalWeighted)).unwrap();
+    assert_close(&got, &want, "empirical_weighted");
+    // Every weight is below 1, so it is below the unweighted empirical Fisher, entry by entry.
+    let plain = diagonal_fisher(&model, &x, &y, &mask(), &opts(Estimator::Empirical)).unwrap();
+    for (k, w) in &got {
+        let excess = (w - &plain[k]).max().double_value(&[]);
+        assert!(
+            excess <= 1e-7,
+            "{k}: weighted exceeds empirical by {excess}"
+        );
     }
 }
 

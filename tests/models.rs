@@ -145,6 +145,7 @@ fn fast_fisher_and_mas_equal_the_per_sample_loop_on_every_model() {
             Estimator::Exact,
             Estimator::Sampled,
             Estimator::Argmax,
+            Estimator::EmpiricalWeighted,
         ] {
             let opts = FisherOptions {
                 estimator,

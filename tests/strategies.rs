@@ -25,6 +25,7 @@ fn build(name: &str, params: &str) -> Box<dyn Strategy> {
             device: Device::Cpu,
             num_tasks: 3,
             seed: 0,
+            clip: Default::default(),
         },
     )
     .unwrap()
@@ -92,6 +93,7 @@ fn every_strategy_is_registered_once_and_builds_from_its_defaults() {
                 device: Device::Cpu,
                 num_tasks: 2,
                 seed: 0,
+                clip: Default::default(),
             },
         )
         .unwrap();
@@ -163,6 +165,7 @@ fn ewc_penalty_and_gradient_match_the_hand_computation() {
             device: Device::Cpu,
             num_tasks: 3,
             seed: 0,
+            clip: Default::default(),
         },
     );
     let data = one_sample(0, [1.0, 2.0]);
@@ -216,6 +219,7 @@ fn ewc_merges_fishers_as_the_running_mean_over_three_tasks() {
             device: Device::Cpu,
             num_tasks: 3,
             seed: 0,
+            clip: Default::default(),
         },
     );
     let inputs = [[1.0f32, 2.0], [3.0, -1.0], [0.5, 4.0]];

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{Heads, Mode};
+use crate::scenario::{Heads, Interpolation, Mode};
 use crate::train::OptimizerKind;
 
 pub use plan::{JobSpec, Phase, Plan, ResolvedDataset};
@@ -110,18 +110,40 @@ pub struct ScenarioSection {
     /// split: the classes of each task, in training order.
     #[serde(default = "default_split")]
     pub tasks: Vec<Vec<u8>>,
-    /// permuted: the number of tasks.
+    /// permuted (default 10), and rotated without `angles`: the number of tasks.
     #[serde(default)]
     pub num_tasks: Option<usize>,
     /// permuted: the first task keeps the original pixel order.
     #[serde(default = "yes")]
     pub identity_first: bool,
-    /// rotated: each task's angle in degrees.
+    /// rotated: each task's angle in degrees; without it, `num_tasks` angles are drawn
+    /// uniformly from [0, 180) with `seed` (Buzzega et al.'s rotated MNIST).
     #[serde(default)]
     pub angles: Option<Vec<f64>>,
+    /// rotated: how pixels are resampled, `bilinear` (default) or `nearest` (torchvision's
+    /// `rotate` default).
+    #[serde(default, skip_serializing_if = "Interpolation::is_bilinear")]
+    pub interpolation: Interpolation,
     /// Seed of the permutations, shared by every job of the experiment.
     #[serde(default)]
     pub seed: u64,
+}
+
+impl ScenarioSection {
+    /// The rotated scenario's angles: `angles`, or `num_tasks` angles drawn uniformly from
+    /// [0, 180) degrees with the scenario's seed (the same for every job of the experiment).
+    pub fn rotation_angles(&self) -> Vec<f64> {
+        use rand::{Rng, SeedableRng};
+        match &self.angles {
+            Some(angles) => angles.clone(),
+            None => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+                (0..self.num_tasks.unwrap_or(0))
+                    .map(|_| rng.gen_range(0.0..180.0))
+                    .collect()
+            }
+        }
+    }
 }
 
 fn default_split() -> Vec<Vec<u8>> {
@@ -176,6 +198,14 @@ pub struct TrainingSection {
     pub iterations: Option<usize>,
     #[serde(default = "yes")]
     pub reset_optimizer: bool,
+    /// Clamp every gradient entry to [-v, v] before each step (PyTorch's `clip_grad_value_`;
+    /// Mammoth's SI uses 1). Off by default.
+    #[serde(default)]
+    pub clip_grad_value: Option<f64>,
+    /// Rescale the whole gradient to at most this L2 norm before each step
+    /// (`clip_grad_norm_`; HAT's `clipgrad`). Off by default.
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
 }
 
 fn default_betas() -> (f64, f64) {

@@ -64,6 +64,9 @@ pub struct JobSpec {
     /// The part of the scenario the job sees: all of it, except under `holdout` (training data
     /// without the validation split) and `first_tasks` (a range of tasks) selection.
     pub view: View,
+    /// The training settings: the file's `training:`, with the strategy entry's own
+    /// `training:` overrides (a paper's per-method learning rate) applied.
+    pub train: TrainSettings,
 }
 
 /// Which stage of the selection a job belongs to.
@@ -93,6 +96,8 @@ struct JobMaker {
     legacy_shared: Option<serde_json::Value>,
     /// Each entry's resolved defaults, for the label.
     defaults: Vec<serde_json::Value>,
+    /// Each entry's training settings (the file's, or its own overrides applied).
+    train: Vec<TrainSettings>,
 }
 
 impl JobMaker {
@@ -124,6 +129,9 @@ impl JobMaker {
             settings
         };
         let mut settings = with_job(&self.shared);
+        let train = self.train[entry].clone();
+        // An entry's own training settings replace the file's in its jobs' settings only.
+        settings["training"] = serde_json::json!(train);
         // Only a job that sees part of the scenario records its view, so every other job keeps
         // the id it had before selection modes existed.
         if view != &View::default() {
@@ -153,7 +161,61 @@ impl JobMaker {
             legacy,
             phase,
             view: view.clone(),
+            train,
         }
+    }
+}
+
+/// A strategy entry's `training:`: the settings a paper chose per method (e.g. Mammoth's
+/// learning rate per model), replacing the file's for that entry's jobs.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingOverride {
+    lr: Option<f64>,
+    momentum: Option<f64>,
+    batch_size: Option<usize>,
+    epochs: Option<usize>,
+    iterations: Option<usize>,
+    clip_grad_value: Option<f64>,
+    clip_grad_norm: Option<f64>,
+}
+
+impl TrainingOverride {
+    /// `base` with the overrides applied, each checked as `training:` checks it.
+    fn apply(&self, base: &TrainSettings) -> Result<TrainSettings, String> {
+        let positive = |key: &str, v: Option<f64>| match v {
+            Some(v) if !(v > 0.0 && v.is_finite()) => {
+                Err(format!("training.{key} must be a positive number, got {v}"))
+            }
+            _ => Ok(()),
+        };
+        positive("lr", self.lr)?;
+        positive("clip_grad_value", self.clip_grad_value)?;
+        positive("clip_grad_norm", self.clip_grad_norm)?;
+        if let Some(m) = self.momentum.filter(|m| !(*m >= 0.0 && *m < 1.0)) {
+            return Err(format!("training.momentum must be in [0, 1), got {m}"));
+        }
+        if [self.batch_size, self.epochs, self.iterations].contains(&Some(0)) {
+            return Err("training.batch_size, epochs and iterations must be at least 1".into());
+        }
+        let mut t = base.clone();
+        t.lr = self.lr.unwrap_or(t.lr);
+        t.momentum = self.momentum.unwrap_or(t.momentum);
+        t.batch_size = self.batch_size.unwrap_or(t.batch_size);
+        if let Some(e) = self.epochs {
+            t.epochs = e;
+            t.iterations = None;
+        }
+        if self.iterations.is_some() {
+            t.iterations = self.iterations;
+        }
+        if self.clip_grad_value.is_some() {
+            t.clip.value = self.clip_grad_value;
+        }
+        if self.clip_grad_norm.is_some() {
+            t.clip.norm = self.clip_grad_norm;
+        }
+        Ok(t)
     }
 }
 
@@ -297,6 +359,17 @@ impl Plan {
                 "training.batch_size must be at least 1".into(),
             ));
         }
+        for (key, value) in [
+            ("clip_grad_value", t.clip_grad_value),
+            ("clip_grad_norm", t.clip_grad_norm),
+        ] {
+            if let Some(v) = value.filter(|v| !(*v > 0.0 && v.is_finite())) {
+                return Err(err(
+                    section_key(text, "training", key),
+                    format!("training.{key} must be a positive number, got {v}"),
+                ));
+            }
+        }
         if t.epochs == Some(0) || t.iterations == Some(0) {
             return Err(err(
                 top("training"),
@@ -369,6 +442,10 @@ impl Plan {
             epochs: t.epochs.unwrap_or(1),
             iterations: t.iterations,
             reset_optimizer: t.reset_optimizer,
+            clip: crate::core::GradientClip {
+                value: t.clip_grad_value,
+                norm: t.clip_grad_norm,
+            },
         };
 
         if experiment.strategies.is_empty() {
@@ -401,6 +478,7 @@ impl Plan {
             });
         // Every entry's grid, resolved: (name, defaults, points).
         let mut entries: Vec<(String, serde_json::Value, Vec<serde_json::Value>)> = Vec::new();
+        let mut trains: Vec<TrainSettings> = Vec::new();
         for (entry, mapping) in experiment.strategies.iter().enumerate() {
             let at = |key: Option<&str>| locate::strategy_key(text, entry, key);
             let name = match mapping.get("name") {
@@ -426,6 +504,19 @@ impl Plan {
                 .ok_or_else(|| err(at(Some("name")), registry.unknown_name_message(&name)))?;
             let mut params = mapping.clone();
             params.remove("name");
+            let entry_train = match params.remove("training") {
+                None => train.clone(),
+                Some(value) => serde_yaml::from_value::<TrainingOverride>(value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|o| o.apply(&train))
+                    .map_err(|message| {
+                        err(
+                            at(Some("training")),
+                            format!("strategy `{name}`: {message}"),
+                        )
+                    })?,
+            };
+            trains.push(entry_train);
             let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or_default();
             let mut points = Vec::new();
             for point in expand_grid(&params) {
@@ -440,13 +531,22 @@ impl Plan {
         let num_tasks = match experiment.scenario.kind {
             ScenarioKind::Split => experiment.scenario.tasks.len(),
             ScenarioKind::Permuted => experiment.scenario.num_tasks.unwrap_or(10),
-            ScenarioKind::Rotated => experiment.scenario.angles.as_ref().map_or(0, Vec::len),
+            ScenarioKind::Rotated => experiment.scenario.rotation_angles().len(),
         };
+        if num_tasks == 0 {
+            return Err(err(
+                top("scenario"),
+                "the scenario has no tasks: give `tasks` (split), `num_tasks` (permuted), or \
+                 `angles` or `num_tasks` (rotated)"
+                    .into(),
+            ));
+        }
         let selection = resolve_selection(&experiment, &entries, num_tasks, text, path)?;
         let maker = JobMaker {
             shared,
             legacy_shared,
             defaults: entries.iter().map(|e| e.1.clone()).collect(),
+            train: trains,
         };
         let report_view = selection.report_view(num_tasks);
         let search_view = selection.search_view();

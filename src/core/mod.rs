@@ -6,10 +6,12 @@
 //! other.
 
 pub mod atomic;
+pub mod clip;
 pub mod params;
 pub mod registry;
 pub mod state;
 
+pub use clip::GradientClip;
 pub use params::ParamMap;
 pub use registry::{Plugin, Registry};
 pub use state::SavedState;

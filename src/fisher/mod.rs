@@ -9,6 +9,11 @@
 //! | `argmax`    | the model's most probable label      | 1/N                     |
 //! | `sampled`   | drawn from p(.|x_n), `draws` times   | 1/(N draws)             |
 //! | `exact`     | every class c                        | p(c|x_n)/N              |
+//! | `empirical_weighted` | the true label y_n          | p(y_n|x_n)/N            |
+//!
+//! `empirical_weighted` is the Fisher of Mammoth's online EWC (aimagelab/mammoth
+//! `models/ewc_on.py`, `fish += exp_cond_prob * grad**2` per sample), kept to reproduce the
+//! results of Buzzega et al. (2020).
 //!
 //! `batch` is the reference code's estimator, kept for fidelity: the squared gradient of each
 //! mini-batch's mean loss times the batch size, summed and divided by N. It is *not* the Fisher:
@@ -56,6 +61,7 @@ pub enum Estimator {
     Exact,
     Argmax,
     Batch,
+    EmpiricalWeighted,
 }
 
 /// How to estimate: the estimator and its knobs.
@@ -272,6 +278,21 @@ fn accumulate_chunk(
     let n = x.size()[0];
     match opts.estimator {
         Estimator::Empirical => add_reduced(&rec, &log_probs, y, SQUARED, false, sums),
+        Estimator::EmpiricalWeighted => {
+            let p = log_probs
+                .detach()
+                .gather(1, &y.view([-1, 1]), false)
+                .exp()
+                .view([-1]);
+            add_reduced(
+                &rec,
+                &log_probs,
+                y,
+                Reduction::Squared(Some(&p)),
+                false,
+                sums,
+            )
+        }
         Estimator::Argmax => {
             let t = log_probs.argmax(-1, false);
             add_reduced(&rec, &log_probs, &t, SQUARED, false, sums)
@@ -417,6 +438,10 @@ fn per_sample_loop_of(
         )?;
         let labels_and_weights: Vec<(i64, f64)> = match opts.estimator {
             Estimator::Empirical | Estimator::Batch => vec![(y.int64_value(&[i]), 1.0)],
+            Estimator::EmpiricalWeighted => {
+                let label = y.int64_value(&[i]);
+                vec![(label, probs[label as usize] as f64)]
+            }
             Estimator::Argmax => vec![(log_probs.argmax(-1, false).int64_value(&[0]), 1.0)],
             Estimator::Sampled => {
                 let d = opts.draws.max(1);

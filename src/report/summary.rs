@@ -169,11 +169,56 @@ pub fn job_metrics(r: &JobResult, results: &[JobResult]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// ` k=v` for each of `keys` set in `r`'s training settings (`clip_value=1.0` for the parts of
+/// a nested setting; unset values left out).
+fn training_label(r: &JobResult, keys: &[String]) -> String {
+    let mut out = String::new();
+    for k in keys {
+        match r.settings.get("training").and_then(|t| t.get(k)) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(parts)) => {
+                for (part, v) in parts.iter().filter(|(_, v)| !v.is_null()) {
+                    out.push_str(&format!(" {k}_{part}={v}"));
+                }
+            }
+            Some(v) => out.push_str(&format!(" {k}={v}")),
+        }
+    }
+    out
+}
+
 /// Results grouped by (strategy, parameters), sorted by label. Labels show the parameters that
 /// differ from the strategy's defaults (the job ids and `summary.csv` show every one).
 pub fn group(results: &[JobResult]) -> Vec<Group> {
     let registry = crate::strategy::Registry::load().ok();
     let mut by_key: BTreeMap<String, Vec<&JobResult>> = BTreeMap::new();
+    // Training settings that differ between results (a strategy entry's own `training:`, as a
+    // paper's per-method learning rate) label the configurations they belong to.
+    let training = |r: &JobResult| {
+        r.settings
+            .get("training")
+            .and_then(|t| t.as_object())
+            .cloned()
+    };
+    let varying_training: Vec<String> = results
+        .iter()
+        .filter_map(training)
+        .flat_map(|t| t.keys().cloned().collect::<Vec<_>>())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| {
+            let values: std::collections::BTreeSet<String> = results
+                .iter()
+                .map(|r| {
+                    training(r)
+                        .and_then(|t| t.get(k).cloned())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            values.len() > 1
+        })
+        .collect();
     for r in results {
         let defaults = registry
             .as_ref()
@@ -196,9 +241,10 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
             })
             .unwrap_or_default();
         let label = format!(
-            "{} {}",
+            "{} {}{}",
             r.strategy,
-            params_label_with(&r.params, &defaults, &swept)
+            params_label_with(&r.params, &defaults, &swept),
+            training_label(r, &varying_training)
         )
         .trim()
         .to_string();

@@ -72,6 +72,7 @@ pub fn run_job_with_model(
             device,
             num_tasks,
             seed: job.seed,
+            clip: job.train.clip,
         },
     )?;
     let transforms = &plan.experiment.transforms;
@@ -111,7 +112,7 @@ pub fn run_job_with_model(
             .collect(),
     };
 
-    let mut trainer = Trainer::new(plan.train.clone());
+    let mut trainer = Trainer::new(job.train.clone());
     trainer.set_augmentation(transforms, input);
     let mut progress = JobProgress::new(&job.id, &job.settings);
     let mut resumed_after_task = None;
@@ -194,17 +195,22 @@ pub fn run_job_with_model(
                 (data, Scenario::mask_tensor(&mask, device))
             })
             .collect();
-        let set = TrainSet::from_parts(&parts);
-        drop(parts);
-        drop(earlier);
-        let points = trainer.train_task(&model, strategy.as_mut(), &set, t, &mut rng, |p| {
-            on_event(JobEvent::Epoch {
-                task: t,
-                num_tasks,
-                epoch: p.epoch,
-                task_loss: p.task_loss,
-            })
-        })?;
+        // A strategy may train nothing on a task (joint's `at_end` schedule).
+        let points = if parts.is_empty() {
+            Vec::new()
+        } else {
+            let set = TrainSet::from_parts(&parts);
+            drop(parts);
+            drop(earlier);
+            trainer.train_task(&model, strategy.as_mut(), &set, t, &mut rng, |p| {
+                on_event(JobEvent::Epoch {
+                    task: t,
+                    num_tasks,
+                    epoch: p.epoch,
+                    task_loss: p.task_loss,
+                })
+            })?
+        };
         progress.curve.extend(points);
         progress.timings.train_s += tick.elapsed().as_secs_f64();
 

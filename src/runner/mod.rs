@@ -95,10 +95,14 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
             s.mode,
             plan.heads,
         ),
-        ScenarioKind::Rotated => {
-            let angles = s.angles.clone().unwrap_or_default();
-            Scenario::rotated(train, test, &angles, s.mode, plan.heads)
-        }
+        ScenarioKind::Rotated => Scenario::rotated(
+            train,
+            test,
+            &s.rotation_angles(),
+            s.interpolation,
+            s.mode,
+            plan.heads,
+        ),
     }
     .with_context(|| format!("{}: scenario", plan.file.display()))
 }

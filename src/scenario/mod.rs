@@ -55,8 +55,25 @@ pub enum Transform {
     None,
     /// Pixel `i` of the result is pixel `permutation[i]` of the original.
     Permute(Vec<i64>),
-    /// Rotation by this many degrees (counter-clockwise), bilinear, zero outside the image.
-    Rotate(f64),
+    /// Rotation by this many degrees (counter-clockwise), zero outside the image.
+    Rotate(f64, Interpolation),
+}
+
+/// How a rotated image's pixels are resampled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    /// The nearest source pixel (torchvision's `rotate` default, which Mammoth's rotated MNIST
+    /// uses).
+    Nearest,
+}
+
+impl Interpolation {
+    pub fn is_bilinear(&self) -> bool {
+        *self == Interpolation::Bilinear
+    }
 }
 
 /// One task of a scenario, as plain data.
@@ -142,12 +159,13 @@ impl Scenario {
         train: &Split,
         test: &Split,
         angles: &[f64],
+        interpolation: Interpolation,
         mode: Mode,
         heads: Heads,
     ) -> Result<Scenario> {
         let tasks = angles
             .iter()
-            .map(|&a| (all_classes(train), Transform::Rotate(a)))
+            .map(|&a| (all_classes(train), Transform::Rotate(a, interpolation)))
             .collect();
         let per_task = all_classes(train).len() as i64;
         Scenario::build(train, test, tasks, mode, heads, |t, c| {
@@ -385,7 +403,7 @@ pub fn apply(transform: &Transform, x: &Tensor, rows: i64, cols: i64) -> Tensor 
             let index = Tensor::from_slice(perm).to_device(x.device());
             x.index_select(1, &index)
         }
-        Transform::Rotate(degrees) => {
+        Transform::Rotate(degrees, interpolation) => {
             let n = x.size()[0];
             let (s, c) = degrees.to_radians().sin_cos();
             // affine_grid maps output coordinates to input coordinates: the inverse rotation.
@@ -396,8 +414,12 @@ pub fn apply(transform: &Transform, x: &Tensor, rows: i64, cols: i64) -> Tensor 
                 .contiguous();
             let images = x.view([n, 1, rows, cols]);
             let grid = Tensor::affine_grid_generator(&theta, [n, 1, rows, cols], false);
-            // interpolation 0 = bilinear, padding 0 = zeros.
-            Tensor::grid_sampler(&images, &grid, 0, 0, false).view([n, rows * cols])
+            // interpolation 0 = bilinear, 1 = nearest; padding 0 = zeros.
+            let mode = match interpolation {
+                Interpolation::Bilinear => 0,
+                Interpolation::Nearest => 1,
+            };
+            Tensor::grid_sampler(&images, &grid, mode, 0, false).view([n, rows * cols])
         }
     }
 }
@@ -439,13 +461,32 @@ mod tests {
         let mut pixels = vec![0.0f32; 9];
         pixels[2] = 1.0;
         let x = Tensor::from_slice(&pixels).view([1, 9]);
-        let r: Vec<f32> =
-            Vec::try_from(apply(&Transform::Rotate(90.0), &x, 3, 3).view([-1])).unwrap();
+        let r: Vec<f32> = Vec::try_from(
+            apply(&Transform::Rotate(90.0, Interpolation::Bilinear), &x, 3, 3).view([-1]),
+        )
+        .unwrap();
         let lit: Vec<usize> = (0..9).filter(|&i| r[i] > 0.5).collect();
         // Counter-clockwise: top-right goes to top-left.
         assert_eq!(lit, vec![0], "{r:?}");
-        let same = apply(&Transform::Rotate(0.0), &x, 3, 3);
+        let same = apply(&Transform::Rotate(0.0, Interpolation::Bilinear), &x, 3, 3);
         assert!((same - &x).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn nearest_rotation_copies_pixels_without_blending() {
+        // A 5x5 checkerboard of 0 and 1 at 30 degrees: bilinear blends, nearest only copies.
+        let pixels: Vec<f32> = (0..25).map(|i| ((i / 5 + i % 5) % 2) as f32).collect();
+        let x = Tensor::from_slice(&pixels).view([1, 25]);
+        let values = |interpolation| -> Vec<f32> {
+            Vec::try_from(apply(&Transform::Rotate(30.0, interpolation), &x, 5, 5).view([-1]))
+                .unwrap()
+        };
+        assert!(values(Interpolation::Nearest)
+            .iter()
+            .all(|&v| v == 0.0 || v == 1.0));
+        assert!(values(Interpolation::Bilinear)
+            .iter()
+            .any(|&v| v > 0.01 && v < 0.99));
     }
 
     #[test]

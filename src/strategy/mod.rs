@@ -78,7 +78,8 @@ pub struct Batch<'a> {
 
 /// A continual-learning method. Built inside its job's worker (tensors are not `Sync`).
 pub trait Strategy: Send {
-    /// The tasks whose training data are used while training task `task`.
+    /// The tasks whose training data are used while training task `task`; none means nothing is
+    /// trained on it.
     fn training_tasks(&self, task: usize) -> Vec<usize> {
         vec![task]
     }

@@ -44,6 +44,9 @@ pub struct BuildContext {
     pub num_tasks: usize,
     /// The job's seed, for strategies that draw random numbers (e.g. a sampled Fisher).
     pub seed: u64,
+    /// How the training loop clips the gradients it applies, for strategies that integrate
+    /// them (SI's `gradient: total` sees the clipped gradient, as the optimizer does).
+    pub clip: crate::core::GradientClip,
 }
 
 /// The registered strategies, by name.

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
+use crate::core::GradientClip;
 use crate::data::transform::Transforms;
 use crate::model::{masked_cross_entropy, Forward, InputShape, Net};
 
@@ -56,6 +57,10 @@ pub struct TrainSettings {
     pub iterations: Option<usize>,
     /// A fresh optimizer (no moments carried over) at the start of each task.
     pub reset_optimizer: bool,
+    /// Clipping of the gradient each step applies (task loss plus penalty); off by default,
+    /// and then left out of the settings, so jobs from before it keep their ids.
+    #[serde(default, skip_serializing_if = "GradientClip::is_off")]
+    pub clip: GradientClip,
 }
 
 impl TrainSettings {
@@ -132,6 +137,40 @@ fn total_gradient(p: &Tensor, g: &Tensor, terms: Option<(&Tensor, &Tensor)>) -> 
         (true, None) => Some(g.shallow_clone()),
         (false, q) => q,
     }
+}
+
+/// An optimizer step from the gradients plus `penalty`'s. Without clipping the penalty's
+/// gradient is added in closed form inside the step; with clipping it is first added into each
+/// parameter's `.grad()`, so the whole gradient is clipped as PyTorch's `clip_grad_value_` and
+/// `clip_grad_norm_` clip it after a backward pass through the whole loss. (A parameter without
+/// a gradient, one the loss does not reach, then gets none of the penalty's either.)
+fn clipped_step(
+    opt: &mut Optimizer,
+    penalty: Option<&QuadraticPenalty>,
+    params: &ParamMap,
+    clip: GradientClip,
+) {
+    if clip.is_off() {
+        opt.step(penalty);
+        return;
+    }
+    let mut grads: Vec<Tensor> = tch::no_grad(|| {
+        params
+            .iter()
+            .filter_map(|(name, p)| {
+                let mut g = p.grad();
+                if !g.defined() {
+                    return None;
+                }
+                if let Some((w, c)) = penalty.and_then(|q| q.gradient_terms(name)) {
+                    let _ = g.g_add_(&(w * p - c));
+                }
+                Some(g)
+            })
+            .collect()
+    });
+    clip.apply(&mut grads);
+    opt.step(None);
 }
 
 /// Adam's epsilon (PyTorch's default).
@@ -285,21 +324,22 @@ impl Trainer {
                 strategy.after_task_backward(model)?;
                 let last_of_epoch = start + len >= n || step + 1 == total_steps;
                 let log_penalty = (steps_this_epoch + 1) % PENALTY_LOG_EVERY == 0 || last_of_epoch;
+                let clip = self.settings.clip;
                 match strategy.penalty(model)? {
-                    None => opt.step(None),
+                    None => clipped_step(opt, None, &params, clip),
                     Some(Penalty::Quadratic(q)) => {
                         if log_penalty {
                             penalty_sum += tch::no_grad(|| q.value(&params));
                             penalty_logged += 1;
                         }
                         // Its gradient is added in closed form inside the optimizer's step.
-                        opt.step(Some(q));
+                        clipped_step(opt, Some(q), &params, clip);
                     }
                     Some(Penalty::Graph(value)) => {
                         value.backward();
                         penalty_sum += value.detach();
                         penalty_logged += 1;
-                        opt.step(None);
+                        clipped_step(opt, None, &params, clip);
                     }
                 }
                 strategy.after_step(model)?;
