@@ -125,6 +125,8 @@ fn one_epoch_of_adam() -> TrainSettings {
         iterations: None,
         reset_optimizer: false,
         clip: Default::default(),
+        lr_plateau: None,
+        early_stopping: None,
     }
 }
 

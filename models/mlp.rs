@@ -9,7 +9,8 @@ use tch::Tensor;
 
 use clbench::core::registry::{config_from, resolve_with};
 use clbench::model::{
-    Backbone, BuiltBackbone, Forward, InputShape, LayerBuilder, Linear, ModelRegistration,
+    Backbone, BuiltBackbone, Forward, InputShape, LayerBuilder, Linear, LinearInit,
+    ModelRegistration,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,12 +18,21 @@ use clbench::model::{
 pub struct Config {
     /// Widths of the hidden layers (ReLU), input to output.
     pub hidden: Vec<i64>,
+    /// How every linear layer, the head included, is initialised; left out of the resolved
+    /// parameters at its default, so earlier results keep their ids.
+    #[serde(skip_serializing_if = "is_pytorch")]
+    pub init: LinearInit,
+}
+
+fn is_pytorch(init: &LinearInit) -> bool {
+    *init == LinearInit::Pytorch
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             hidden: vec![400, 400],
+            init: LinearInit::Pytorch,
         }
     }
 }
@@ -56,6 +66,7 @@ fn build(
     layers: &mut LayerBuilder,
 ) -> Result<BuiltBackbone> {
     let config: Config = config_from(params)?;
+    layers.set_linear_init(config.init);
     let mut fan_in = input.numel();
     let mut trunk = Vec::new();
     for (i, &width) in config.hidden.iter().enumerate() {
@@ -73,7 +84,10 @@ inventory::submit! {
         name: "mlp",
         summary: "ReLU multilayer perceptron on the flattened image",
         paper: "",
-        params: &[("hidden", "widths of the hidden layers, e.g. [400, 400]")],
+        params: &[
+            ("hidden", "widths of the hidden layers, e.g. [400, 400]"),
+            ("init", "pytorch (U(+-1/sqrt(fan_in)), default) or xavier (Xavier-uniform weights, zero biases, as Mammoth's MNISTMLP)"),
+        ],
         resolve: resolve_with::<Config>,
         check,
         build,

@@ -10,6 +10,13 @@
 //! gradient is an outer product; conv: unfolded patches; batch norm: per-channel sums).
 //! Parameters without a fast path fall back to the per-sample loop. [`mas_importance_loop`] is
 //! the per-sample reference the tests compare against.
+//!
+//! **Per-batch form.** Several reference implementations (Avalanche's `MASPlugin`, among others)
+//! take the absolute value after averaging over a mini-batch instead of per sample:
+//! `Omega = 1/B sum_b |d (1/|b| sum_{n in b} ||f(x_n)||^2) / d theta|` over the B consecutive
+//! mini-batches. Signs cancel inside a batch, so it is at most the per-sample form and depends on
+//! the batch size; [`mas_importance_batched`] computes it, selectable in `mas` as
+//! `importance: per_batch`.
 
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
@@ -65,6 +72,46 @@ pub fn mas_importance(
         sums.extend(mas_loop_of(model, &xs, mask, &coverage.uncovered)?);
     }
     coverage.check(model, &sums)?;
+    Ok(sums)
+}
+
+/// The per-batch form (see the module docs): one backward pass per mini-batch of `batch`
+/// consecutive samples through the parameters, the last batch possibly smaller.
+pub fn mas_importance_batched(
+    model: &Net,
+    x: &Tensor,
+    mask: &Tensor,
+    max_samples: Option<usize>,
+    batch: usize,
+) -> Result<ParamMap> {
+    let n_total = x.size()[0] as usize;
+    let n = max_samples.map_or(n_total, |m| m.min(n_total));
+    if n == 0 || batch == 0 {
+        bail!("cannot estimate MAS importance from zero samples or batches of zero");
+    }
+    let keep = mask.to_kind(Kind::Float);
+    let params = model.params();
+    let tensors: Vec<&Tensor> = params.values().collect();
+    let mut sums = zeros_like(&params);
+    let mut batches = 0usize;
+    let mut start = 0;
+    while start < n {
+        let len = batch.min(n - start);
+        let out = model.forward(&x.narrow(0, start as i64, len as i64));
+        let mean_norm = (&out * &keep)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Float)
+            .mean(Kind::Float);
+        let grads = Tensor::run_backward(&[mean_norm], &tensors, false, false);
+        for (name, g) in params.keys().zip(grads) {
+            add_into(&mut sums, name, &g.abs());
+        }
+        batches += 1;
+        start += len;
+    }
+    for t in sums.values_mut() {
+        *t = &*t / batches as f64;
+    }
     Ok(sums)
 }
 

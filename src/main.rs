@@ -213,12 +213,12 @@ fn run(
             planned.len() - finished,
             plan.out_dir.display()
         );
-        if plan.selection.searches() {
+        if !plan.candidates.is_empty() {
             let entries: std::collections::BTreeSet<usize> =
                 plan.candidates.iter().map(|c| c.entry).collect();
             println!(
                 "selection: {}; {} strategy entr(ies) get their runs on {} report seed(s) once their search has chosen",
-                plan.selection.label(),
+                plan.selection_label(),
                 entries.len(),
                 plan.experiment.seeds.len()
             );
@@ -268,7 +268,7 @@ fn run(
             &plan.out_dir,
             &results,
             Some(&plan.experiment),
-            Some(&plan.selection),
+            Some(&plan.selection_label()),
         )?;
         println!("\n{}", plan.experiment.name);
         print!("{table}");
@@ -406,7 +406,7 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
             .into_iter()
             .map(|j| j.id)
             .collect();
-        selection = Some(plan.selection.clone());
+        selection = Some(plan.selection_label());
         let before = results.len();
         results.retain(|r| ids.contains(&r.id));
         if results.len() < before {
@@ -426,7 +426,7 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
     let experiment = report::load_experiment(folder)?;
     print!(
         "{}",
-        report::write_report(folder, &results, experiment.as_ref(), selection.as_ref())?
+        report::write_report(folder, &results, experiment.as_ref(), selection.as_deref())?
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use clbench::importance::mas_importance;
+use clbench::importance::{mas_importance, mas_importance_batched};
 use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot},
@@ -25,6 +25,37 @@ pub struct Config {
     pub lambda: f64,
     /// Estimate the importance on at most this many samples of the task (all when absent).
     pub max_samples: Option<usize>,
+    /// Per sample (Aljundi et al.) or per mini-batch (the form of several reference
+    /// implementations); left out of the resolved parameters at its default, so earlier
+    /// results keep their ids.
+    #[serde(skip_serializing_if = "ImportanceForm::is_per_sample")]
+    pub importance: ImportanceForm,
+    /// Mini-batch size of `importance: per_batch`.
+    #[serde(skip_serializing_if = "is_default_batch")]
+    pub importance_batch: usize,
+}
+
+/// Where MAS takes the absolute value of the output norm's gradient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportanceForm {
+    /// `1/N sum_n |grad_n|` (Aljundi et al. 2018, Eq. 2-4).
+    #[default]
+    PerSample,
+    /// `1/B sum_b |grad of the batch's mean|` (e.g. Avalanche's `MASPlugin`).
+    PerBatch,
+}
+
+impl ImportanceForm {
+    fn is_per_sample(&self) -> bool {
+        *self == ImportanceForm::PerSample
+    }
+}
+
+const DEFAULT_IMPORTANCE_BATCH: usize = 32;
+
+fn is_default_batch(b: &usize) -> bool {
+    *b == DEFAULT_IMPORTANCE_BATCH
 }
 
 impl Default for Config {
@@ -32,6 +63,8 @@ impl Default for Config {
         Config {
             lambda: 1.0,
             max_samples: None,
+            importance: ImportanceForm::PerSample,
+            importance_batch: DEFAULT_IMPORTANCE_BATCH,
         }
     }
 }
@@ -76,12 +109,13 @@ impl Strategy for Mas {
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
-        let new = mas_importance(
-            ctx.model,
-            &ctx.data.x,
-            &ctx.data.mask,
-            self.config.max_samples,
-        )?;
+        let (x, mask, cap) = (&ctx.data.x, &ctx.data.mask, self.config.max_samples);
+        let new = match self.config.importance {
+            ImportanceForm::PerSample => mas_importance(ctx.model, x, mask, cap)?,
+            ImportanceForm::PerBatch => {
+                mas_importance_batched(ctx.model, x, mask, cap, self.config.importance_batch)?
+            }
+        };
         let omega = match &self.state {
             Some((old, _)) => old.iter().map(|(k, o)| (k.clone(), o + &new[k])).collect(),
             None => new,
@@ -113,6 +147,8 @@ inventory::submit! {
         params: &[
             ("lambda", "penalty strength; the penalty is lambda * sum Omega (theta - theta*)^2 (default 1)"),
             ("max_samples", "estimate the importance on at most this many samples (default: all)"),
+            ("importance", "per_sample (Aljundi et al., default) or per_batch (|gradient of each mini-batch's mean|, as Avalanche)"),
+            ("importance_batch", "mini-batch size of importance: per_batch (default 32)"),
         ],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(Mas::new(config_from(params)?))),

@@ -6,7 +6,7 @@ mod common;
 
 use common::{linear_model, one_sample, set_all};
 
-use clbench::importance::{mas_importance, mas_importance_loop};
+use clbench::importance::{mas_importance, mas_importance_batched, mas_importance_loop};
 use clbench::model::{MlpSpec, Net};
 use clbench::strategies::{
     lwf::distillation,
@@ -194,6 +194,33 @@ fn mas_importance_matches_brute_force_and_the_hand_computation() {
         &mas_importance(&mlp, &x, &mask, None).unwrap(),
         &mas_importance_loop(&mlp, &x, &mask).unwrap(),
         1e-5,
+    );
+}
+
+#[test]
+fn mas_per_batch_takes_the_absolute_value_after_the_batch_mean() {
+    // W = 0, b = (1, -1): f = b for every x, so d||f||^2/db = 2b and d||f||^2/dW = 2 b x^T.
+    let model = linear_model(0.0);
+    tch::no_grad(|| {
+        model.params()["head.bias"]
+            .shallow_clone()
+            .copy_(&Tensor::from_slice(&[1.0f32, -1.0]));
+    });
+    // Batches of 2: the first one's inputs cancel (mean (0, 0)), the second's mean is (2, 2).
+    let x = Tensor::from_slice(&[1.0f32, 0.0, -1.0, 0.0, 3.0, 2.0, 1.0, 2.0]).view([4, 2]);
+    let mask = Tensor::from_slice(&[true, true]);
+    let batched = mas_importance_batched(&model, &x, &mask, None, 2).unwrap();
+    // Omega_W = (|2 b 0| + |2 b (2, 2)|) / 2 = 2 everywhere; Omega_b = |2b| = 2.
+    assert_eq!(values(&batched["head.weight"]), vec![2.0, 2.0, 2.0, 2.0]);
+    assert_eq!(values(&batched["head.bias"]), vec![2.0, 2.0]);
+    // Per sample: Omega_W[., 0] = 2 mean(1, 1, 3, 1) = 3, Omega_W[., 1] = 2 mean(0, 0, 2, 2) = 2.
+    let per_sample = mas_importance(&model, &x, &mask, None).unwrap();
+    assert_eq!(values(&per_sample["head.weight"]), vec![3.0, 2.0, 3.0, 2.0]);
+    // A batch of one sample is the per-sample form.
+    assert_close(
+        &mas_importance_batched(&model, &x, &mask, None, 1).unwrap(),
+        &per_sample,
+        1e-6,
     );
 }
 

@@ -26,6 +26,8 @@ fn sgd(lr: f64, clip: GradientClip, iterations: usize) -> TrainSettings {
         iterations: Some(iterations),
         reset_optimizer: false,
         clip,
+        lr_plateau: None,
+        early_stopping: None,
     }
 }
 
@@ -315,4 +317,118 @@ fn rotated_tasks_draw_their_angles_from_the_scenario_seed() {
     let given: clbench::config::ScenarioSection =
         serde_yaml::from_str("kind: rotated\nmode: domain\nangles: [0.0, 90.0]\n").unwrap();
     assert_eq!(given.rotation_angles(), vec![0.0, 90.0]);
+}
+
+#[test]
+fn the_plateau_schedule_and_early_stopping_run_on_held_out_data() {
+    let text = common::synthetic_yaml("sched", Path::new("/nonexistent"), "  - name: naive\n")
+        .replace("selection: {mode: test_oracle}", "selection: {mode: holdout, validation_fraction: 0.25}")
+        .replace(
+            "  epochs: 2\n",
+            "  epochs: 12\n  lr: 0.3\n  lr_plateau: {patience: 1, factor: 3.0, min_lr: 0.005}\n  early_stopping: {restore_best: true}\n",
+        )
+        .replace("  lr: 0.01\n", "");
+    let (result, model) = common::run_first_job(&text);
+    // Every pass recorded its held-out loss and learning rate; replaying the schedule on the
+    // recorded losses gives the same learning rates and the same stopping pass.
+    for task in 0..3 {
+        let points: Vec<_> = result.curve.iter().filter(|p| p.task == task).collect();
+        assert!(!points.is_empty());
+        let mut watch = clbench::train::schedule::Watch::new(
+            0.3,
+            Some(clbench::train::schedule::Plateau {
+                patience: 1,
+                factor: 3.0,
+                min_lr: 0.005,
+            }),
+            None,
+        );
+        let mut lr = 0.3;
+        for (k, p) in points.iter().enumerate() {
+            assert_eq!(p.lr, Some(lr), "task {task}, pass {k}");
+            match watch.after_pass(p.validation_loss.unwrap()) {
+                clbench::train::schedule::Action::Decay(next) => lr = next,
+                clbench::train::schedule::Action::Stop => {
+                    assert_eq!(k + 1, points.len(), "task {task} went on after the stop")
+                }
+                _ => {}
+            }
+        }
+    }
+    // lr 0.3 with patience 1 overshoots: the learning rate decays within the 12 passes.
+    assert!(result.curve.iter().any(|p| p.lr.unwrap() < 0.3));
+    // The weights kept are the best pass's: the final model's held-out loss on the last task is
+    // the smallest one recorded.
+    let plan = common::plan_from(&text);
+    let dataset = clbench::runner::load_dataset(&plan).unwrap();
+    let scenario = clbench::runner::build_scenario(&plan, &dataset)
+        .unwrap()
+        .view(&dataset.train, &plan.jobs[0].view)
+        .unwrap();
+    let held_out = scenario.validation_data(&dataset.train, 2, Device::Cpu);
+    let now = clbench::train::validation_loss(&model, &held_out);
+    let best = result
+        .curve
+        .iter()
+        .filter(|p| p.task == 2)
+        .map(|p| p.validation_loss.unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert!((now - best).abs() < 1e-5, "final {now}, best {best}");
+
+    // Without held-out data the schedule has nothing to watch: a located error.
+    let registry = Registry::load().unwrap();
+    let e = clbench::config::Plan::from_str(
+        &text.replace(
+            "selection: {mode: holdout, validation_fraction: 0.25}",
+            "selection: {mode: fixed}",
+        ),
+        Path::new("s.yaml"),
+        &registry,
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("only `selection: {mode: holdout}`"), "{e}");
+    assert!(e.starts_with("s.yaml:"), "{e}");
+}
+
+#[test]
+fn xavier_init_covers_the_head_and_zeroes_the_biases() {
+    let net = |init: &str| {
+        let params: serde_json::Value = serde_json::json!({"hidden": [100, 100], "init": init});
+        let spec = clbench::model::NetSpec {
+            model: "mlp",
+            params,
+            input: clbench::model::InputShape {
+                channels: 1,
+                height: 28,
+                width: 28,
+            },
+            outputs: 10,
+        };
+        Net::new(&spec, Device::Cpu, 4).unwrap()
+    };
+    let xavier = net("xavier");
+    for (name, p) in xavier.params() {
+        let largest = p.abs().max().double_value(&[]);
+        if name.ends_with("bias") {
+            assert_eq!(largest, 0.0, "{name}");
+        } else {
+            let size = p.size();
+            let bound = (6.0 / (size[0] + size[1]) as f64).sqrt();
+            // Within the bound, and near it (a uniform draw of thousands of values).
+            assert!(
+                largest <= bound && largest > 0.95 * bound,
+                "{name}: {largest} vs {bound}"
+            );
+        }
+    }
+    // The default is PyTorch's, and the same seed gives the same network.
+    let default = net("pytorch");
+    let head = default.params()["head.weight"]
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(head <= 0.1 + 1e-6 && head > 0.09, "head {head}");
+    assert!(net("xavier").params()["trunk.0.weight"].equal(&xavier.params()["trunk.0.weight"]));
 }

@@ -206,6 +206,15 @@ pub struct TrainingSection {
     /// (`clip_grad_norm_`; HAT's `clipgrad`). Off by default.
     #[serde(default)]
     pub clip_grad_norm: Option<f64>,
+    /// Divide the learning rate by `factor` after `patience` passes without a better loss on
+    /// the task's held-out data, and stop the task below `min_lr` (HAT's schedule). Needs
+    /// `selection: {mode: holdout}`. Off by default.
+    #[serde(default)]
+    pub lr_plateau: Option<crate::train::schedule::Plateau>,
+    /// Stop a task after `patience` passes without a better held-out loss (optional), and put
+    /// back the best weights (`restore_best`, default true). Needs `selection: {mode: holdout}`.
+    #[serde(default)]
+    pub early_stopping: Option<crate::train::schedule::EarlyStopping>,
 }
 
 fn default_betas() -> (f64, f64) {

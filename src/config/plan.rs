@@ -370,6 +370,27 @@ impl Plan {
                 ));
             }
         }
+        if let Some(p) = &t.lr_plateau {
+            if p.patience == 0
+                || !(p.factor > 1.0 && p.factor.is_finite())
+                || !(p.min_lr > 0.0 && p.min_lr.is_finite())
+            {
+                return Err(err(
+                    section_key(text, "training", "lr_plateau"),
+                    format!(
+                        "training.lr_plateau needs patience >= 1, a finite factor > 1 and a positive min_lr, got \
+                         patience {}, factor {}, min_lr {}",
+                        p.patience, p.factor, p.min_lr
+                    ),
+                ));
+            }
+        }
+        if t.early_stopping.is_some_and(|e| e.patience == Some(0)) {
+            return Err(err(
+                section_key(text, "training", "early_stopping"),
+                "training.early_stopping.patience must be at least 1".into(),
+            ));
+        }
         if t.epochs == Some(0) || t.iterations == Some(0) {
             return Err(err(
                 top("training"),
@@ -446,6 +467,8 @@ impl Plan {
                 value: t.clip_grad_value,
                 norm: t.clip_grad_norm,
             },
+            lr_plateau: t.lr_plateau,
+            early_stopping: t.early_stopping,
         };
 
         if experiment.strategies.is_empty() {
@@ -542,6 +565,20 @@ impl Plan {
             ));
         }
         let selection = resolve_selection(&experiment, &entries, num_tasks, text, path)?;
+        if train.uses_validation() && !matches!(selection, Selection::Holdout { .. }) {
+            let key = if train.lr_plateau.is_some() {
+                "lr_plateau"
+            } else {
+                "early_stopping"
+            };
+            return Err(err(
+                section_key(text, "training", key),
+                format!(
+                    "training.{key} watches a loss on held-out data, which only `selection: {{mode: holdout}}` \
+                     keeps out of training; add it (with one setting per strategy it only holds the data out)"
+                ),
+            ));
+        }
         let maker = JobMaker {
             shared,
             legacy_shared,
@@ -659,6 +696,19 @@ impl Plan {
             })
             .collect();
         (jobs, chosen)
+    }
+
+    /// How the reported configurations were chosen, as every table says it: the selection's
+    /// label, or, for `holdout` without a grid to choose from, that nothing was chosen.
+    pub fn selection_label(&self) -> String {
+        match &self.selection {
+            Selection::Holdout { holdout, .. } if self.candidates.is_empty() => format!(
+                "{} ({}% of each class's training samples held out of training)",
+                Selection::Fixed.label(),
+                holdout.fraction * 100.0
+            ),
+            s => s.label(),
+        }
     }
 
     /// The number of tasks each run of the scenario trains.

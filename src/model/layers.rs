@@ -97,6 +97,21 @@ pub struct LayerBuilder<'a> {
     rng: &'a mut ChaCha8Rng,
     pub(crate) params: Vec<String>,
     pub(crate) buffers: Vec<String>,
+    /// How [`linear`](Self::linear) initialises; the head is built after the backbone with
+    /// the same builder, so a backbone's choice covers the head too.
+    init: LinearInit,
+}
+
+/// The initialisation of linear layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearInit {
+    /// PyTorch's `nn.Linear` default: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    #[default]
+    Pytorch,
+    /// Xavier-uniform weights, U(-sqrt(6/(fan_in+fan_out)), +), and zero biases (Mammoth's
+    /// `MNISTMLP.reset_parameters`).
+    Xavier,
 }
 
 impl<'a> LayerBuilder<'a> {
@@ -106,6 +121,7 @@ impl<'a> LayerBuilder<'a> {
             rng,
             params: Vec::new(),
             buffers: Vec::new(),
+            init: LinearInit::Pytorch,
         }
     }
 
@@ -141,6 +157,11 @@ impl<'a> LayerBuilder<'a> {
         p.var_copy(last, init)
     }
 
+    /// Sets how the linear layers built from now on (the head included) are initialised.
+    pub fn set_linear_init(&mut self, init: LinearInit) {
+        self.init = init;
+    }
+
     /// Uniform U(-bound, bound) values drawn from the job's stream, for [`parameter`](Self::parameter).
     pub fn uniform_values(&mut self, shape: &[i64], bound: f64) -> Tensor {
         self.uniform(shape, bound)
@@ -149,10 +170,22 @@ impl<'a> LayerBuilder<'a> {
     /// A linear layer `fan_in -> fan_out` named `name` (e.g. `trunk.0`); weight first, then
     /// bias, as PyTorch draws them.
     pub fn linear(&mut self, name: &str, fan_in: i64, fan_out: i64) -> Linear {
-        let bound = 1.0 / (fan_in as f64).sqrt();
         let p = self.path(name);
-        let w = self.uniform(&[fan_out, fan_in], bound);
-        let b = self.uniform(&[fan_out], bound);
+        let (w, b) = match self.init {
+            LinearInit::Pytorch => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                let w = self.uniform(&[fan_out, fan_in], bound);
+                (w, self.uniform(&[fan_out], bound))
+            }
+            LinearInit::Xavier => {
+                let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+                let w = self.uniform(&[fan_out, fan_in], bound);
+                (
+                    w,
+                    Tensor::zeros([fan_out], (tch::Kind::Float, tch::Device::Cpu)),
+                )
+            }
+        };
         Linear {
             weight: self.param(&p, name, "weight", &w),
             bias: self.param(&p, name, "bias", &b),

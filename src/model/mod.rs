@@ -21,7 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::core::ParamMap;
-pub use layers::{BatchNorm, Conv, Conv2d, Forward, LayerBuilder, LayerKind, Linear, Record};
+pub use layers::{
+    BatchNorm, Conv, Conv2d, Forward, LayerBuilder, LayerKind, Linear, LinearInit, Record,
+};
 pub use registry::{ModelRegistration, ModelRegistry};
 
 /// The shape of one input image.

@@ -62,16 +62,12 @@ pub fn load_experiment(out_dir: &Path) -> Result<Option<ExperimentFile>> {
     Ok(Some(experiment))
 }
 
-/// How the reported configurations were chosen, when the caller has no resolved
-/// [`Selection`]: by search runs if the results hold some, else best-of-grid on test data
-/// whenever a strategy has more than one configuration.
-fn selection_label(
-    selection: Option<&Selection>,
-    groups: &[summary::Group],
-    searched: bool,
-) -> String {
+/// How the reported configurations were chosen: `selection` (the plan's label), or, when the
+/// caller has no plan, guessed from the results: by search runs if the results hold some, else
+/// best-of-grid on test data whenever a strategy has more than one configuration.
+fn selection_label(selection: Option<&str>, groups: &[summary::Group], searched: bool) -> String {
     match selection {
-        Some(s) => s.label(),
+        Some(s) => s.to_string(),
         None if searched => "chosen by search runs (see experiment.yaml)".into(),
         None => {
             let swept = groups
@@ -123,7 +119,7 @@ pub fn write_report(
     out_dir: &Path,
     results: &[JobResult],
     experiment: Option<&ExperimentFile>,
-    selection: Option<&Selection>,
+    selection: Option<&str>,
 ) -> Result<String> {
     let (search, reported): (Vec<JobResult>, Vec<JobResult>) =
         results.iter().cloned().partition(summary::is_search);

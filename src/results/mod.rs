@@ -72,6 +72,12 @@ pub struct CurvePoint {
     pub step: usize,
     pub task_loss: f64,
     pub penalty: f64,
+    /// Mean loss on the task's held-out data after the pass, and the learning rate of the pass,
+    /// when the training schedules on them (`lr_plateau`, `early_stopping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -176,6 +176,10 @@ pub fn run_job_with_model(
             data: &current,
             device,
         };
+        if job.train.uses_validation() {
+            let held_out = scenario.validation_data(&dataset.train, t, device);
+            trainer.set_validation((held_out.x.size()[0] > 0).then(|| prepare(held_out)));
+        }
         let tick = Instant::now();
         strategy.before_task(&ctx)?;
         let tasks = strategy.training_tasks(t);

@@ -235,12 +235,12 @@ pub fn run_plan(
         &shard_of(plan.jobs.clone(), &opts),
         opts,
     )?;
-    if !plan.selection.searches() {
+    if plan.candidates.is_empty() {
         return Ok(outcome);
     }
     let (report, chosen) = plan.report_jobs(&search_scores(plan));
     if !opts.quiet {
-        eprintln!("clbench: {}:", plan.selection.label());
+        eprintln!("clbench: {}:", plan.selection_label());
         for (entry, params, score) in &chosen {
             eprintln!(
                 "  entry {entry} ({}): {} (selection score {:.4})",

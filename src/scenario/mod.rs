@@ -347,6 +347,19 @@ impl Scenario {
             .to_device(device)
     }
 
+    /// Task `t`'s held-out training samples (empty without a holdout), masked as in training:
+    /// what the learning-rate schedule and early stopping watch.
+    pub fn validation_data(&self, split: &Split, t: usize, device: Device) -> TaskData {
+        let plan = &self.tasks[t];
+        self.task_data(
+            split,
+            &plan.validation_indices,
+            t,
+            self.train_mask(t),
+            device,
+        )
+    }
+
     /// Task `t`'s training data as tensors on `device`.
     pub fn train_data(&self, split: &Split, t: usize, device: Device) -> TaskData {
         let plan = &self.tasks[t];

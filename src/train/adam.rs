@@ -128,6 +128,11 @@ impl Adam {
         }
     }
 
+    /// Changes the learning rate from the next step on (the learning-rate schedule).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// The step count and both moments, for a checkpoint.
     pub fn state(&self) -> SavedState {
         let mut state = SavedState::new();

@@ -13,6 +13,7 @@
 //! of those values; its gradient is applied on every step.
 
 mod adam;
+pub mod schedule;
 mod sgd;
 
 use anyhow::{bail, Result};
@@ -61,9 +62,22 @@ pub struct TrainSettings {
     /// and then left out of the settings, so jobs from before it keep their ids.
     #[serde(default, skip_serializing_if = "GradientClip::is_off")]
     pub clip: GradientClip,
+    /// HAT's learning-rate decay on a validation-loss plateau (needs held-out data); off by
+    /// default and then left out of the settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_plateau: Option<schedule::Plateau>,
+    /// Early stopping on the validation loss, restoring the best weights (needs held-out
+    /// data); off by default and then left out of the settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<schedule::EarlyStopping>,
 }
 
 impl TrainSettings {
+    /// Whether training reads a validation set between passes.
+    pub fn uses_validation(&self) -> bool {
+        self.lr_plateau.is_some() || self.early_stopping.is_some()
+    }
+
     /// The optimizer for `params`: ours rather than libtorch's, whose state tch cannot read,
     /// so that checkpoints can save it.
     fn optimizer(&self, vs: &nn::VarStore, params: &ParamMap) -> Result<Optimizer> {
@@ -198,6 +212,13 @@ impl Optimizer {
         }
     }
 
+    fn set_lr(&mut self, lr: f64) {
+        match self {
+            Optimizer::Adam(adam) => adam.set_lr(lr),
+            Optimizer::Sgd(sgd) => sgd.set_lr(lr),
+        }
+    }
+
     fn state(&self) -> SavedState {
         match self {
             Optimizer::Adam(adam) => adam.state(),
@@ -220,6 +241,9 @@ pub struct Trainer {
     /// Random crop and flip of each training batch (none when the transforms have no random
     /// part), with the shape the batch's flat rows are viewed as.
     augmentation: Option<(Transforms, InputShape)>,
+    /// The current task's held-out data, scored after each pass when the settings schedule on
+    /// it (see [`schedule`]).
+    validation: Option<TaskData>,
     /// Steps taken over the whole job (the x axis of training curves).
     pub global_step: usize,
     /// Training samples processed over the whole job.
@@ -232,6 +256,7 @@ impl Trainer {
             settings,
             optimizer: None,
             augmentation: None,
+            validation: None,
             global_step: 0,
             samples_seen: 0,
         }
@@ -244,6 +269,12 @@ impl Trainer {
         self.augmentation = transforms
             .has_augmentation()
             .then(|| (transforms.clone(), shape));
+    }
+
+    /// The held-out data of the task about to be trained, for the settings' learning-rate
+    /// plateau and early stopping (ignored when they are off).
+    pub fn set_validation(&mut self, data: Option<TaskData>) {
+        self.validation = data;
     }
 
     /// The optimizer's state (empty before the first task), for a checkpoint.
@@ -280,6 +311,18 @@ impl Trainer {
             self.optimizer = Some(self.settings.optimizer(&model.vs, &params)?);
         }
         let opt = self.optimizer.as_mut().unwrap();
+        // Each task starts at the configured learning rate (HAT's code does so too).
+        let scheduled = self.settings.uses_validation() && self.validation.is_some();
+        let mut watch = schedule::Watch::new(
+            self.settings.lr,
+            self.settings.lr_plateau,
+            self.settings.early_stopping,
+        );
+        if scheduled {
+            opt.set_lr(self.settings.lr);
+        }
+        let mut best: Option<(ParamMap, ParamMap)> = None;
+        let mut stop = false;
         let n = data.len();
         let batch = self.settings.batch_size.max(1);
         let total_steps = self.settings.steps_for(n);
@@ -288,7 +331,7 @@ impl Trainer {
         let mut curve = Vec::new();
         let mut step = 0;
         let mut epoch = 0;
-        while step < total_steps {
+        while step < total_steps && !stop {
             order.shuffle(rng);
             let order_t = Tensor::from_slice(&order).to_device(device);
             let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
@@ -350,13 +393,33 @@ impl Trainer {
                 start += len;
             }
             self.global_step += steps_this_epoch;
-            let point = CurvePoint {
+            let mut point = CurvePoint {
                 task,
                 epoch,
                 step: self.global_step,
                 task_loss: loss_sum.double_value(&[]) / steps_this_epoch as f64,
                 penalty: penalty_sum.double_value(&[]) / penalty_logged.max(1) as f64,
+                validation_loss: None,
+                lr: None,
             };
+            if let (true, Some(val)) = (scheduled, &self.validation) {
+                let loss = validation_loss(model, val);
+                point.validation_loss = Some(loss);
+                point.lr = Some(watch.lr());
+                match watch.after_pass(loss) {
+                    schedule::Action::Improved if watch.restores_best() => {
+                        best = Some(tch::no_grad(|| {
+                            (
+                                crate::core::params::snapshot(&model.params()),
+                                crate::core::params::snapshot(&model.buffers()),
+                            )
+                        }));
+                    }
+                    schedule::Action::Decay(lr) => opt.set_lr(lr),
+                    schedule::Action::Stop => stop = true,
+                    _ => {}
+                }
+            }
             if !point.task_loss.is_finite() || !point.penalty.is_finite() {
                 bail!(
                     "training diverged on task {task}, pass {epoch} (steps up to {}): task loss {}, penalty {}; \
@@ -368,8 +431,43 @@ impl Trainer {
             curve.push(point);
             epoch += 1;
         }
+        if let Some((params, buffers)) = best {
+            // The weights of the best validation pass, batch-norm statistics included.
+            tch::no_grad(|| {
+                for (name, p) in model.params().iter().chain(model.buffers().iter()) {
+                    if let Some(saved) = params.get(name).or_else(|| buffers.get(name)) {
+                        p.shallow_clone().copy_(saved);
+                    }
+                }
+            });
+        }
         Ok(curve)
     }
+}
+
+/// Mean masked cross-entropy of `model` on `data` in eval mode: the validation loss the
+/// schedule watches.
+pub fn validation_loss(model: &Net, data: &TaskData) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let n = data.x.size()[0];
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (mut sum, chunk) = (0.0, 8192);
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        let logits = model.forward(&data.x.narrow(0, start, len));
+        let mask = if data.mask.dim() == 2 {
+            data.mask.narrow(0, start, len)
+        } else {
+            data.mask.shallow_clone()
+        };
+        let ce = masked_cross_entropy(&logits, &mask, &data.y.narrow(0, start, len));
+        sum += ce.double_value(&[]) * len as f64;
+        start += len;
+    }
+    sum / n as f64
 }
 
 /// Test accuracy of `model` on `data` (targets scored over `data.mask`'s columns only).

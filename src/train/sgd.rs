@@ -64,6 +64,11 @@ impl Sgd {
         }
     }
 
+    /// Changes the learning rate from the next step on (the learning-rate schedule).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// The momentum buffers that exist, for a checkpoint.
     pub fn state(&self) -> SavedState {
         let mut state = SavedState::new();
