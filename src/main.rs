@@ -183,16 +183,7 @@ fn run(
     let opts = runner::RunOptions { shard, ..opts };
     if dry_run {
         let jobs_dir = plan.out_dir.join("jobs");
-        let planned = runner::planned_jobs(&plan);
-        let planned: Vec<_> = match shard {
-            Some((i, n)) => planned
-                .into_iter()
-                .enumerate()
-                .filter(|(k, _)| k % n == i)
-                .map(|(_, j)| j)
-                .collect(),
-            None => planned,
-        };
+        let planned = runner::shard_of(runner::planned_jobs(&plan), shard);
         let mut finished = 0;
         for job in &planned {
             let done = !opts.force && runner::finished(&jobs_dir, job).is_some();

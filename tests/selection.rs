@@ -123,6 +123,20 @@ fn clbench(args: &[&str]) -> std::process::Output {
         .expect("running clbench")
 }
 
+/// Writes `text` to `<dir>/<name>.yaml`, runs it quietly and checks that it succeeded; returns
+/// the file.
+fn run_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, text).unwrap();
+    let out = clbench(&["run", "--quiet", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    file
+}
+
 fn results(folder: &Path) -> Vec<JobResult> {
     clbench::report::load_results(folder).unwrap()
 }
@@ -130,7 +144,6 @@ fn results(folder: &Path) -> Vec<JobResult> {
 #[test]
 fn holdout_chooses_on_validation_and_reports_on_test() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("hold.yaml");
     // A tiny and a huge L2 strength: far apart on validation data.
     let text = yaml(
         "hold",
@@ -138,13 +151,7 @@ fn holdout_chooses_on_validation_and_reports_on_test() {
         GRID,
         "selection: {mode: holdout, validation_fraction: 0.25, search_seeds: [7]}",
     );
-    std::fs::write(&file, &text).unwrap();
-    let out = clbench(&["run", "--quiet", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let file = run_file(dir.path(), "hold", &text);
     let folder = dir.path().join("hold");
     let all = results(&folder);
     let is_search = |r: &JobResult| r.settings.get("phase").is_some();
@@ -286,20 +293,13 @@ fn holdout_chooses_on_validation_and_reports_on_test() {
 #[test]
 fn first_tasks_reports_only_the_remaining_tasks() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("first.yaml");
     let text = yaml(
         "first",
         dir.path(),
         GRID,
         "selection: {mode: first_tasks, tasks: 1}",
     );
-    std::fs::write(&file, &text).unwrap();
-    let out = clbench(&["run", "--quiet", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_file(dir.path(), "first", &text);
     let all = results(&dir.path().join("first"));
     for r in &all {
         let searched = r.settings.get("phase").is_some();

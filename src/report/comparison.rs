@@ -248,30 +248,9 @@ fn format_p(p: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::summary::Stat;
 
     fn group(strategy: &str, accs: &[(u64, f64)]) -> Group {
-        let values: Vec<f64> = accs.iter().map(|a| a.1).collect();
-        let stat = Stat::of(&values);
-        Group {
-            label: strategy.to_string(),
-            strategy: strategy.to_string(),
-            params: serde_json::json!({}),
-            seeds: accs.iter().map(|a| a.0).collect(),
-            acc: stat,
-            acc_by_seed: accs.to_vec(),
-            bwt: stat,
-            forgetting: stat,
-            wall_s: stat,
-            selection_acc: None,
-            family: Vec::new(),
-            avg_accuracy_curve: Vec::new(),
-            avg_accuracy: Vec::new(),
-            accuracy: Vec::new(),
-            curve_seed: 1,
-            curve: Vec::new(),
-            importance: Vec::new(),
-        }
+        crate::report::summary::test_group(strategy, strategy, serde_json::json!({}), accs)
     }
 
     #[test]

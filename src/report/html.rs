@@ -99,6 +99,15 @@ pub struct Page<'a> {
     pub experiment: Option<String>,
 }
 
+/// One table cell, escaped, in bold when it is the best of its column.
+fn td(cell: &str, bold: bool) -> String {
+    if bold {
+        format!("<td><b>{}</b></td>", escape(cell))
+    } else {
+        format!("<td>{}</td>", escape(cell))
+    }
+}
+
 /// Said after the selection label when search runs chose the configurations.
 fn search_note(search_runs: usize) -> String {
     if search_runs == 0 {
@@ -291,12 +300,7 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
             escape(&cells[0])
         );
         for (i, cell) in cells.iter().enumerate().skip(1) {
-            let bold = (2..5).contains(&i) && flags[i - 2];
-            if bold {
-                let _ = write!(h, "<td><b>{}</b></td>", escape(cell));
-            } else {
-                let _ = write!(h, "<td>{}</td>", escape(cell));
-            }
+            h.push_str(&td(cell, (2..5).contains(&i) && flags[i - 2]));
         }
         h.push_str("</tr>\n");
     }
@@ -315,11 +319,7 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         for (g, row) in page.groups.iter().zip(&family.rows) {
             let _ = write!(h, "<tr><td>{}</td>", escape(&g.label));
             for (cell, bold) in row {
-                if *bold {
-                    let _ = write!(h, "<td><b>{}</b></td>", escape(cell));
-                } else {
-                    let _ = write!(h, "<td>{}</td>", escape(cell));
-                }
+                h.push_str(&td(cell, *bold));
             }
             h.push_str("</tr>\n");
         }

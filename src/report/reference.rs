@@ -188,26 +188,8 @@ mod tests {
 
     /// A group of `strategy` with parameters `params` and final ACC `acc` over one seed.
     fn group(strategy: &str, params: serde_json::Value, acc: f64) -> Group {
-        let stat = crate::report::summary::Stat::of(&[acc]);
-        Group {
-            label: format!("{strategy} {params}"),
-            strategy: strategy.into(),
-            params,
-            seeds: vec![1],
-            acc: stat,
-            acc_by_seed: vec![(1, acc)],
-            bwt: stat,
-            forgetting: stat,
-            wall_s: stat,
-            selection_acc: None,
-            family: Vec::new(),
-            avg_accuracy_curve: Vec::new(),
-            avg_accuracy: Vec::new(),
-            accuracy: Vec::new(),
-            curve_seed: 1,
-            curve: Vec::new(),
-            importance: Vec::new(),
-        }
+        let label = format!("{strategy} {params}");
+        crate::report::summary::test_group(&label, strategy, params, &[(1, acc)])
     }
 
     #[test]

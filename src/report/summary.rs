@@ -528,6 +528,37 @@ pub fn csv(results: &[JobResult], selection: &str) -> String {
     out
 }
 
+/// A group of `strategy` named `label` with final ACC `accs` by seed (every other statistic
+/// the same), for the report's unit tests.
+#[cfg(test)]
+pub(crate) fn test_group(
+    label: &str,
+    strategy: &str,
+    params: serde_json::Value,
+    accs: &[(u64, f64)],
+) -> Group {
+    let stat = Stat::of(&accs.iter().map(|a| a.1).collect::<Vec<_>>());
+    Group {
+        label: label.to_string(),
+        strategy: strategy.to_string(),
+        params,
+        seeds: accs.iter().map(|a| a.0).collect(),
+        acc: stat,
+        acc_by_seed: accs.to_vec(),
+        bwt: stat,
+        forgetting: stat,
+        wall_s: stat,
+        selection_acc: None,
+        family: Vec::new(),
+        avg_accuracy_curve: Vec::new(),
+        avg_accuracy: Vec::new(),
+        accuracy: Vec::new(),
+        curve_seed: 1,
+        curve: Vec::new(),
+        importance: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,9 +204,9 @@ pub fn planned_jobs(plan: &Plan) -> Vec<JobSpec> {
     jobs
 }
 
-/// The jobs of one phase that shard `opts.shard` runs.
-fn shard_of(jobs: Vec<JobSpec>, opts: &RunOptions) -> Vec<JobSpec> {
-    match opts.shard {
+/// The jobs of one phase that shard `shard` (`i` of `n`) runs: every `n`-th from the `i`-th.
+pub fn shard_of(jobs: Vec<JobSpec>, shard: Option<(usize, usize)>) -> Vec<JobSpec> {
+    match shard {
         Some((i, n)) => jobs
             .into_iter()
             .enumerate()
@@ -232,7 +232,7 @@ pub fn run_plan(
         plan,
         registry,
         &dataset,
-        &shard_of(plan.jobs.clone(), &opts),
+        &shard_of(plan.jobs.clone(), opts.shard),
         opts,
     )?;
     if plan.candidates.is_empty() {
@@ -260,7 +260,13 @@ pub fn run_plan(
             );
         }
     }
-    let second = run_jobs(plan, registry, &dataset, &shard_of(report, &opts), opts)?;
+    let second = run_jobs(
+        plan,
+        registry,
+        &dataset,
+        &shard_of(report, opts.shard),
+        opts,
+    )?;
     outcome.skipped += second.skipped;
     outcome.results.extend(second.results);
     outcome.failures.extend(second.failures);
