@@ -341,11 +341,12 @@ fn print_plugin(
     }
     let defaults = resolve(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
     for (param, meaning) in params {
-        let default = defaults
-            .get(param)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        println!("{:<14}   {param} = {default}: {meaning}", "");
+        // A parameter the config leaves out of its resolved form at its default (so that
+        // results from before it existed keep their ids) has its default in the description.
+        match defaults.get(param) {
+            Some(default) => println!("{:<14}   {param} = {default}: {meaning}", ""),
+            None => println!("{:<14}   {param}: {meaning}", ""),
+        }
     }
 }
 

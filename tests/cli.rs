@@ -156,8 +156,11 @@ fn strategies_lists_every_registered_strategy_with_its_parameters() {
         "fisher",
         "merge",
         "Kirkpatrick",
+        // A parameter left out of the resolved defaults is listed without an empty `=`.
+        "schedule: cumulative",
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
+        assert!(!text.contains(" = :"), "an empty default:\n{text}");
     }
 }
 
