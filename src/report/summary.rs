@@ -145,17 +145,29 @@ pub fn is_search(r: &JobResult) -> bool {
 
 /// The inputs of the metric family for `r`: its matrices, and the joint run of the same seed
 /// among `results` (the first by id) as the reference of intransigence and the forgetting ratio.
+/// A joint run trained on only the last task (`schedule: at_end`) has untrained rows before the
+/// last, so it is a reference for the forgetting ratio only, not for intransigence.
 pub fn metric_inputs<'a>(r: &'a JobResult, results: &'a [JobResult]) -> MetricInputs<'a> {
-    let joint = results
-        .iter()
-        .filter(|o| o.strategy == "joint" && o.seed == r.seed && o.id != r.id)
+    let joints = || {
+        results
+            .iter()
+            .filter(move |o| o.strategy == "joint" && o.seed == r.seed && o.id != r.id)
+    };
+    let cumulative = |o: &&JobResult| o.params.get("schedule").is_none_or(|s| s == "cumulative");
+    let joint = joints()
+        .filter(cumulative)
         .min_by(|a, b| a.id.cmp(&b.id))
         .map(|o| o.accuracy.as_slice());
+    let joint_final = joints()
+        .min_by(|a, b| a.id.cmp(&b.id))
+        .and_then(|o| o.accuracy.last())
+        .map(Vec::as_slice);
     MetricInputs {
         accuracy: &r.accuracy,
         initial: r.initial_accuracy.as_deref(),
         chance: r.chance_accuracy.as_deref(),
         joint,
+        joint_final,
     }
 }
 
@@ -240,14 +252,16 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                     .collect()
             })
             .unwrap_or_default();
-        let label = format!(
-            "{} {}{}",
-            r.strategy,
+        let label = [
+            r.strategy.clone(),
             params_label_with(&r.params, &defaults, &swept),
-            training_label(r, &varying_training)
-        )
-        .trim()
-        .to_string();
+            training_label(r, &varying_training),
+        ]
+        .iter()
+        .map(|part| part.trim())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
         by_key.entry(label).or_default().push(r);
     }
     let mut groups: Vec<Group> = by_key

@@ -102,11 +102,12 @@ pub fn intransigence(r: &[Vec<f64>], joint: &[Vec<f64>]) -> Option<f64> {
 }
 
 /// HAT's forgetting ratio after the last task (Serra et al. 2018, joansj/hat
-/// `src/plot_results.py`): per task, `(r - c) / (joint - c) - 1` with `c` the random reference,
-/// then the mean over tasks. 0 matches the joint run, -1 is chance. A task where the joint run is
-/// no better than chance has no ratio and is left out (`None` if every task is).
-pub fn forgetting_ratio(r: &[Vec<f64>], joint: &[Vec<f64>], chance: &[f64]) -> Option<f64> {
-    let (last, joint_last) = (r.last()?, joint.get(r.len() - 1)?);
+/// `src/plot_results.py`): per task, `(r - c) / (joint - c) - 1` with `c` the random reference
+/// and `joint_last` the joint run's last row, then the mean over tasks. 0 matches the joint run,
+/// -1 is chance. A task where the joint run is no better than chance has no ratio and is left
+/// out (`None` if every task is).
+pub fn forgetting_ratio(r: &[Vec<f64>], joint_last: &[f64], chance: &[f64]) -> Option<f64> {
+    let last = r.last()?;
     let ratios: Vec<f64> = (0..last.len())
         .filter_map(|j| {
             let (a, b, c) = (last[j], *joint_last.get(j)?, *chance.get(j)?);
@@ -125,8 +126,12 @@ pub struct MetricInputs<'a> {
     pub initial: Option<&'a [f64]>,
     /// A stratified random classifier's expected accuracy on each task, when recorded.
     pub chance: Option<&'a [f64]>,
-    /// The accuracy matrix of the joint run with the same seed, when the results hold one.
+    /// The accuracy matrix of the joint run with the same seed whose row j was trained on the
+    /// tasks up to j (joint's `cumulative` schedule), when the results hold one.
     pub joint: Option<&'a [Vec<f64>]>,
+    /// The last row of a joint run with the same seed (either schedule): the reference of the
+    /// forgetting ratio.
+    pub joint_final: Option<&'a [f64]>,
 }
 
 /// One metric of the family: its name, definition and direction, and how to compute it.
@@ -219,7 +224,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j of (R[T-1][j] − c[j]) / (J[T-1][j] − c[j]) − 1, J the joint run of the same seed and c[j] the expected accuracy of a random classifier drawing labels with task j's training frequencies (HAT's forgetting ratio, Serrà et al. 2018, as joansj/hat src/plot_results.py): 0 is as good as joint, −1 is chance; needs `joint` in the grid",
         higher_is_better: true,
         percent: false,
-        compute: |m| forgetting_ratio(m.accuracy, m.joint?, m.chance?),
+        compute: |m| forgetting_ratio(m.accuracy, m.joint_final?, m.chance?),
     },
 ];
 
@@ -291,11 +296,11 @@ mod tests {
         // rho = mean of (0.6-0.5)/(0.9-0.5)-1, (0.85-0.5)/(0.9-0.5)-1, (0.99-0.5)/(0.99-0.5)-1
         //     = (-0.75 - 0.125 + 0) / 3
         let chance = [0.5, 0.5, 0.5];
-        let rho = forgetting_ratio(&r, &joint, &chance).unwrap();
+        let rho = forgetting_ratio(&r, &joint[2], &chance).unwrap();
         assert!((rho - (-0.875 / 3.0)).abs() < 1e-12, "{rho}");
         // A task where joint is at chance has no ratio; it is left out, not divided by zero.
         let flat = [0.5, 0.5, 0.99];
-        let rho = forgetting_ratio(&r, &joint, &flat).unwrap();
+        let rho = forgetting_ratio(&r, &joint[2], &flat).unwrap();
         assert!((rho - (-0.75 - 0.125) / 2.0).abs() < 1e-12, "{rho}");
     }
 
@@ -307,6 +312,7 @@ mod tests {
             initial: None,
             chance: None,
             joint: None,
+            joint_final: None,
         };
         for key in ["fwt", "intransigence", "rho"] {
             assert_eq!((metric(key).unwrap().compute)(&inputs), None, "{key}");
