@@ -109,6 +109,10 @@ fn bad_selections_are_located_errors() {
         let text = yaml("s", dir, GRID, selection);
         let message = plan_error(&text);
         assert!(message.contains(expected), "{selection}: {message}");
+        assert!(
+            !message.contains("  "),
+            "{selection}: a run of spaces: {message}"
+        );
         // Every message names the file and a line.
         assert!(message.starts_with("sel.yaml:"), "{selection}: {message}");
         let line: usize = message.split(':').nth(1).unwrap().parse().unwrap_or(0);

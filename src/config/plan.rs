@@ -744,11 +744,10 @@ fn resolve_selection(
         if given {
             Err(err(
                 at(key),
-                format!("selection.{key} applies to {modes} only, but the mode is {mode:?}; remove it or change the mode")
-                    .replace("Holdout", "holdout")
-                    .replace("FirstTasks", "first_tasks")
-                    .replace("TestOracle", "test_oracle")
-                    .replace("Fixed", "fixed"),
+                format!(
+                    "selection.{key} applies to {modes} only, but the mode is {}; remove it or change the mode",
+                    mode.name()
+                ),
             ))
         } else {
             Ok(())
@@ -795,7 +794,8 @@ fn resolve_selection(
             return Err(err(
                 at("search_seeds"),
                 format!(
-                    "search seed {seed} is also a report seed (`seeds`); the configuration must be chosen on runs                      that are not reported: give `selection.search_seeds` disjoint from `seeds`"
+                    "search seed {seed} is also a report seed (`seeds`); the configuration must be chosen on runs \
+                     that are not reported: give `selection.search_seeds` disjoint from `seeds`"
                 ),
             ));
         }
@@ -807,7 +807,8 @@ fn resolve_selection(
                 return Err(err(
                     locate::strategy_key(text, k, None),
                     format!(
-                        "selection: fixed runs one setting per strategy, but entry {k} (`{}`) has {} grid points;                          give one value per parameter, or choose how to select: `selection: {{mode: holdout}}`",
+                        "selection: fixed runs one setting per strategy, but entry {k} (`{}`) has {} grid points; \
+                         give one value per parameter, or choose how to select: `selection: {{mode: holdout}}`",
                         entries[k].0,
                         entries[k].2.len()
                     ),

@@ -49,6 +49,18 @@ pub enum SelectionMode {
     TestOracle,
 }
 
+impl SelectionMode {
+    /// The mode as written in the YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SelectionMode::Fixed => "fixed",
+            SelectionMode::Holdout => "holdout",
+            SelectionMode::FirstTasks => "first_tasks",
+            SelectionMode::TestOracle => "test_oracle",
+        }
+    }
+}
+
 /// The resolved selection of an experiment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Selection {
@@ -68,7 +80,7 @@ pub enum Selection {
 pub const DEFAULT_VALIDATION_FRACTION: f64 = 0.1;
 
 impl Selection {
-    /// The mode's name as written in the YAML.
+    /// The mode this selection resolved from.
     pub fn mode(&self) -> SelectionMode {
         match self {
             Selection::Fixed => SelectionMode::Fixed,
