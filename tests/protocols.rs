@@ -231,6 +231,10 @@ fn an_entry_can_set_its_own_training_settings() {
     assert_eq!(own.train.clip.value, Some(2.0));
     assert_eq!(own.settings["training"]["lr"], 0.5);
     assert_ne!(file_lr.id, own.id);
+    // Only the file's own settings can match a result an older clbench saved: an entry with its
+    // own training settings has no legacy identity to migrate from.
+    assert!(file_lr.legacy.is_some());
+    assert!(own.legacy.is_none());
     // An entry without overrides keeps the id it has without this feature.
     let plain = common::plan_from(&common::synthetic_yaml("t", dir, "  - name: naive\n"));
     assert_eq!(plain.jobs[0].id, file_lr.id);

@@ -141,10 +141,13 @@ impl JobMaker {
             settings["phase"] = serde_json::json!(phase);
         }
         let id = identity::job_id(strategy, &explicit, seed, &settings);
+        // An earlier clbench could only have run this job with the file's own training settings
+        // on the whole scenario; a job with either changed has no earlier result to adopt.
         let legacy = self
             .legacy_shared
             .as_ref()
             .filter(|_| view == &View::default())
+            .filter(|_| settings["training"] == self.shared["training"])
             .map(|shared| {
                 (
                     identity::legacy_job_id(strategy, resolved, seed),
