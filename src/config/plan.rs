@@ -169,6 +169,17 @@ impl JobMaker {
     }
 }
 
+/// `training.<key>` must be a finite positive number when given; the message says so, for the
+/// file's `training:` and a strategy entry's alike.
+fn positive(key: &str, value: Option<f64>) -> Result<(), String> {
+    match value {
+        Some(v) if !(v > 0.0 && v.is_finite()) => {
+            Err(format!("training.{key} must be a positive number, got {v}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A strategy entry's `training:`: the settings a paper chose per method (e.g. Mammoth's
 /// learning rate per model), replacing the file's for that entry's jobs.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -186,12 +197,6 @@ struct TrainingOverride {
 impl TrainingOverride {
     /// `base` with the overrides applied, each checked as `training:` checks it.
     fn apply(&self, base: &TrainSettings) -> Result<TrainSettings, String> {
-        let positive = |key: &str, v: Option<f64>| match v {
-            Some(v) if !(v > 0.0 && v.is_finite()) => {
-                Err(format!("training.{key} must be a positive number, got {v}"))
-            }
-            _ => Ok(()),
-        };
         positive("lr", self.lr)?;
         positive("clip_grad_value", self.clip_grad_value)?;
         positive("clip_grad_norm", self.clip_grad_norm)?;
@@ -350,12 +355,7 @@ impl Plan {
             ));
         }
         let t = &experiment.training;
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return Err(err(
-                top("training"),
-                format!("training.lr must be a positive number, got {}", t.lr),
-            ));
-        }
+        positive("lr", Some(t.lr)).map_err(|message| err(top("training"), message))?;
         if t.batch_size == 0 {
             return Err(err(
                 top("training"),
@@ -366,12 +366,8 @@ impl Plan {
             ("clip_grad_value", t.clip_grad_value),
             ("clip_grad_norm", t.clip_grad_norm),
         ] {
-            if let Some(v) = value.filter(|v| !(*v > 0.0 && v.is_finite())) {
-                return Err(err(
-                    section_key(text, "training", key),
-                    format!("training.{key} must be a positive number, got {v}"),
-                ));
-            }
+            positive(key, value)
+                .map_err(|message| err(section_key(text, "training", key), message))?;
         }
         if let Some(p) = &t.lr_plateau {
             if p.patience == 0
