@@ -204,7 +204,7 @@ fn run(
             planned.len() - finished,
             plan.out_dir.display()
         );
-        if !plan.candidates.is_empty() {
+        if plan.searches() {
             let entries: std::collections::BTreeSet<usize> =
                 plan.candidates.iter().map(|c| c.entry).collect();
             println!(

@@ -107,7 +107,7 @@ pub fn sbatch_script(
         out_dir.display(),
         quote(exe),
         quote(&out_dir),
-        if plan.selection.searches() {
+        if plan.searches() {
             "# The selection searches first: a task runs the chosen configurations only once the\n\
              # search runs they depend on have finished, so resubmit after this array is done.\n"
         } else {

@@ -697,11 +697,18 @@ impl Plan {
         (jobs, chosen)
     }
 
+    /// Whether search runs choose a configuration for some entry: the selection searches and
+    /// an entry has more than one grid point. The chosen configurations' runs then wait for the
+    /// search's results.
+    pub fn searches(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
     /// How the reported configurations were chosen, as every table says it: the selection's
     /// label, or, for `holdout` without a grid to choose from, that nothing was chosen.
     pub fn selection_label(&self) -> String {
         match &self.selection {
-            Selection::Holdout { holdout, .. } if self.candidates.is_empty() => format!(
+            Selection::Holdout { holdout, .. } if !self.searches() => format!(
                 "{} ({}% of each class's training samples held out of training)",
                 Selection::Fixed.label(),
                 holdout.fraction * 100.0

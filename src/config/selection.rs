@@ -133,7 +133,8 @@ impl Selection {
         }
     }
 
-    /// Whether grid points are chosen by search runs before the reported runs.
+    /// Whether the mode chooses by search runs (holdout, first_tasks); whether any entry has a
+    /// grid to choose from is [`Plan::searches`](super::Plan::searches).
     pub fn searches(&self) -> bool {
         !self.search_seeds().is_empty()
     }

@@ -198,7 +198,7 @@ pub fn search_scores(plan: &Plan) -> Vec<SearchScore> {
 /// saved search results choose.
 pub fn planned_jobs(plan: &Plan) -> Vec<JobSpec> {
     let mut jobs = plan.jobs.clone();
-    if plan.selection.searches() {
+    if plan.searches() {
         jobs.extend(plan.report_jobs(&search_scores(plan)).0);
     }
     jobs
@@ -235,7 +235,7 @@ pub fn run_plan(
         &shard_of(plan.jobs.clone(), opts.shard),
         opts,
     )?;
-    if plan.candidates.is_empty() {
+    if !plan.searches() {
         return Ok(outcome);
     }
     let (report, chosen) = plan.report_jobs(&search_scores(plan));

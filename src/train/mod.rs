@@ -321,7 +321,8 @@ impl Trainer {
         if scheduled {
             opt.set_lr(self.settings.lr);
         }
-        let mut best: Option<(ParamMap, ParamMap)> = None;
+        // The best pass's parameters and buffers (batch-norm statistics), by name.
+        let mut best: Option<ParamMap> = None;
         let mut stop = false;
         let n = data.len();
         let batch = self.settings.batch_size.max(1);
@@ -408,12 +409,9 @@ impl Trainer {
                 point.lr = Some(watch.lr());
                 match watch.after_pass(loss) {
                     schedule::Action::Improved if watch.restores_best() => {
-                        best = Some(tch::no_grad(|| {
-                            (
-                                crate::core::params::snapshot(&model.params()),
-                                crate::core::params::snapshot(&model.buffers()),
-                            )
-                        }));
+                        let mut weights = model.params();
+                        weights.extend(model.buffers());
+                        best = Some(tch::no_grad(|| crate::core::params::snapshot(&weights)));
                     }
                     schedule::Action::Decay(lr) => opt.set_lr(lr),
                     schedule::Action::Stop => stop = true,
@@ -431,13 +429,11 @@ impl Trainer {
             curve.push(point);
             epoch += 1;
         }
-        if let Some((params, buffers)) = best {
+        if let Some(best) = best {
             // The weights of the best validation pass, batch-norm statistics included.
             tch::no_grad(|| {
                 for (name, p) in model.params().iter().chain(model.buffers().iter()) {
-                    if let Some(saved) = params.get(name).or_else(|| buffers.get(name)) {
-                        p.shallow_clone().copy_(saved);
-                    }
+                    p.shallow_clone().copy_(&best[name]);
                 }
             });
         }
