@@ -270,6 +270,13 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
             let collect = |f: &dyn Fn(&JobResult) -> f64| {
                 Stat::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>())
             };
+            // ACC, BWT and forgetting recomputed from each stored matrix, once per job.
+            let metrics: Vec<Metrics> = rs
+                .iter()
+                .map(|r| Metrics::from_matrix(&r.accuracy))
+                .collect();
+            let of_metrics =
+                |f: &dyn Fn(&Metrics) -> f64| Stat::of(&metrics.iter().map(f).collect::<Vec<_>>());
             let curves: Vec<Vec<f64>> = rs
                 .iter()
                 .map(|r| average_accuracy_curve(&r.accuracy))
@@ -306,13 +313,14 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 strategy: rs[0].strategy.clone(),
                 params: rs[0].params.clone(),
                 seeds: rs.iter().map(|r| r.seed).collect(),
-                acc: collect(&|r| Metrics::from_matrix(&r.accuracy).acc),
+                acc: of_metrics(&|m| m.acc),
                 acc_by_seed: rs
                     .iter()
-                    .map(|r| (r.seed, Metrics::from_matrix(&r.accuracy).acc))
+                    .zip(&metrics)
+                    .map(|(r, m)| (r.seed, m.acc))
                     .collect(),
-                bwt: collect(&|r| Metrics::from_matrix(&r.accuracy).bwt),
-                forgetting: collect(&|r| Metrics::from_matrix(&r.accuracy).forgetting),
+                bwt: of_metrics(&|m| m.bwt),
+                forgetting: of_metrics(&|m| m.forgetting),
                 wall_s: collect(&|r| r.timings.total_s),
                 selection_acc: None,
                 family,
