@@ -130,6 +130,16 @@ pub struct ScenarioSection {
 }
 
 impl ScenarioSection {
+    /// How many tasks the scenario has: the split's groups, the permutations (default 10) or the
+    /// rotations.
+    pub fn task_count(&self) -> usize {
+        match self.kind {
+            ScenarioKind::Split => self.tasks.len(),
+            ScenarioKind::Permuted => self.num_tasks.unwrap_or(10),
+            ScenarioKind::Rotated => self.rotation_angles().len(),
+        }
+    }
+
     /// The rotated scenario's angles: `angles`, or `num_tasks` angles drawn uniformly from
     /// [0, 180) degrees with the scenario's seed (the same for every job of the experiment).
     pub fn rotation_angles(&self) -> Vec<f64> {

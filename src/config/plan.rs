@@ -550,11 +550,7 @@ impl Plan {
             }
             entries.push((name, defaults, points));
         }
-        let num_tasks = match experiment.scenario.kind {
-            ScenarioKind::Split => experiment.scenario.tasks.len(),
-            ScenarioKind::Permuted => experiment.scenario.num_tasks.unwrap_or(10),
-            ScenarioKind::Rotated => experiment.scenario.rotation_angles().len(),
-        };
+        let num_tasks = experiment.scenario.task_count();
         if num_tasks == 0 {
             return Err(err(
                 top("scenario"),

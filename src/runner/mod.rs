@@ -89,7 +89,7 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
         ScenarioKind::Permuted => Scenario::permuted(
             train,
             test,
-            s.num_tasks.unwrap_or(10),
+            s.task_count(),
             s.identity_first,
             s.seed,
             s.mode,
