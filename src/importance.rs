@@ -89,8 +89,38 @@ pub fn mas_importance_batched(
     if n == 0 || batch == 0 {
         bail!("cannot estimate MAS importance from zero samples or batches of zero");
     }
+    let names: Vec<String> = model.params().into_keys().collect();
+    mas_batches_of(model, &x.narrow(0, 0, n as i64), mask, &names, batch)
+}
+
+/// The per-sample reference: one backward pass per sample through the parameters.
+pub fn mas_importance_loop(model: &Net, x: &Tensor, mask: &Tensor) -> Result<ParamMap> {
+    let names: Vec<String> = model.params().into_keys().collect();
+    mas_loop_of(model, x, mask, &names)
+}
+
+/// [`mas_importance_loop`] for the parameters called `names` only.
+fn mas_loop_of(model: &Net, x: &Tensor, mask: &Tensor, names: &[String]) -> Result<ParamMap> {
+    mas_batches_of(model, x, mask, names, 1)
+}
+
+/// `1/B sum_b |d (mean_{n in b} ||f(x_n)||^2) / d theta|` for the parameters called `names`,
+/// over the B consecutive mini-batches of `batch` samples: with batches of one, the per-sample
+/// form.
+fn mas_batches_of(
+    model: &Net,
+    x: &Tensor,
+    mask: &Tensor,
+    names: &[String],
+    batch: usize,
+) -> Result<ParamMap> {
+    let n = x.size()[0] as usize;
     let keep = mask.to_kind(Kind::Float);
-    let params = model.params();
+    let all = model.params();
+    let params: ParamMap = names
+        .iter()
+        .map(|k| (k.clone(), all[k].shallow_clone()))
+        .collect();
     let tensors: Vec<&Tensor> = params.values().collect();
     let mut sums = zeros_like(&params);
     let mut batches = 0usize;
@@ -111,37 +141,6 @@ pub fn mas_importance_batched(
     }
     for t in sums.values_mut() {
         *t = &*t / batches as f64;
-    }
-    Ok(sums)
-}
-
-/// The per-sample reference: one backward pass per sample through the parameters.
-pub fn mas_importance_loop(model: &Net, x: &Tensor, mask: &Tensor) -> Result<ParamMap> {
-    let names: Vec<String> = model.params().into_keys().collect();
-    mas_loop_of(model, x, mask, &names)
-}
-
-/// [`mas_importance_loop`] for the parameters called `names` only.
-fn mas_loop_of(model: &Net, x: &Tensor, mask: &Tensor, names: &[String]) -> Result<ParamMap> {
-    let n = x.size()[0];
-    let keep = mask.to_kind(Kind::Float);
-    let all = model.params();
-    let params: ParamMap = names
-        .iter()
-        .map(|k| (k.clone(), all[k].shallow_clone()))
-        .collect();
-    let tensors: Vec<&Tensor> = params.values().collect();
-    let mut sums = zeros_like(&params);
-    for i in 0..n {
-        let out = model.forward(&x.narrow(0, i, 1));
-        let norm = (&out * &keep).square().sum(Kind::Float);
-        let grads = Tensor::run_backward(&[norm], &tensors, false, false);
-        for (name, g) in params.keys().zip(grads) {
-            add_into(&mut sums, name, &g.abs());
-        }
-    }
-    for t in sums.values_mut() {
-        *t = &*t / n as f64;
     }
     Ok(sums)
 }
