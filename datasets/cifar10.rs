@@ -17,6 +17,7 @@ use clbench::data::registry::{
     params_from, resolve_with, DatasetRegistration, DatasetShape, LoadOptions,
 };
 use clbench::data::{resolve_dir, DataError, Dataset};
+use clbench::core::ParamSpec;
 
 /// Environment variable naming the folder of the CIFAR-10 files.
 pub const ENV: &str = "CLBENCH_CIFAR10";
@@ -81,8 +82,8 @@ inventory::submit! {
         name: "cifar10",
         summary: "CIFAR-10 tiny images, binary version: 50000/10000 train/test, 32x32 RGB, 10 classes",
         params: &[
-            ("dir", "folder of data_batch_1..5.bin and test_batch.bin (default: $CLBENCH_CIFAR10, else data/cifar-10-batches-bin)"),
-            ("download", "download and unpack cifar-10-binary.tar.gz when files are missing, MD5-checked (default true)"),
+            ParamSpec::new("dir", "folder of data_batch_1..5.bin and test_batch.bin (default: $CLBENCH_CIFAR10, else data/cifar-10-batches-bin)"),
+            ParamSpec::new("download", "download and unpack cifar-10-binary.tar.gz when files are missing, MD5-checked (default true)"),
         ],
         resolve: resolve_with::<Config>,
         shape: |_| SHAPE,

@@ -18,6 +18,7 @@ use clbench::data::registry::{
     config_from, params_from, resolve_with, DatasetRegistration, DatasetShape, LoadOptions,
 };
 use clbench::data::{resolve_dir, DataError, Dataset};
+use clbench::core::ParamSpec;
 
 /// Environment variable naming the folder of the CIFAR-100 files.
 pub const ENV: &str = "CLBENCH_CIFAR100";
@@ -104,9 +105,9 @@ inventory::submit! {
         name: "cifar100",
         summary: "CIFAR-100 tiny images, binary version: 50000/10000 train/test, 32x32 RGB, 100 fine or 20 coarse classes",
         params: &[
-            ("dir", "folder of train.bin and test.bin (default: $CLBENCH_CIFAR100, else data/cifar-100-binary)"),
-            ("download", "download and unpack cifar-100-binary.tar.gz when files are missing, MD5-checked (default true)"),
-            ("labels", "fine (100 classes, default) or coarse (20 superclasses)"),
+            ParamSpec::new("dir", "folder of train.bin and test.bin (default: $CLBENCH_CIFAR100, else data/cifar-100-binary)"),
+            ParamSpec::new("download", "download and unpack cifar-100-binary.tar.gz when files are missing, MD5-checked (default true)"),
+            ParamSpec::new("labels", "fine (100 classes, default) or coarse (20 superclasses)"),
         ],
         resolve: resolve_with::<Config>,
         shape,

@@ -18,6 +18,7 @@ use clbench::data::registry::{
     params_from, resolve_with, DatasetRegistration, DatasetShape, LoadOptions,
 };
 use clbench::data::{resolve_dir, DataError, Dataset};
+use clbench::core::ParamSpec;
 
 /// Environment variable naming the folder of the Fashion-MNIST files.
 pub const ENV: &str = "CLBENCH_FASHION_MNIST";
@@ -106,8 +107,8 @@ inventory::submit! {
         name: "fashion_mnist",
         summary: "Fashion-MNIST article images: 60000/10000 train/test, 28x28 greyscale, 10 classes (MNIST's format)",
         params: &[
-            ("dir", "folder of the four IDX files, .gz or raw (default: $CLBENCH_FASHION_MNIST, else /usr/share/datasets/fashion-mnist if it holds them, else data/fashion-mnist)"),
-            ("download", "fetch missing files from the public mirror, MD5-checked (default true)"),
+            ParamSpec::new("dir", "folder of the four IDX files, .gz or raw (default: $CLBENCH_FASHION_MNIST, else /usr/share/datasets/fashion-mnist if it holds them, else data/fashion-mnist)"),
+            ParamSpec::new("download", "fetch missing files from the public mirror, MD5-checked (default true)"),
         ],
         resolve: resolve_with::<Config>,
         shape: |_| SHAPE,

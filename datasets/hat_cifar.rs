@@ -15,6 +15,7 @@ use clbench::data::registry::{params_from, resolve_with, DatasetRegistration, Da
 use clbench::data::{resolve_dir, DataError, Dataset, Split};
 
 use super::{cifar10, cifar100};
+use clbench::core::ParamSpec;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -92,9 +93,9 @@ inventory::submit! {
         name: "hat_cifar",
         summary: "CIFAR-10 (labels 0-9) and CIFAR-100 fine (labels 10-109) as one dataset, for HAT's 10-task CIFAR protocol",
         params: &[
-            ("cifar10_dir", "CIFAR-10's folder (default: $CLBENCH_CIFAR10, else data/cifar-10-batches-bin)"),
-            ("cifar100_dir", "CIFAR-100's folder (default: $CLBENCH_CIFAR100, else data/cifar-100-binary)"),
-            ("download", "download the official archives when files are missing, MD5-checked (default true)"),
+            ParamSpec::new("cifar10_dir", "CIFAR-10's folder (default: $CLBENCH_CIFAR10, else data/cifar-10-batches-bin)"),
+            ParamSpec::new("cifar100_dir", "CIFAR-100's folder (default: $CLBENCH_CIFAR100, else data/cifar-100-binary)"),
+            ParamSpec::new("download", "download the official archives when files are missing, MD5-checked (default true)"),
         ],
         resolve: resolve_with::<Config>,
         shape,

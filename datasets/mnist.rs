@@ -13,6 +13,7 @@ use clbench::data::registry::{
     params_from, resolve_with, DatasetRegistration, DatasetShape, LoadOptions,
 };
 use clbench::data::{load_mnist, resolve_data_dir, DataError, Dataset};
+use clbench::core::ParamSpec;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,8 +53,8 @@ inventory::submit! {
         name: "mnist",
         summary: "MNIST handwritten digits: 60000/10000 train/test images, 28x28 greyscale, 10 classes",
         params: &[
-            ("dir", "folder of the four IDX files, .gz or raw (default: $CLBENCH_DATA, else data/)"),
-            ("download", "fetch missing files from the public mirrors, MD5-checked (default true)"),
+            ParamSpec::new("dir", "folder of the four IDX files, .gz or raw (default: $CLBENCH_DATA, else data/)"),
+            ParamSpec::new("download", "fetch missing files from the public mirrors, MD5-checked (default true)"),
         ],
         resolve: resolve_with::<Config>,
         shape: |_| SHAPE,

@@ -11,6 +11,7 @@ use clbench::data::registry::{
     config_from, params_from, DatasetRegistration, DatasetShape, LoadOptions,
 };
 use clbench::data::{synthetic, DataError, Dataset, SyntheticSpec};
+use clbench::core::{ParamSpec, Range};
 
 /// Strict parsing of either form, then [`SyntheticSpec::validate`].
 pub fn resolve(params: &serde_yaml::Mapping) -> Result<serde_json::Value, String> {
@@ -55,14 +56,14 @@ inventory::submit! {
         name: "synthetic",
         summary: "seeded, linearly separable noisy class prototypes (no files; for tests and quick runs)",
         params: &[
-            ("seed", "seeds prototypes, noise and shuffling (default 0)"),
-            ("train_per_class", "training samples per class (default 200)"),
-            ("test_per_class", "test samples per class (default 50)"),
-            ("classes", "number of classes, 1..=256 (default 10)"),
-            ("channels", "colour channels per image (default 1)"),
-            ("rows", "image height (default 28)"),
-            ("cols", "image width (default 28)"),
-            ("noise", "per-pixel Gaussian noise sd as a fraction of 0..=255 (default 0.25)"),
+            ParamSpec::new("seed", "seeds prototypes, noise and shuffling (default 0)"),
+            ParamSpec::new("train_per_class", "training samples per class (default 200)").range(Range::Count),
+            ParamSpec::new("test_per_class", "test samples per class (default 50)").range(Range::Count),
+            ParamSpec::new("classes", "number of classes, 1..=256 (default 10)").range(Range::between(1.0, 256.0)),
+            ParamSpec::new("channels", "colour channels per image (default 1)").range(Range::Count),
+            ParamSpec::new("rows", "image height (default 28)").range(Range::Count),
+            ParamSpec::new("cols", "image width (default 28)").range(Range::Count),
+            ParamSpec::new("noise", "per-pixel Gaussian noise sd as a fraction of 0..=255 (default 0.25)").range(Range::non_negative()),
         ],
         resolve,
         shape,

@@ -15,6 +15,7 @@ use clbench::model::{
     layers::dropout, Backbone, BuiltBackbone, Conv, Conv2d, Forward, InputShape, LayerBuilder, Linear,
     ModelRegistration,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -129,7 +130,9 @@ inventory::submit! {
         name: "alexnet_hat",
         summary: "HAT's AlexNet-like network: conv 64/128/256, max pool, dropout 0.2/0.5, fc 2048-2048",
         paper: "Serra et al. 2018, ICML (joansj/hat src/networks/alexnet.py)",
-        params: &[("fc", "width of the two fully connected layers")],
+        params: &[
+            ParamSpec::new("fc", "width of the two fully connected layers").range(Range::Count),
+        ],
         resolve: resolve_with::<Config>,
         check,
         build,

@@ -17,6 +17,7 @@ use clbench::model::{
     layers::dropout, Backbone, BatchNorm, BuiltBackbone, Conv, Conv2d, Forward, InputShape,
     LayerBuilder, Linear, ModelRegistration,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -206,16 +207,16 @@ inventory::submit! {
         summary: "configurable conv stack (conv, batch norm, ReLU, max pool, dropout) and fully connected layers",
         paper: "LeCun et al. 1998 (LeNet-5); Zenke et al. 2017 (4-conv CIFAR network)",
         params: &[
-            ("channels", "output channels of each convolution"),
-            ("kernel", "square kernel size"),
-            ("stride", "convolution stride"),
-            ("padding", "zero padding of each convolution"),
-            ("pool", "max-pooling window and stride (1: none)"),
-            ("pool_every", "pool after every this-many convolutions"),
-            ("batch_norm", "batch norm after each convolution"),
-            ("conv_dropout", "dropout after each pooling"),
-            ("hidden", "widths of the fully connected layers"),
-            ("dropout", "dropout after each fully connected layer"),
+            ParamSpec::new("channels", "output channels of each convolution").range(Range::Count),
+            ParamSpec::new("kernel", "square kernel size").range(Range::Count),
+            ParamSpec::new("stride", "convolution stride").range(Range::Count),
+            ParamSpec::new("padding", "zero padding of each convolution").range(Range::non_negative()),
+            ParamSpec::new("pool", "max-pooling window and stride (1: none)").range(Range::Count),
+            ParamSpec::new("pool_every", "pool after every this-many convolutions").range(Range::Count),
+            ParamSpec::new("batch_norm", "batch norm after each convolution"),
+            ParamSpec::new("conv_dropout", "dropout after each pooling").range(Range::from_below(0.0, 1.0)),
+            ParamSpec::new("hidden", "widths of the fully connected layers").range(Range::Count),
+            ParamSpec::new("dropout", "dropout after each fully connected layer").range(Range::from_below(0.0, 1.0)),
         ],
         resolve: resolve_with::<Config>,
         check,

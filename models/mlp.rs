@@ -12,6 +12,7 @@ use clbench::model::{
     Backbone, BuiltBackbone, Forward, InputShape, LayerBuilder, Linear, LinearInit,
     ModelRegistration,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -85,8 +86,8 @@ inventory::submit! {
         summary: "ReLU multilayer perceptron on the flattened image",
         paper: "",
         params: &[
-            ("hidden", "widths of the hidden layers, e.g. [400, 400]"),
-            ("init", "pytorch (U(+-1/sqrt(fan_in)), default) or xavier (Xavier-uniform weights, zero biases, as Mammoth's MNISTMLP)"),
+            ParamSpec::new("hidden", "widths of the hidden layers, e.g. [400, 400]").range(Range::Count),
+            ParamSpec::new("init", "pytorch (U(+-1/sqrt(fan_in)), default) or xavier (Xavier-uniform weights, zero biases, as Mammoth's MNISTMLP)"),
         ],
         resolve: resolve_with::<Config>,
         check,

@@ -15,6 +15,7 @@ use clbench::model::{
     Backbone, BatchNorm, BuiltBackbone, Conv, Conv2d, Forward, InputShape, LayerBuilder,
     ModelRegistration,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -161,7 +162,9 @@ inventory::submit! {
         name: "resnet18",
         summary: "reduced ResNet-18 of the GEM code (3x3 stem, 4 stages of 2 basic blocks, width a parameter)",
         paper: "Lopez-Paz & Ranzato 2017 (GEM); Chaudhry et al. 2019 (A-GEM); Buzzega et al. 2020 (Mammoth)",
-        params: &[("width", "channels of the stem and first stage (GEM: 20, Mammoth: 64)")],
+        params: &[
+            ParamSpec::new("width", "channels of the stem and first stage (GEM: 20, Mammoth: 64)").range(Range::Count),
+        ],
         resolve: resolve_with::<Config>,
         check,
         build,

@@ -332,7 +332,7 @@ fn print_plugin(
     name: &str,
     summary: &str,
     extra: &[String],
-    params: &[(&str, &str)],
+    params: &[clbench::core::ParamSpec],
     resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
 ) {
     println!("{name:<14} {summary}");
@@ -340,12 +340,17 @@ fn print_plugin(
         println!("{:<14} {line}", "");
     }
     let defaults = resolve(&serde_yaml::Mapping::new()).unwrap_or(serde_json::Value::Null);
-    for (param, meaning) in params {
+    for spec in params {
+        let (param, meaning) = (spec.name, spec.doc);
+        let range = match spec.range {
+            clbench::core::Range::Any => String::new(),
+            range => format!(" ({range})"),
+        };
         // A parameter the config leaves out of its resolved form at its default (so that
         // results from before it existed keep their ids) has its default in the description.
         match defaults.get(param) {
-            Some(default) => println!("{:<14}   {param} = {default}: {meaning}", ""),
-            None => println!("{:<14}   {param}: {meaning}", ""),
+            Some(default) => println!("{:<14}   {param} = {default}{range}: {meaning}", ""),
+            None => println!("{:<14}   {param}{range}: {meaning}", ""),
         }
     }
 }

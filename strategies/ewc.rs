@@ -26,6 +26,7 @@ use clbench::strategy::{
     registry::{config_from, resolve_with, BuildContext, Registration},
     ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
+use clbench::core::{ParamSpec, Range};
 
 /// How the Fishers of successive tasks are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,12 +175,12 @@ inventory::submit! {
         summary: "Elastic Weight Consolidation: Fisher-weighted pull towards earlier tasks' parameters",
         paper: "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks, PNAS",
         params: &[
-            ("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)"),
-            ("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
-            ("max_samples", "estimate the Fisher on at most this many samples (default: all)"),
-            ("draws", "label draws per sample for fisher: sampled (default 1)"),
-            ("fisher_batch", "mini-batch size of fisher: batch (default 20, as the reference)"),
-            ("merge", "mean: F <- (F_new + t F_old)/(t+1); sum; separate: one term per task (default mean)"),
+            ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)").range(Range::non_negative()),
+            ParamSpec::new("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
+            ParamSpec::new("max_samples", "estimate the Fisher on at most this many samples (default: all)").range(Range::Count),
+            ParamSpec::new("draws", "label draws per sample for fisher: sampled (default 1)").range(Range::Count),
+            ParamSpec::new("fisher_batch", "mini-batch size of fisher: batch (default 20, as the reference)").range(Range::Count),
+            ParamSpec::new("merge", "mean: F <- (F_new + t F_old)/(t+1); sum; separate: one term per task (default mean)"),
         ],
         resolve: resolve_with::<Config>,
         build: |params, ctx| Ok(Box::new(Ewc::new(config_from(params)?, ctx))),

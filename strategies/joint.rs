@@ -12,6 +12,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use clbench::core::ParamSpec;
 use clbench::strategy::{
     registry::{config_from, resolve_with},
     Registration, SavedState, Strategy,
@@ -68,7 +69,7 @@ inventory::submit! {
         name: "joint",
         summary: "trains on the union of the tasks' data (upper bound)",
         paper: "",
-        params: &[(
+        params: &[ParamSpec::new(
             "schedule",
             "cumulative (each task on every task so far, default) or at_end (only the last task, on all of them, as Mammoth's joint)",
         )],

@@ -12,6 +12,7 @@ use clbench::strategy::{
     registry::{resolve_with, Registration},
     ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,7 +82,9 @@ inventory::submit! {
         name: "l2",
         summary: "quadratic pull towards the previous task's parameters, lambda/2 * sum (theta - theta_old)^2",
         paper: "",
-        params: &[("lambda", "strength of the pull (default 1)")],
+        params: &[
+            ParamSpec::new("lambda", "strength of the pull (default 1)").range(Range::non_negative()),
+        ],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(L2::new(clbench::strategy::registry::config_from(params)?))),
     }

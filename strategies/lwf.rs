@@ -34,6 +34,7 @@ use clbench::strategy::{
     registry::{config_from, resolve_with, Registration},
     Batch, SavedState, Strategy, TaskContext,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -198,9 +199,9 @@ inventory::submit! {
         summary: "Learning without Forgetting: distils the previous model's outputs on earlier heads",
         paper: "Li & Hoiem 2017, Learning without Forgetting, TPAMI",
         params: &[
-            ("alpha", "weight of the distillation loss (default 1)"),
-            ("temperature", "softening temperature T (default 2)"),
-            ("weighting", "fixed: CE + alpha KD (default); by_task: (1/t) CE + (1-1/t) alpha KD"),
+            ParamSpec::new("alpha", "weight of the distillation loss (default 1)").range(Range::non_negative()),
+            ParamSpec::new("temperature", "softening temperature T (default 2)").range(Range::positive()),
+            ParamSpec::new("weighting", "fixed: CE + alpha KD (default); by_task: (1/t) CE + (1-1/t) alpha KD"),
         ],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(Lwf::new(config_from(params)?))),

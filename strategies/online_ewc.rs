@@ -17,6 +17,7 @@ use clbench::strategy::{
     registry::{config_from, resolve_with, BuildContext, Registration},
     ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
+use clbench::core::{ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,12 +136,12 @@ inventory::submit! {
         summary: "online EWC: one running Fisher F <- gamma F_old + F_new and one anchor",
         paper: "Schwarz et al. 2018, Progress & Compress: A scalable framework for continual learning, ICML",
         params: &[
-            ("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta - theta*)^2 (default 100)"),
-            ("gamma", "decay of the running Fisher per task (default 1: no decay)"),
-            ("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
-            ("max_samples", "estimate the Fisher on at most this many samples (default: all)"),
-            ("draws", "label draws per sample for fisher: sampled (default 1)"),
-            ("fisher_batch", "mini-batch size of fisher: batch (default 20)"),
+            ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta - theta*)^2 (default 100)").range(Range::non_negative()),
+            ParamSpec::new("gamma", "decay of the running Fisher per task (default 1: no decay)").range(Range::between(0.0, 1.0)),
+            ParamSpec::new("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
+            ParamSpec::new("max_samples", "estimate the Fisher on at most this many samples (default: all)").range(Range::Count),
+            ParamSpec::new("draws", "label draws per sample for fisher: sampled (default 1)").range(Range::Count),
+            ParamSpec::new("fisher_batch", "mini-batch size of fisher: batch (default 20)").range(Range::Count),
         ],
         resolve: resolve_with::<Config>,
         build: |params, ctx| Ok(Box::new(OnlineEwc::new(config_from(params)?, ctx))),

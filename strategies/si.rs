@@ -23,13 +23,13 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use clbench::core::GradientClip;
 use clbench::model::Net;
 use clbench::strategy::{
     params::{shallow, snapshot, zeros_like},
     registry::{config_from, resolve_with, Registration},
     ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskContext,
 };
+use clbench::core::{GradientClip, ParamSpec, Range};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -250,9 +250,9 @@ inventory::submit! {
         summary: "Synaptic Intelligence: importance from each parameter's path integral of -g * dtheta",
         paper: "Zenke, Poole & Ganguli 2017, Continual learning through synaptic intelligence, ICML",
         params: &[
-            ("c", "penalty strength; the penalty is c * sum Omega (theta - theta*)^2 (default 1)"),
-            ("xi", "damping xi in Omega += omega / (Delta^2 + xi) (default 1e-3)"),
-            ("gradient", "g in the path integral: task (the task loss's, default) or total (with the SI penalty's, as van de Ven's code)"),
+            ParamSpec::new("c", "penalty strength; the penalty is c * sum Omega (theta - theta*)^2 (default 1)").range(Range::non_negative()),
+            ParamSpec::new("xi", "damping xi in Omega += omega / (Delta^2 + xi) (default 1e-3)").range(Range::positive()),
+            ParamSpec::new("gradient", "g in the path integral: task (the task loss's, default) or total (with the SI penalty's, as van de Ven's code)"),
         ],
         resolve: resolve_with::<Config>,
         build: |params, ctx| Ok(Box::new(Si::with_clip(config_from(params)?, ctx.clip))),

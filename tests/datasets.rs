@@ -531,7 +531,8 @@ fn the_datasets_and_data_subcommands() {
             text.contains(reg.name) && text.contains(reg.summary),
             "{text}"
         );
-        for (param, _) in reg.params {
+        for spec in reg.params {
+            let param = spec.name;
             assert!(text.contains(&format!("{param} = ")), "{param}: {text}");
         }
     }

@@ -243,16 +243,16 @@ fn an_entry_can_set_its_own_training_settings() {
     for (entry, expected) in [
         (
             "    training: {lr: -1.0}\n",
-            "training.lr must be a positive number",
+            "training.lr is -1; it must be a finite number > 0",
         ),
         ("    training: {lrr: 0.1}\n", "unknown field `lrr`"),
         (
             "    training: {momentum: 1.5}\n",
-            "momentum must be in [0, 1)",
+            "training.momentum is 1.5; it must be a number in [0, 1)",
         ),
         (
             "    training: {clip_grad_norm: 0.0}\n",
-            "clip_grad_norm must be a positive number",
+            "training.clip_grad_norm is 0; it must be a finite number > 0",
         ),
     ] {
         let text = common::synthetic_yaml("t", dir, &format!("  - name: naive\n{entry}"));
@@ -275,7 +275,7 @@ fn an_entry_can_set_its_own_training_settings() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("training.clip_grad_value must be a positive number"),
+        e.contains("training.clip_grad_value is -1; it must be a finite number > 0"),
         "{e}"
     );
 }

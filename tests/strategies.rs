@@ -97,7 +97,10 @@ fn every_strategy_is_registered_once_and_builds_from_its_defaults() {
             },
         )
         .unwrap();
-        for (param, doc) in reg.params {
+        for &clbench::core::ParamSpec {
+            name: param, doc, ..
+        } in reg.params
+        {
             // A parameter added after results existed may be left out of the resolved set at
             // its default, so those results keep their ids; its description names the default.
             assert!(

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::selection::{Selection, SelectionMode, DEFAULT_VALIDATION_FRACTION};
 use super::{identity, locate, ExperimentFile, ScenarioKind};
+use crate::core::param_spec::{self, Bound, ParamSpec, Range};
 use crate::data::{DatasetRegistry, DatasetShape};
 use crate::model::ModelRegistry;
 use crate::scenario::{Heads, Holdout, Mode, View};
@@ -169,15 +170,142 @@ impl JobMaker {
     }
 }
 
-/// `training.<key>` must be a finite positive number when given; the message says so, for the
-/// file's `training:` and a strategy entry's alike.
-fn positive(key: &str, value: Option<f64>) -> Result<(), String> {
-    match value {
-        Some(v) if !(v > 0.0 && v.is_finite()) => {
-            Err(format!("training.{key} must be a positive number, got {v}"))
-        }
-        _ => Ok(()),
+/// `<section>.<key>` must lie in `range`; the message names the setting, its value and the range.
+fn in_range(section: &str, key: &str, value: f64, range: Range) -> Result<(), String> {
+    if range.admits(value) {
+        Ok(())
+    } else {
+        Err(format!("{section}.{key} is {value}; it must be {range}"))
     }
+}
+
+/// The ranges of `training:`'s numbers, for the file's section and a strategy entry's overrides
+/// alike.
+const TRAINING_RANGES: &[(&str, Range)] = &[
+    ("lr", Range::positive()),
+    ("momentum", Range::from_below(0.0, 1.0)),
+    ("batch_size", Range::Count),
+    ("epochs", Range::Count),
+    ("iterations", Range::Count),
+    ("clip_grad_value", Range::positive()),
+    ("clip_grad_norm", Range::positive()),
+];
+
+/// Checks the training settings that are given against [`TRAINING_RANGES`].
+fn training_values(values: &[(&'static str, Option<f64>)]) -> Result<(), (&'static str, String)> {
+    for &(key, value) in values {
+        let range = TRAINING_RANGES
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, r)| *r)
+            .expect("every checked training key has a range");
+        if let Some(v) = value {
+            in_range("training", key, v, range).map_err(|m| (key, m))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every number of `training:` within its range; the error names the key it is about.
+fn check_training(t: &super::TrainingSection) -> Result<(), (&'static str, String)> {
+    let count = |v: Option<usize>| v.map(|v| v as f64);
+    training_values(&[
+        ("lr", Some(t.lr)),
+        ("momentum", Some(t.momentum)),
+        ("batch_size", Some(t.batch_size as f64)),
+        ("epochs", count(t.epochs)),
+        ("iterations", count(t.iterations)),
+        ("clip_grad_value", t.clip_grad_value),
+        ("clip_grad_norm", t.clip_grad_norm),
+    ])?;
+    for (i, beta) in [t.betas.0, t.betas.1].into_iter().enumerate() {
+        in_range(
+            "training",
+            &format!("betas[{i}]"),
+            beta,
+            Range::from_below(0.0, 1.0),
+        )
+        .map_err(|m| ("betas", m))?;
+    }
+    if let Some(p) = &t.lr_plateau {
+        for (key, value, range) in [
+            ("patience", p.patience as f64, Range::Count),
+            (
+                "factor",
+                p.factor,
+                Range::Number {
+                    min: Bound::Exclusive(1.0),
+                    max: Bound::Unbounded,
+                },
+            ),
+            ("min_lr", p.min_lr, Range::positive()),
+        ] {
+            in_range("training.lr_plateau", key, value, range).map_err(|m| ("lr_plateau", m))?;
+        }
+    }
+    if let Some(patience) = t.early_stopping.and_then(|e| e.patience) {
+        in_range(
+            "training.early_stopping",
+            "patience",
+            patience as f64,
+            Range::Count,
+        )
+        .map_err(|m| ("early_stopping", m))?;
+    }
+    Ok(())
+}
+
+/// The most tasks a scenario may have: far beyond any published benchmark, and small enough
+/// that building the tasks' permutations or angles at plan time cannot exhaust memory.
+pub const MAX_TASKS: usize = 10_000;
+
+/// The scenario's numbers within range: a task count of 1..=[`MAX_TASKS`], finite angles, no
+/// empty task. The error names the key it is about.
+fn check_scenario(s: &super::ScenarioSection) -> Result<(), (&'static str, String)> {
+    if let Some(n) = s.num_tasks {
+        in_range(
+            "scenario",
+            "num_tasks",
+            n as f64,
+            Range::between(1.0, MAX_TASKS as f64),
+        )
+        .map_err(|m| ("num_tasks", m))?;
+    }
+    if let Some(angles) = &s.angles {
+        if angles.len() > MAX_TASKS {
+            return Err((
+                "angles",
+                format!(
+                    "scenario.angles lists {} angles, one task each; at most {MAX_TASKS} tasks are allowed",
+                    angles.len()
+                ),
+            ));
+        }
+        if let Some((i, a)) = angles.iter().enumerate().find(|(_, a)| !a.is_finite()) {
+            return Err((
+                "angles",
+                format!("scenario.angles[{i}] is {a}; give a finite angle in degrees"),
+            ));
+        }
+    }
+    if s.kind == super::ScenarioKind::Split {
+        if s.tasks.len() > MAX_TASKS {
+            return Err((
+                "tasks",
+                format!(
+                    "scenario.tasks lists {} tasks; at most {MAX_TASKS} are allowed",
+                    s.tasks.len()
+                ),
+            ));
+        }
+        if let Some(i) = s.tasks.iter().position(|t| t.is_empty()) {
+            return Err((
+                "tasks",
+                format!("scenario.tasks[{i}] is empty; every task needs at least one class"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A strategy entry's `training:`: the settings a paper chose per method (e.g. Mammoth's
@@ -197,15 +325,17 @@ struct TrainingOverride {
 impl TrainingOverride {
     /// `base` with the overrides applied, each checked as `training:` checks it.
     fn apply(&self, base: &TrainSettings) -> Result<TrainSettings, String> {
-        positive("lr", self.lr)?;
-        positive("clip_grad_value", self.clip_grad_value)?;
-        positive("clip_grad_norm", self.clip_grad_norm)?;
-        if let Some(m) = self.momentum.filter(|m| !(*m >= 0.0 && *m < 1.0)) {
-            return Err(format!("training.momentum must be in [0, 1), got {m}"));
-        }
-        if [self.batch_size, self.epochs, self.iterations].contains(&Some(0)) {
-            return Err("training.batch_size, epochs and iterations must be at least 1".into());
-        }
+        let count = |v: Option<usize>| v.map(|v| v as f64);
+        training_values(&[
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("batch_size", count(self.batch_size)),
+            ("epochs", count(self.epochs)),
+            ("iterations", count(self.iterations)),
+            ("clip_grad_value", self.clip_grad_value),
+            ("clip_grad_norm", self.clip_grad_norm),
+        ])
+        .map_err(|(_, message)| message)?;
         let mut t = base.clone();
         t.lr = self.lr.unwrap_or(t.lr);
         t.momentum = self.momentum.unwrap_or(t.momentum);
@@ -355,75 +485,66 @@ impl Plan {
             ));
         }
         let t = &experiment.training;
-        positive("lr", Some(t.lr)).map_err(|message| err(top("training"), message))?;
-        if t.batch_size == 0 {
-            return Err(err(
-                top("training"),
-                "training.batch_size must be at least 1".into(),
-            ));
-        }
-        for (key, value) in [
-            ("clip_grad_value", t.clip_grad_value),
-            ("clip_grad_norm", t.clip_grad_norm),
-        ] {
-            positive(key, value)
-                .map_err(|message| err(section_key(text, "training", key), message))?;
-        }
-        if let Some(p) = &t.lr_plateau {
-            if p.patience == 0
-                || !(p.factor > 1.0 && p.factor.is_finite())
-                || !(p.min_lr > 0.0 && p.min_lr.is_finite())
-            {
-                return Err(err(
-                    section_key(text, "training", "lr_plateau"),
-                    format!(
-                        "training.lr_plateau needs patience >= 1, a finite factor > 1 and a positive min_lr, got \
-                         patience {}, factor {}, min_lr {}",
-                        p.patience, p.factor, p.min_lr
-                    ),
-                ));
-            }
-        }
-        if t.early_stopping.is_some_and(|e| e.patience == Some(0)) {
-            return Err(err(
-                section_key(text, "training", "early_stopping"),
-                "training.early_stopping.patience must be at least 1".into(),
-            ));
-        }
-        if t.epochs == Some(0) || t.iterations == Some(0) {
-            return Err(err(
-                top("training"),
-                "training.epochs and training.iterations must be at least 1".into(),
-            ));
-        }
+        check_training(t).map_err(|(key, message)| {
+            err(
+                section_key(text, "training", key).or(top("training")),
+                message,
+            )
+        })?;
+        check_scenario(&experiment.scenario).map_err(|(key, message)| {
+            err(
+                section_key(text, "scenario", key).or(top("scenario")),
+                message,
+            )
+        })?;
         let models = ModelRegistry::load().map_err(|e| err(None, e.to_string()))?;
         let model_at = || locate::section_key(text, "model", Some("name")).or(top("model"));
         let model_reg = models
             .lookup(&experiment.model.name)
             .map_err(|message| err(model_at(), format!("model: {message}")))?;
-        let model_params = (model_reg.resolve)(&experiment.model.params).map_err(|message| {
-            err(
-                top("model"),
-                format!("model `{}`: {message}", model_reg.name),
-            )
+        let model_params = resolve_plugin(
+            &experiment.model.params,
+            model_reg.params,
+            model_reg.resolve,
+        )
+        .map_err(|(key, message)| {
+            let position = key
+                .and_then(|k| locate::section_key(text, "model", Some(&k)))
+                .or(top("model"));
+            err(position, format!("model `{}`: {message}", model_reg.name))
         })?;
         let model = ModelChoice {
             name: model_reg.name,
             params: model_params,
         };
         let r = &experiment.runner;
-        if [r.workers, r.jobs_per_device, r.threads_per_worker].contains(&Some(0)) {
-            return Err(err(
-                top("runner"),
-                "runner.workers, runner.jobs_per_device and runner.threads_per_worker must be at least 1".into(),
-            ));
+        for (key, value) in [
+            ("workers", r.workers),
+            ("jobs_per_device", r.jobs_per_device),
+            ("threads_per_worker", r.threads_per_worker),
+        ] {
+            if let Some(v) = value {
+                in_range("runner", key, v as f64, Range::Count).map_err(|message| {
+                    err(section_key(text, "runner", key).or(top("runner")), message)
+                })?;
+            }
         }
         let (dataset, dataset_shape) = resolve_dataset(&experiment, text, path)?;
         // The transforms and the network must fit the dataset's images, known without loading.
         let transforms = &experiment.transforms;
         transforms
             .validate(dataset_shape.channels)
-            .map_err(|message| err(top("transforms"), message))?;
+            .map_err(|message| {
+                // Messages start `transforms.<key>`: point at that key.
+                let key = message
+                    .strip_prefix("transforms.")
+                    .and_then(|rest| rest.split(['.', '[', ' ']).next())
+                    .unwrap_or("");
+                err(
+                    section_key(text, "transforms", key).or(top("transforms")),
+                    message,
+                )
+            })?;
         let (c, h, w) = transforms.output_shape(
             dataset_shape.channels,
             dataset_shape.rows,
@@ -540,12 +661,24 @@ impl Plan {
             };
             trains.push(entry_train);
             let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or_default();
+            let grid_size = grid_size(&params).map_err(|(key, message)| {
+                err(at(Some(&key)), format!("strategy `{name}`: {message}"))
+            })?;
+            let runs = grid_size.saturating_mul(experiment.seeds.len());
+            if runs > MAX_JOBS {
+                return Err(err(
+                    at(None),
+                    format!(
+                        "strategy `{name}`: the grid has {grid_size} points, {runs} runs with the                          seeds; at most {MAX_JOBS} jobs are allowed per entry: shorten the lists"
+                    ),
+                ));
+            }
             let mut points = Vec::new();
             for point in expand_grid(&params) {
-                let resolved = (reg.resolve)(&point).map_err(|message| {
-                    let key = culprit_key(&point, reg.resolve);
-                    err(at(key.as_deref()), format!("strategy `{name}`: {message}"))
-                })?;
+                let resolved =
+                    resolve_plugin(&point, reg.params, reg.resolve).map_err(|(key, message)| {
+                        err(at(key.as_deref()), format!("strategy `{name}`: {message}"))
+                    })?;
                 points.push(resolved);
             }
             entries.push((name, defaults, points));
@@ -877,11 +1010,11 @@ fn resolve_dataset(
     let reg = registry
         .lookup(&section.name)
         .map_err(|message| err(at("name"), format!("dataset.name: {message}")))?;
-    let params = (reg.resolve)(&section.params).map_err(|message| {
-        let key = culprit_key(&section.params, reg.resolve);
-        let position = key.as_deref().map_or(at("name"), at);
-        err(position, format!("dataset `{}`: {message}", reg.name))
-    })?;
+    let params =
+        resolve_plugin(&section.params, reg.params, reg.resolve).map_err(|(key, message)| {
+            let position = key.as_deref().map_or(at("name"), at);
+            err(position, format!("dataset `{}`: {message}", reg.name))
+        })?;
     let shape = (reg.shape)(&params);
     let scenario = &experiment.scenario;
     if scenario.kind == ScenarioKind::Split {
@@ -963,6 +1096,29 @@ fn section_key(text: &str, section: &str, key: &str) -> Option<(usize, usize)> {
     Some((start + 1, 1))
 }
 
+/// The most jobs one strategy entry may plan: a grid far beyond what any machine runs, small
+/// enough that planning it takes well under a second.
+pub const MAX_JOBS: usize = 100_000;
+
+/// The number of points of an entry's grid (the product of its lists' lengths), or the key of
+/// an empty list, which would silently plan nothing.
+fn grid_size(params: &serde_yaml::Mapping) -> Result<usize, (String, String)> {
+    params.iter().try_fold(1usize, |size, (key, value)| {
+        let n = match value {
+            serde_yaml::Value::Sequence(seq) => seq.len(),
+            _ => 1,
+        };
+        if n == 0 {
+            let key = key.as_str().unwrap_or("?").to_string();
+            return Err((
+                key.clone(),
+                format!("`{key}` is an empty list, a grid axis with no value; give at least one"),
+            ));
+        }
+        Ok(size.saturating_mul(n))
+    })
+}
+
 /// The Cartesian product of the parameters: a list value is an axis, anything else a constant.
 fn expand_grid(params: &serde_yaml::Mapping) -> Vec<serde_yaml::Mapping> {
     let mut points = vec![serde_yaml::Mapping::new()];
@@ -983,6 +1139,28 @@ fn expand_grid(params: &serde_yaml::Mapping) -> Vec<serde_yaml::Mapping> {
             .collect();
     }
     points
+}
+
+/// A plugin's parameters from the file, resolved and checked: no NaN or infinity in what the file
+/// gave (JSON, the resolved form, would turn it into `null`), then `resolve` (names and types),
+/// then every resolved value, defaults included, within the range the plugin declares. An error
+/// comes with the key it is about, to locate it in the file.
+fn resolve_plugin(
+    given: &serde_yaml::Mapping,
+    specs: &[ParamSpec],
+    resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
+) -> Result<serde_json::Value, (Option<String>, String)> {
+    if let Some((path, value)) = param_spec::first_non_finite(given) {
+        let (_, last) = param_spec::path_keys(&path);
+        return Err((
+            Some(last.to_string()),
+            format!("`{path}` is {value}; give a finite number"),
+        ));
+    }
+    let resolved = resolve(given).map_err(|message| (culprit_key(given, resolve), message))?;
+    param_spec::check_ranges(specs, &resolved)
+        .map_err(|e| (Some(e.param.clone()), e.to_string()))?;
+    Ok(resolved)
 }
 
 /// The key whose value alone fails `resolve` (serde's errors on values do not name the field).

@@ -1,5 +1,6 @@
 //! Leaf types every stage may use, and that depend on no stage: named parameter tensors, saved
-//! state for checkpoints, atomic writes and the generic plugin registry.
+//! state for checkpoints, atomic writes, the generic plugin registry and the parameter ranges plugins
+//! declare.
 //!
 //! Nothing here imports a stage of the pipeline (config, model, strategy, train, runner,
 //! results, report), so a type two stages share lives here instead of making them import each
@@ -7,11 +8,13 @@
 
 pub mod atomic;
 pub mod clip;
+pub mod param_spec;
 pub mod params;
 pub mod registry;
 pub mod state;
 
 pub use clip::GradientClip;
+pub use param_spec::{ParamSpec, Range};
 pub use params::ParamMap;
 pub use registry::{Plugin, Registry};
 pub use state::SavedState;

@@ -43,8 +43,9 @@ pub struct DatasetRegistration {
     pub name: &'static str,
     /// One line: what the data is.
     pub summary: &'static str,
-    /// `(parameter, meaning)` for each parameter, in display order.
-    pub params: &'static [(&'static str, &'static str)],
+    /// Each parameter's name, allowed range and meaning, in display order; the plan checks
+    /// every resolved value against its range before anything runs.
+    pub params: &'static [crate::core::ParamSpec],
     /// Validates the parameters from YAML (strict: unknown keys are errors that list the known
     /// ones) and returns them resolved, defaults filled in. Usually [`resolve_with`].
     pub resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,

@@ -16,8 +16,9 @@ pub struct ModelRegistration {
     pub summary: &'static str,
     /// Where the architecture comes from, or "".
     pub paper: &'static str,
-    /// `(parameter, meaning)` for each parameter, in display order.
-    pub params: &'static [(&'static str, &'static str)],
+    /// Each parameter's name, allowed range and meaning, in display order; the plan checks
+    /// every resolved value against its range before anything runs.
+    pub params: &'static [crate::core::ParamSpec],
     /// Validates parameters from YAML (strict) and returns them resolved, defaults filled in.
     /// Use [`crate::core::registry::resolve_with`].
     pub resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
