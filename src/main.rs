@@ -181,39 +181,11 @@ fn run(
     let registry = Registry::load()?;
     let plan = Plan::from_file(file, &registry)?;
     let opts = runner::RunOptions { shard, ..opts };
+    // Before any data is read or any job trains: a saved result this clbench cannot read would
+    // otherwise be skipped or overwritten.
+    runner::check_output_folder(&plan)?;
     if dry_run {
-        let jobs_dir = plan.out_dir.join("jobs");
-        let planned = runner::shard_of(runner::planned_jobs(&plan), shard);
-        let mut finished = 0;
-        for job in &planned {
-            let done = !opts.force && runner::finished(&jobs_dir, job).is_some();
-            finished += usize::from(done);
-            let phase = match job.phase {
-                clbench::config::Phase::Search => "  [search]",
-                clbench::config::Phase::Report => "",
-            };
-            println!(
-                "{}{phase}{}",
-                job.id,
-                if done { "  (finished: would skip)" } else { "" }
-            );
-        }
-        println!(
-            "{} jobs, {} to run, {finished} finished; results in {}",
-            planned.len(),
-            planned.len() - finished,
-            plan.out_dir.display()
-        );
-        if plan.searches() {
-            let entries: std::collections::BTreeSet<usize> =
-                plan.candidates.iter().map(|c| c.entry).collect();
-            println!(
-                "selection: {}; {} strategy entr(ies) get their runs on {} report seed(s) once their search has chosen",
-                plan.selection_label(),
-                entries.len(),
-                plan.experiment.seeds.len()
-            );
-        }
+        print!("{}", runner::dry_run(&plan, opts.force, shard));
         return Ok(ExitCode::SUCCESS);
     }
     let dataset =
@@ -229,9 +201,13 @@ fn run(
     }
     std::fs::create_dir_all(&plan.out_dir)
         .with_context(|| format!("creating {}", plan.out_dir.display()))?;
+    let saved = clbench::config::ExperimentFile {
+        format_version: Some(clbench::results::FORMAT_VERSION),
+        ..plan.experiment.clone()
+    };
     write_atomic(
         &plan.out_dir.join("experiment.yaml"),
-        serde_yaml::to_string(&plan.experiment)?.as_bytes(),
+        serde_yaml::to_string(&saved)?.as_bytes(),
     )?;
     let outcome = runner::run_plan(&plan, &registry, Arc::new(dataset), opts)?;
     if let Some((i, n)) = shard {

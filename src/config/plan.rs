@@ -926,8 +926,10 @@ fn resolve_selection(
             ));
         }
         if let Some(seed) = seeds.iter().find(|s| experiment.seeds.contains(s)) {
+            // Without a `selection:` section the search seeds are the default [0]: point at the
+            // report seeds that hold it.
             return Err(err(
-                at("search_seeds"),
+                at("search_seeds").or(find_top_level_key(text, "seeds")),
                 format!(
                     "search seed {seed} is also a report seed (`seeds`); the configuration must be chosen on runs \
                      that are not reported: give `selection.search_seeds` disjoint from `seeds`"
@@ -1098,7 +1100,7 @@ fn section_key(text: &str, section: &str, key: &str) -> Option<(usize, usize)> {
 
 /// The most jobs one strategy entry may plan: a grid far beyond what any machine runs, small
 /// enough that planning it takes well under a second.
-pub const MAX_JOBS: usize = 100_000;
+pub const MAX_JOBS: usize = 10_000;
 
 /// The number of points of an entry's grid (the product of its lists' lengths), or the key of
 /// an empty list, which would silently plan nothing.

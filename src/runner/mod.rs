@@ -423,3 +423,63 @@ fn run_jobs(
         devices: devices.iter().map(|d| format!("{d:?}")).collect(),
     })
 }
+
+/// Checks the results folder of `plan` before anything runs: every saved job result must be one
+/// this clbench reads (see [`crate::results::check_jobs_folder`]), and a saved `experiment.yaml`
+/// must not be of a newer format. The error names the file and what to do.
+pub fn check_output_folder(plan: &Plan) -> Result<()> {
+    crate::results::check_jobs_folder(&plan.out_dir.join("jobs"))?;
+    let saved = plan.out_dir.join("experiment.yaml");
+    // An unreadable copy is rewritten by the run; only a newer format is kept from harm.
+    if let Some(value) = std::fs::read_to_string(&saved)
+        .ok()
+        .and_then(|text| serde_yaml::from_str::<serde_json::Value>(&text).ok())
+    {
+        crate::results::check_format(&saved, &value, "saved experiment")?;
+    }
+    Ok(())
+}
+
+/// What `clbench run --dry-run` prints: each planned job of the shard (search runs marked), which
+/// of them are finished, the counts, and how a selection will add its chosen runs. Reads only the
+/// results folder; trains and writes nothing.
+pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> String {
+    use std::fmt::Write;
+    let jobs_dir = plan.out_dir.join("jobs");
+    let planned = shard_of(planned_jobs(plan), shard);
+    let mut out = String::new();
+    let mut finished = 0;
+    for job in &planned {
+        let done = !force && self::finished(&jobs_dir, job).is_some();
+        finished += usize::from(done);
+        let phase = match job.phase {
+            crate::config::Phase::Search => "  [search]",
+            crate::config::Phase::Report => "",
+        };
+        let _ = writeln!(
+            out,
+            "{}{phase}{}",
+            job.id,
+            if done { "  (finished: would skip)" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} jobs, {} to run, {finished} finished; results in {}",
+        planned.len(),
+        planned.len() - finished,
+        plan.out_dir.display()
+    );
+    if plan.searches() {
+        let entries: std::collections::BTreeSet<usize> =
+            plan.candidates.iter().map(|c| c.entry).collect();
+        let _ = writeln!(
+            out,
+            "selection: {}; {} strategy entr(ies) get their runs on {} report seed(s) once their search has chosen",
+            plan.selection_label(),
+            entries.len(),
+            plan.experiment.seeds.len()
+        );
+    }
+    out
+}
