@@ -56,6 +56,11 @@ pub struct ExperimentFile {
     /// Folder under which `<name>/` is written.
     #[serde(default = "default_output")]
     pub output: PathBuf,
+    /// Written by clbench into the copy it saves beside the results (`experiment.yaml`): the
+    /// format of that folder ([`crate::results::FORMAT_VERSION`]). Not needed in a file you
+    /// write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
 }
 
 /// Published results of the protocol an experiment reproduces.

@@ -64,7 +64,28 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let tmp = temp_path(path)?;
+    write_through(path, temp_path(path)?, write)
+}
+
+/// [`write_atomic_with`] for writers that choose the format by the file's extension (plotters'
+/// bitmap backend): the temp file ends in `path`'s extension too (`.x.png.<host>.<pid>.tmp.png`).
+pub fn write_atomic_keeping_extension(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut tmp = temp_path(path)?.into_os_string();
+    if let Some(ext) = path.extension() {
+        tmp.push(".");
+        tmp.push(ext);
+    }
+    write_through(path, PathBuf::from(tmp), write)
+}
+
+fn write_through(
+    path: &Path,
+    tmp: PathBuf,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let dir = tmp.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
     let result = (|| -> anyhow::Result<()> {
@@ -76,7 +97,12 @@ pub fn write_atomic_with(
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("writing {}", path.display()))
+    result.with_context(|| {
+        format!(
+            "writing {} (nothing half-written is left; is the disk full or the folder read-only?)",
+            path.display()
+        )
+    })
 }
 
 /// Serializes `value` as pretty JSON and writes it atomically.
@@ -101,5 +127,34 @@ mod tests {
         assert!(!is_stale_temp(".job.json.some-other-machine.4999999.tmp"));
         assert!(!is_stale_temp("job.json"));
         assert!(!is_stale_temp(".job.json.tmp"));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temp_file_and_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.png");
+        std::fs::write(&path, b"old").unwrap();
+        for keep_extension in [false, true] {
+            let failing = |tmp: &Path| -> anyhow::Result<()> {
+                if keep_extension {
+                    assert_eq!(tmp.extension().unwrap(), "png", "{}", tmp.display());
+                }
+                fs::write(tmp, b"half")?;
+                anyhow::bail!("disk full")
+            };
+            let err = if keep_extension {
+                write_atomic_keeping_extension(&path, failing)
+            } else {
+                write_atomic_with(&path, failing)
+            }
+            .unwrap_err();
+            assert!(
+                format!("{err:#}").contains(&path.display().to_string()),
+                "{err:#}"
+            );
+            assert_eq!(fs::read(&path).unwrap(), b"old");
+            let left: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+            assert_eq!(left.len(), 1, "a temp file was left: {left:?}");
+        }
     }
 }

@@ -18,14 +18,20 @@ use super::summary::{params_label, Group, Stat};
 pub(crate) const FONT: &str = "sans-serif";
 static REGISTER_FONT: Once = Once::new();
 
-/// Draws with `$draw(args..., root)` into `<base>.svg` and `<base>.png` of `$size` pixels.
+/// Draws with `$draw(args..., root)` into `<base>.svg` and `<base>.png` of `$size` pixels, each
+/// through a temp file renamed when complete (a full disk leaves the old chart, not half of a
+/// new one; the error names the chart's path).
 macro_rules! svg_and_png {
     ($base:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
         $crate::report::chart::register_font();
         let svg = $base.with_extension("svg");
         let png = $base.with_extension("png");
-        $draw($($arg,)* plotters::prelude::SVGBackend::new(&svg, $size).into_drawing_area())?;
-        $draw($($arg,)* plotters::prelude::BitMapBackend::new(&png, $size).into_drawing_area())?;
+        $crate::core::atomic::write_atomic_with(&svg, |tmp| {
+            $draw($($arg,)* plotters::prelude::SVGBackend::new(tmp, $size).into_drawing_area())
+        })?;
+        $crate::core::atomic::write_atomic_keeping_extension(&png, |tmp| {
+            $draw($($arg,)* plotters::prelude::BitMapBackend::new(tmp, $size).into_drawing_area())
+        })?;
     }};
 }
 pub(crate) use svg_and_png;

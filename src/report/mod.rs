@@ -34,15 +34,7 @@ pub fn load_results(out_dir: &Path) -> Result<Vec<JobResult>> {
     for entry in std::fs::read_dir(&jobs).with_context(|| format!("reading {}", jobs.display()))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let result: JobResult = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{}: not a clbench job result; delete it and rerun that job",
-                    path.display()
-                )
-            })?;
-            results.push(result);
+            results.push(crate::results::read_job_result(&path)?);
         }
     }
     results.sort_by(|a, b| a.id.cmp(&b.id));
@@ -57,8 +49,15 @@ pub fn load_experiment(out_dir: &Path) -> Result<Option<ExperimentFile>> {
     }
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let experiment = serde_yaml::from_str(&text)
+    let value: serde_json::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("{}: not a clbench experiment file", path.display()))?;
+    crate::results::check_format(&path, &value, "saved experiment")?;
+    let experiment = serde_json::from_value(value).with_context(|| {
+        format!(
+            "{}: not a clbench experiment file; restore it or rerun the experiment",
+            path.display()
+        )
+    })?;
     Ok(Some(experiment))
 }
 

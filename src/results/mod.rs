@@ -11,11 +11,34 @@ pub use crate::core::atomic::{
 };
 pub use metrics::Metrics;
 
+use std::path::Path;
+
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+/// The format of the job results (`jobs/<id>.json`) and of the saved `experiment.yaml` that
+/// this clbench writes, and the newest it reads.
+///
+/// - 1: every file written before formats were numbered (they carry no `format_version`).
+///   They read as they are; fields added since are optional, and reports recompute every
+///   metric from the stored accuracy matrices, so old folders keep working.
+/// - 2: the same content, with `format_version`.
+///
+/// A change that an older clbench would misread bumps the number; a file of a newer format is
+/// refused with a message naming the clbench that wrote it, never misread.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// What a file without `format_version` is.
+fn unnumbered_format() -> u32 {
+    1
+}
 
 /// Everything one job produced, with what is needed to reproduce it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobResult {
+    /// See [`FORMAT_VERSION`].
+    #[serde(default = "unnumbered_format")]
+    pub format_version: u32,
     /// Stable id that encodes the strategy, every one of its parameters and the seed.
     pub id: String,
     /// Set when the job went on from a checkpoint after this many tasks (after a crash or a
@@ -155,4 +178,69 @@ pub struct Provenance {
     pub tch_version: String,
     pub hostname: String,
     pub finished_at_unix: u64,
+}
+
+/// Reads one saved job result. A file of a newer format, or one that is not a job result
+/// (truncated, hand-edited), is an error that names the file and says what to do.
+pub fn read_job_result(path: &Path) -> anyhow::Result<JobResult> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bad = |problem: String| {
+        anyhow::anyhow!(
+            "{}: not a readable clbench job result ({problem}); it was truncated or edited by \
+             hand: delete it and rerun the experiment, which reruns only the missing jobs",
+            path.display()
+        )
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    check_format(path, &value, "job result")?;
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+/// Refuses a file whose `format_version` is newer than this clbench reads, naming the clbench
+/// that wrote it (from its provenance, when it has one).
+pub fn check_format(path: &Path, value: &serde_json::Value, what: &str) -> anyhow::Result<()> {
+    let version = match value.get("format_version") {
+        None | Some(serde_json::Value::Null) => unnumbered_format() as u64,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: `format_version` is {v}, not a format number; restore the file or delete it and rerun",
+                path.display()
+            )
+        })?,
+    };
+    if version > FORMAT_VERSION as u64 {
+        let writer = value
+            .pointer("/provenance/clbench_version")
+            .and_then(|v| v.as_str())
+            .map(|v| format!("clbench {v}"))
+            .unwrap_or_else(|| "a newer clbench".into());
+        anyhow::bail!(
+            "{}: a {what} of format {version}, written by {writer}; this clbench ({}) reads formats \
+             up to {FORMAT_VERSION}. Use the clbench that wrote it (or a newer one), or rerun the \
+             experiment into another `output` folder",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    Ok(())
+}
+
+/// Checks that every `*.json` in `jobs_dir` is a job result this clbench reads, so that a run
+/// stops before any training on a file it would otherwise skip or overwrite. A missing folder
+/// is fine (nothing has run yet).
+pub fn check_jobs_folder(jobs_dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(jobs_dir) else {
+        return Ok(());
+    };
+    let mut paths: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        read_job_result(&path)?;
+    }
+    Ok(())
 }

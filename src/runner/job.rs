@@ -258,6 +258,7 @@ pub fn run_job_with_model(
     timings.samples_per_s = trainer.samples_seen as f64 / timings.train_s.max(1e-9);
     let accuracy_matrix = progress.accuracy;
     let result = JobResult {
+        format_version: crate::results::FORMAT_VERSION,
         id: job.id.clone(),
         resumed_after_task,
         experiment: plan.experiment.name.clone(),
