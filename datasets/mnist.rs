@@ -2,8 +2,10 @@
 //! learning applied to document recognition"): 60000 training and 10000 test images, 28x28
 //! greyscale, 10 classes, from the four IDX files (read by `clbench::data::idx`).
 //!
-//! Folder: `dir`, else `$CLBENCH_DATA`, else `data/`. Missing files are downloaded from the
-//! mirrors torchvision uses, MD5-checked, unless `download: false` or `--offline`.
+//! Folder: `dir`, else `$CLBENCH_DATA`, else `data/` or `../shared/data/mnist`, whichever holds
+//! the files (see `clbench::data::resolve_data_dir`). Missing files are downloaded from the
+//! mirrors torchvision uses into that folder (`data/` when neither holds them), MD5-checked,
+//! unless `download: false` or `--offline`.
 
 use std::path::PathBuf;
 
@@ -18,7 +20,8 @@ use clbench::core::ParamSpec;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Folder holding the four IDX files (gzipped or raw); else `$CLBENCH_DATA`; else `data/`.
+    /// Folder holding the four IDX files (gzipped or raw); else `$CLBENCH_DATA`; else `data/`
+    /// or `../shared/data/mnist`, whichever holds them.
     pub dir: Option<PathBuf>,
     /// Fetch missing files from the public mirrors (MD5-checked).
     pub download: bool,
@@ -53,7 +56,7 @@ inventory::submit! {
         name: "mnist",
         summary: "MNIST handwritten digits: 60000/10000 train/test images, 28x28 greyscale, 10 classes",
         params: &[
-            ParamSpec::new("dir", "folder of the four IDX files, .gz or raw (default: $CLBENCH_DATA, else data/)"),
+            ParamSpec::new("dir", "folder of the four IDX files, .gz or raw (default: $CLBENCH_DATA, else data/ or ../shared/data/mnist if it holds them, else data/)"),
             ParamSpec::new("download", "fetch missing files from the public mirrors, MD5-checked (default true)"),
         ],
         resolve: resolve_with::<Config>,

@@ -3,6 +3,8 @@
 //! (no real copy is reachable from the test machines), good and damaged; and the `dataset:`
 //! section of experiment files. No test touches the network: loads are `offline`.
 
+mod common;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -118,7 +120,10 @@ fn every_registered_dataset_loads_with_the_shape_it_announces() {
         let dataset = match (reg.load)(&params, &OFFLINE) {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("skipped: {} cannot be loaded here: {e}", reg.name);
+                common::skip(
+                    "every_registered_dataset_loads_with_the_shape_it_announces",
+                    &format!("{} cannot be loaded here: {e}", reg.name),
+                );
                 continue;
             }
         };

@@ -201,10 +201,28 @@ pub fn to_chw_shape(x: &Tensor, channels: usize, rows: usize, cols: usize) -> Te
     x.reshape([size[0], channels as i64, rows as i64, cols as i64])
 }
 
+/// Where the project's machines keep MNIST, relative to a checkout (the repository's root, where
+/// `cargo run` and `cargo test` run): found without any variable set.
+pub const SHARED_DATA_DIR: &str = "../shared/data/mnist";
+
 /// The folder to read MNIST from: `configured` (the experiment's `dataset.dir`) if given, else
-/// the [`DATA_ENV`] environment variable if set and not empty, else [`DEFAULT_DATA_DIR`].
+/// the [`DATA_ENV`] environment variable if set and not empty, else [`DEFAULT_DATA_DIR`] if it
+/// holds the training images, else [`SHARED_DATA_DIR`] if that does, else
+/// [`DEFAULT_DATA_DIR`] (where a download puts them).
 pub fn resolve_data_dir(configured: Option<&Path>) -> PathBuf {
-    resolve_dir(configured, DATA_ENV, Path::new(DEFAULT_DATA_DIR))
+    let found = [DEFAULT_DATA_DIR, SHARED_DATA_DIR]
+        .into_iter()
+        .map(Path::new)
+        .find(|dir| holds_mnist(dir))
+        .unwrap_or(Path::new(DEFAULT_DATA_DIR));
+    resolve_dir(configured, DATA_ENV, found)
+}
+
+/// Whether `dir` holds MNIST's training images, raw or gzipped (the other three files are
+/// checked, with a message, when they are read).
+fn holds_mnist(dir: &Path) -> bool {
+    let images = idx::IDX_FILES[0];
+    dir.join(images).is_file() || dir.join(format!("{images}.gz")).is_file()
 }
 
 /// The folder of a dataset: `configured` if given, else the environment variable `env` if set
@@ -341,6 +359,19 @@ pub enum DataError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_holds_mnist_when_its_training_images_are_there_raw_or_gzipped() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!holds_mnist(dir.path()));
+        std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), b"").unwrap();
+        assert!(holds_mnist(dir.path()));
+        let raw = tempfile::tempdir().unwrap();
+        std::fs::write(raw.path().join("train-images-idx3-ubyte"), b"").unwrap();
+        assert!(holds_mnist(raw.path()));
+        // A configured folder wins over any found one.
+        assert_eq!(resolve_data_dir(Some(raw.path())), raw.path());
+    }
 
     fn tiny() -> Split {
         // Three 2x2 greyscale images: labels 3, 1, 3.
