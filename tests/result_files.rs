@@ -234,3 +234,93 @@ fn a_failing_write_names_the_path_and_leaves_no_half_written_file() {
         .collect();
     assert!(charts.is_empty(), "{charts:?}");
 }
+
+/// Seeded corruptions of a real job result (truncation, flipped bytes, deleted or retyped
+/// fields, ragged matrices): each reads as a result whose matrices fit together, or is an error
+/// that names the file and says what to do; none panics.
+#[test]
+fn corrupted_results_are_errors_naming_the_file_never_panics() {
+    use rand::{seq::SliceRandom, Rng, SeedableRng};
+    let (_dir, _, _, job) = finished_run();
+    let good = std::fs::read(&job).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    let keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(14);
+    let name = job.display().to_string();
+    let (mut read, mut refused) = (0, 0);
+    for _ in 0..300 {
+        let bytes = match rng.gen_range(0..4) {
+            0 => good[..rng.gen_range(0..good.len())].to_vec(),
+            1 => {
+                let mut b = good.clone();
+                for _ in 0..rng.gen_range(1..5) {
+                    let i = rng.gen_range(0..b.len());
+                    b[i] = rng.gen();
+                }
+                b
+            }
+            2 => {
+                let mut v = value.clone();
+                let key = keys.choose(&mut rng).unwrap();
+                let replacement = [
+                    serde_json::Value::Null,
+                    serde_json::json!("text"),
+                    serde_json::json!(-1),
+                    serde_json::json!([]),
+                    serde_json::json!({}),
+                ]
+                .choose(&mut rng)
+                .unwrap()
+                .clone();
+                if rng.gen() {
+                    v.as_object_mut().unwrap().remove(key);
+                } else {
+                    v[key.as_str()] = replacement;
+                }
+                serde_json::to_vec(&v).unwrap()
+            }
+            _ => {
+                let mut v = value.clone();
+                let ragged = [
+                    serde_json::json!([[0.5], [0.1, 0.2, 0.3]]),
+                    serde_json::json!([]),
+                    serde_json::json!([[]]),
+                    serde_json::json!([[0.5, 0.5]]),
+                ]
+                .choose(&mut rng)
+                .unwrap()
+                .clone();
+                let field = ["accuracy", "initial_accuracy", "test_accuracy"]
+                    .choose(&mut rng)
+                    .unwrap();
+                v[*field] = if *field == "initial_accuracy" {
+                    serde_json::json!([0.5, 0.5, 0.5])
+                } else {
+                    ragged
+                };
+                serde_json::to_vec(&v).unwrap()
+            }
+        };
+        std::fs::write(&job, &bytes).unwrap();
+        match std::panic::catch_unwind(|| clbench::results::read_job_result(&job)) {
+            Err(_) => panic!(
+                "reading a corrupted result panicked:\n{}",
+                String::from_utf8_lossy(&bytes)
+            ),
+            Ok(Ok(result)) => {
+                read += 1;
+                result.check_shapes().unwrap();
+            }
+            Ok(Err(e)) => {
+                refused += 1;
+                let message = format!("{e:#}");
+                assert!(message.contains(&name), "{message}");
+                assert!(
+                    message.contains("delete it") || message.contains("restore"),
+                    "{message}"
+                );
+            }
+        }
+    }
+    assert!(refused > 150 && read > 0, "{read} read, {refused} refused");
+}

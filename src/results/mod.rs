@@ -183,8 +183,7 @@ pub struct Provenance {
 /// Reads one saved job result. A file of a newer format, or one that is not a job result
 /// (truncated, hand-edited), is an error that names the file and says what to do.
 pub fn read_job_result(path: &Path) -> anyhow::Result<JobResult> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bad = |problem: String| {
         anyhow::anyhow!(
             "{}: not a readable clbench job result ({problem}); it was truncated or edited by \
@@ -192,9 +191,43 @@ pub fn read_job_result(path: &Path) -> anyhow::Result<JobResult> {
             path.display()
         )
     };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     check_format(path, &value, "job result")?;
-    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+    let result: JobResult = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    result.check_shapes().map_err(bad)?;
+    Ok(result)
+}
+
+impl JobResult {
+    /// Whether the matrices fit together: `accuracy` is T x T with T >= 1 (a row per task
+    /// trained, a column per task tested), the per-task vectors have T entries and a test
+    /// matrix beside it is T x T too. Every metric indexes them so.
+    pub fn check_shapes(&self) -> Result<(), String> {
+        let t = self.accuracy.len();
+        let square = |m: &[Vec<f64>]| m.len() == t && m.iter().all(|row| row.len() == t);
+        if t == 0 || !square(&self.accuracy) {
+            let rows: Vec<usize> = self.accuracy.iter().map(Vec::len).collect();
+            return Err(format!(
+                "`accuracy` must be a square matrix of one row per task, but its rows have {rows:?} entries"
+            ));
+        }
+        for (name, v) in [
+            ("initial_accuracy", &self.initial_accuracy),
+            ("chance_accuracy", &self.chance_accuracy),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| v.len() != t) {
+                return Err(format!("`{name}` has {} entries for {t} tasks", v.len()));
+            }
+        }
+        if let Some(m) = self.test_accuracy.as_ref().filter(|m| !square(m)) {
+            return Err(format!(
+                "`test_accuracy` is not {t} x {t} like `accuracy` ({} rows)",
+                m.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Refuses a file whose `format_version` is newer than this clbench reads, naming the clbench
