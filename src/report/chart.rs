@@ -7,7 +7,7 @@
 //! Colours follow configurations: the i-th group of [`super::summary::group`] is drawn in
 //! [`color`]`(i)` in every chart of an experiment.
 
-use std::{path::Path, sync::Once};
+use std::{ops::Range, path::Path, sync::Once};
 
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
@@ -94,17 +94,99 @@ pub(crate) fn entries(groups: &[Group]) -> Vec<(String, RGBColor)> {
         .collect()
 }
 
-/// A shaded band between the 95% interval bounds of `points` (x, stat).
-pub(crate) fn band(points: &[(f64, Stat)], c: RGBColor) -> Polygon<(f64, f64)> {
-    let mut outline: Vec<(f64, f64)> = points
+/// A shaded band between the 95% interval bounds of `points` (x, stat), clamped to the axis
+/// span `y`; points whose mean or bounds the axis cannot show are skipped.
+pub(crate) fn band(points: &[(f64, Stat)], c: RGBColor, y: &Range<f64>) -> Polygon<(f64, f64)> {
+    let bounds: Vec<(f64, f64, f64)> = points
         .iter()
-        .map(|(x, s)| (*x, s.ci95_bounds().1))
+        .filter(|(x, s)| plottable(*x) && plottable(s.mean))
+        .filter_map(|(x, s)| {
+            let (low, high) = s.ci95_bounds();
+            Some((*x, clamp_to(y, low)?, clamp_to(y, high)?))
+        })
         .collect();
-    outline.extend(points.iter().rev().map(|(x, s)| (*x, s.ci95_bounds().0)));
+    let mut outline: Vec<(f64, f64)> = bounds.iter().map(|&(x, _, high)| (x, high)).collect();
+    outline.extend(bounds.iter().rev().map(|&(x, low, _)| (x, low)));
     Polygon::new(outline, c.mix(0.18).filled())
 }
 
-/// The lower end of an accuracy axis: the lowest value rounded down to a tenth, at most 0.9.
+/// The largest magnitude an axis shows. Beyond it the span of a range, or its padding, could
+/// overflow to infinity, over which plotters' tick computation never ends.
+pub(crate) const AXIS_LIMIT: f64 = 1e300;
+
+/// Whether a linear axis can show `v`: finite and within ±[`AXIS_LIMIT`].
+pub(crate) fn plottable(v: f64) -> bool {
+    v.is_finite() && v.abs() <= AXIS_LIMIT
+}
+
+/// `log10(v)` when a log axis can show `v` (positive and [`plottable`]), else `None`.
+pub(crate) fn positive_for_log(v: f64) -> Option<f64> {
+    (plottable(v) && v > 0.0).then(|| v.log10())
+}
+
+/// The lowest and highest of the [`plottable`] `values` (`lo <= hi`); `None` when there is
+/// none.
+pub(crate) fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| plottable(*v))
+        .fold(None, |range, v| match range {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((f64::min(lo, v), f64::max(hi, v))),
+        })
+}
+
+/// `lo..hi` widened on each side by `frac` (at most 1) of its span, and by at least `least`.
+/// One value (`lo == hi`) with `least` 0 is widened by half its magnitude, or by 0.5 when it
+/// is 0, so that every axis has a span. Finite for [`plottable`] bounds.
+pub(crate) fn padded((lo, hi): (f64, f64), frac: f64, least: f64) -> Range<f64> {
+    let magnitude = lo.abs().max(hi.abs());
+    let mut pad = (frac * (hi - lo)).max(least);
+    if pad <= 0.0 {
+        pad = if magnitude > 0.0 {
+            0.5 * magnitude
+        } else {
+            0.5
+        };
+    }
+    // A pad below about 1e-16 of the bounds is lost to rounding (1e300 + 1 == 1e300).
+    let pad = pad.max(1e-9 * magnitude);
+    (lo - pad)..(hi + pad)
+}
+
+/// `v` moved into `range` (an infinite interval bound drawn to the axis' end); `None` for NaN.
+pub(crate) fn clamp_to(range: &Range<f64>, v: f64) -> Option<f64> {
+    (!v.is_nan()).then(|| v.clamp(range.start, range.end))
+}
+
+/// What [`left_out`] says values a linear axis cannot show are (beyond ±[`AXIS_LIMIT`] counts
+/// as infinite).
+pub(crate) const NOT_FINITE: &str = "NaN or infinite";
+/// What [`left_out`] says values a log axis cannot show are.
+pub(crate) const NOT_POSITIVE: &str = "≤ 0, NaN or infinite";
+
+/// Appended to a chart's caption when it left out `n` values it cannot show (`why`: which
+/// ones, [`NOT_FINITE`] or [`NOT_POSITIVE`]); empty when it left out none.
+pub(crate) fn left_out(n: usize, why: &str) -> String {
+    match n {
+        0 => String::new(),
+        1 => format!(" [1 value left out: {why}]"),
+        _ => format!(" [{n} values left out: {why}]"),
+    }
+}
+
+/// The span of an accuracy axis: from `floor` (see [`accuracy_floor`]) to 1, widened to every
+/// [`plottable`] value of `means`. An accuracy outside [0, 1] is odd data, but shown where it
+/// is rather than drawn outside the chart.
+pub(crate) fn accuracy_axis(floor: f64, means: impl IntoIterator<Item = f64>) -> Range<f64> {
+    match finite_range(means) {
+        Some((lo, hi)) if lo < floor || hi > 1.0 => padded((lo.min(floor), hi.max(1.0)), 0.02, 0.0),
+        _ => floor..1.0,
+    }
+}
+
+/// The lower end of an accuracy axis: the lowest value rounded down to a tenth, at most 0.9 and
+/// at least 0 (NaN values ignored).
 pub(crate) fn accuracy_floor(values: impl Iterator<Item = f64>) -> f64 {
     let low = values.fold(1.0f64, f64::min).min(0.9);
     ((low * 10.0).floor() / 10.0).max(0.0)
@@ -185,15 +267,25 @@ where
             .iter()
             .flat_map(|g| g.avg_accuracy.iter().map(|s| s.ci95_bounds().0)),
     );
+    let means = || {
+        groups
+            .iter()
+            .flat_map(|g| g.avg_accuracy_curve.iter().copied())
+    };
+    let y_range = accuracy_axis(y_min, means());
+    let left = means().filter(|v| !plottable(*v)).count();
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Average accuracy on the tasks seen so far (mean, 95% CI)",
+            format!(
+                "Average accuracy on the tasks seen so far (mean, 95% CI){}",
+                left_out(left, NOT_FINITE)
+            ),
             (FONT, 22),
         )
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.75f64..tasks as f64 + 0.25, y_min..1.0f64)
+        .build_cartesian_2d(0.75f64..tasks as f64 + 0.25, y_range.clone())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -202,7 +294,7 @@ where
         .y_desc("mean test accuracy (tasks 1..t)")
         .x_labels(tasks)
         .x_label_formatter(&|x| format!("{}", x.round() as i64))
-        .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+        .y_label_formatter(&|y| format!("{}%", points(*y, 0)))
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()
@@ -215,12 +307,15 @@ where
             .enumerate()
             .map(|(t, s)| (t as f64 + 1.0, *s))
             .collect();
-        chart.draw_series([band(&stats, c)]).map_err(err)?;
+        chart
+            .draw_series([band(&stats, c, &y_range)])
+            .map_err(err)?;
         let points: Vec<(f64, f64)> = g
             .avg_accuracy_curve
             .iter()
             .enumerate()
             .map(|(t, &a)| (t as f64 + 1.0, a))
+            .filter(|p| plottable(p.1))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
@@ -255,6 +350,16 @@ pub struct SweepPoint {
     pub selection: Option<Stat>,
 }
 
+/// `v`, with NaN as -inf: for choosing the highest value, where `total_cmp` alone would rank a
+/// NaN above every number.
+fn nan_lowest(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        v
+    }
+}
+
 /// One strategy's sweep of one numeric parameter, sorted by value.
 pub struct Sweep {
     pub strategy: String,
@@ -266,12 +371,12 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// The chosen configuration: the highest mean ACC.
+    /// The chosen configuration: the highest mean ACC (a NaN mean ranks lowest).
     pub fn best(&self) -> SweepPoint {
         *self
             .points
             .iter()
-            .max_by(|a, b| a.acc.mean.total_cmp(&b.acc.mean))
+            .max_by(|a, b| nan_lowest(a.acc.mean).total_cmp(&nan_lowest(b.acc.mean)))
             .expect("a sweep has points")
     }
 
@@ -283,9 +388,23 @@ impl Sweep {
             .filter(|p| p.selection.is_some())
             .max_by(|a, b| {
                 let (a, b) = (a.selection.unwrap().mean, b.selection.unwrap().mean);
-                a.total_cmp(&b)
+                nan_lowest(a).total_cmp(&nan_lowest(b))
             })
             .copied()
+    }
+
+    /// Whether the swept values are drawn on a log axis: when they are all positive.
+    fn log(&self) -> bool {
+        self.points.iter().all(|p| p.value > 0.0)
+    }
+
+    /// Where `value` lies on the x axis: its log10 on a log axis.
+    fn x(&self, value: f64) -> f64 {
+        if self.log() {
+            value.log10()
+        } else {
+            value
+        }
     }
 
     /// `strategy` or `strategy variant`, for captions.
@@ -405,6 +524,40 @@ enum Metric {
     Bwt,
 }
 
+impl Metric {
+    fn of(self, p: &SweepPoint) -> Stat {
+        match self {
+            Metric::Acc => p.acc,
+            Metric::Bwt => p.bwt,
+        }
+    }
+}
+
+/// The points of `sweep` a panel of `metric` can show, with their x: both coordinates
+/// [`plottable`].
+fn shown(sweep: &Sweep, metric: Metric) -> Vec<(f64, &SweepPoint)> {
+    sweep
+        .points
+        .iter()
+        .map(|p| (sweep.x(p.value), p))
+        .filter(|(x, p)| plottable(*x) && plottable(metric.of(p).mean))
+        .collect()
+}
+
+/// How many values a panel of `metric` leaves out: the means it cannot show and, in the ACC
+/// panel, the validation ACCs of the points it shows.
+fn hidden(sweep: &Sweep, metric: Metric) -> usize {
+    let shown = shown(sweep, metric);
+    let validation = match metric {
+        Metric::Acc => shown
+            .iter()
+            .filter(|(_, p)| p.selection.is_some_and(|s| !plottable(s.mean)))
+            .count(),
+        Metric::Bwt => 0,
+    };
+    sweep.points.len() - shown.len() + validation
+}
+
 fn draw_sensitivity<DB: DrawingBackend>(
     sweeps: &[Sweep],
     selection: &str,
@@ -420,6 +573,11 @@ where
     } else {
         "ring: best ACC"
     };
+    let left = sweeps
+        .iter()
+        .map(|s| hidden(s, Metric::Acc) + hidden(s, Metric::Bwt))
+        .sum();
+    let marks = format!("{marks}{}", left_out(left, NOT_FINITE));
     // Long labels are cut rather than drawn past the edge.
     let line: String = format!("Configurations {selection}")
         .chars()
@@ -447,32 +605,29 @@ fn draw_sweep_panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let stat = |p: &SweepPoint| match metric {
-        Metric::Acc => p.acc,
-        Metric::Bwt => p.bwt,
-    };
-    // Positive strengths are drawn on a log axis: x is log10 of the value, labelled 1eN.
-    let log = sweep.points.iter().all(|p| p.value > 0.0);
-    let to_x = |v: f64| if log { v.log10() } else { v };
-    let xs: Vec<f64> = sweep.points.iter().map(|p| to_x(p.value)).collect();
-    let (lo, hi) = (xs[0], xs[xs.len() - 1]);
-    let pad = ((hi - lo) * 0.1).max(0.5);
+    let stat = |p: &SweepPoint| metric.of(p);
+    let log = sweep.log();
+    let to_x = |v: f64| sweep.x(v);
+    let shown = shown(sweep, metric);
+    let (lo, hi) = finite_range(sweep.points.iter().map(|p| to_x(p.value))).unwrap_or((0.0, 1.0));
+    let x_range = padded((lo, hi), 0.1, 0.5);
     let best = sweep.best();
-    let (y_range, name): (std::ops::Range<f64>, &str) = match metric {
-        Metric::Acc => (0.0f64..1.0f64, "final ACC"),
+    let validation = || sweep.points.iter().filter_map(|p| Some(p.selection?.mean));
+    let (y_range, name): (Range<f64>, &str) = match metric {
+        Metric::Acc => (
+            accuracy_axis(
+                0.0,
+                shown.iter().map(|(_, p)| p.acc.mean).chain(validation()),
+            ),
+            "final ACC",
+        ),
         Metric::Bwt => {
-            let low = sweep
-                .points
-                .iter()
-                .map(|p| p.bwt.ci95_bounds().0)
-                .fold(0.0f64, f64::min);
-            let high = sweep
-                .points
-                .iter()
-                .map(|p| p.bwt.ci95_bounds().1)
-                .fold(0.0f64, f64::max);
-            let pad = ((high - low) * 0.1).max(0.01);
-            (low - pad..high + pad, "BWT")
+            let (low, high) = finite_range(shown.iter().flat_map(|(_, p)| {
+                let (low, high) = p.bwt.ci95_bounds();
+                [low, high, p.bwt.mean]
+            }))
+            .unwrap_or((0.0, 0.0));
+            (padded((low.min(0.0), high.max(0.0)), 0.1, 0.01), "BWT")
         }
     };
     let digits = decimals(y_range.end - y_range.start);
@@ -484,7 +639,7 @@ where
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        .build_cartesian_2d(lo - pad..hi + pad, y_range)
+        .build_cartesian_2d(x_range.clone(), y_range.clone())
         .map_err(draw_err)?;
     let x_desc = if log {
         format!("{} (log scale)", sweep.param)
@@ -521,48 +676,46 @@ where
     if matches!(metric, Metric::Bwt) {
         chart
             .draw_series([PathElement::new(
-                vec![(lo - pad, 0.0), (hi + pad, 0.0)],
+                vec![(x_range.start, 0.0), (x_range.end, 0.0)],
                 BLACK.mix(0.5).stroke_width(1),
             )])
             .map_err(draw_err)?;
     }
-    let points: Vec<(f64, f64)> = xs
-        .iter()
-        .zip(&sweep.points)
-        .map(|(&x, p)| (x, stat(p).mean))
-        .collect();
+    let points: Vec<(f64, f64)> = shown.iter().map(|&(x, p)| (x, stat(p).mean)).collect();
     chart
         .draw_series(LineSeries::new(
             points.clone(),
             BLACK.mix(0.35).stroke_width(2),
         ))
         .map_err(draw_err)?;
-    for (&x, p) in xs.iter().zip(&sweep.points) {
+    for &(x, p) in &shown {
         let c = color(p.group);
         let (low, high) = stat(p).ci95_bounds();
-        chart
-            .draw_series([
-                PathElement::new(vec![(x, low), (x, high)], c.stroke_width(2)),
-                PathElement::new(vec![(x - 0.04, low), (x + 0.04, low)], c.stroke_width(2)),
-                PathElement::new(vec![(x - 0.04, high), (x + 0.04, high)], c.stroke_width(2)),
-            ])
-            .map_err(draw_err)?;
+        // An infinite bound is drawn to the axis' end; a NaN one (an undefined spread) not.
+        if let (Some(low), Some(high)) = (clamp_to(&y_range, low), clamp_to(&y_range, high)) {
+            chart
+                .draw_series([
+                    PathElement::new(vec![(x, low), (x, high)], c.stroke_width(2)),
+                    PathElement::new(vec![(x - 0.04, low), (x + 0.04, low)], c.stroke_width(2)),
+                    PathElement::new(vec![(x - 0.04, high), (x + 0.04, high)], c.stroke_width(2)),
+                ])
+                .map_err(draw_err)?;
+        }
         chart
             .draw_series([Circle::new((x, stat(p).mean), 4, c.filled())])
             .map_err(draw_err)?;
     }
-    chart
-        .draw_series([Circle::new(
-            (to_x(best.value), stat(&best).mean),
-            8,
-            BLACK.stroke_width(2),
-        )])
-        .map_err(draw_err)?;
+    let (x, y) = (to_x(best.value), stat(&best).mean);
+    if plottable(x) && plottable(y) {
+        chart
+            .draw_series([Circle::new((x, y), 8, BLACK.stroke_width(2))])
+            .map_err(draw_err)?;
+    }
     if let (Metric::Acc, Some(chosen)) = (metric, sweep.chosen_on_validation()) {
-        let validation: Vec<(f64, f64)> = xs
+        let validation: Vec<(f64, f64)> = shown
             .iter()
-            .zip(&sweep.points)
-            .filter_map(|(&x, p)| Some((x, p.selection?.mean)))
+            .filter_map(|&(x, p)| Some((x, p.selection?.mean)))
+            .filter(|p| plottable(p.1))
             .collect();
         chart
             .draw_series(DashedLineSeries::new(
@@ -573,12 +726,128 @@ where
             ))
             .map_err(draw_err)?;
         let (x, y) = (to_x(chosen.value), stat(&chosen).mean);
-        chart
-            .draw_series([Rectangle::new(
-                [(x - 0.07, y - 0.025), (x + 0.07, y + 0.025)],
-                BLACK.stroke_width(2),
-            )])
-            .map_err(draw_err)?;
+        if plottable(x) && plottable(y) {
+            chart
+                .draw_series([Rectangle::new(
+                    [(x - 0.07, y - 0.025), (x + 0.07, y + 0.025)],
+                    BLACK.stroke_width(2),
+                )])
+                .map_err(draw_err)?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAN: f64 = f64::NAN;
+    const INF: f64 = f64::INFINITY;
+
+    #[test]
+    fn finite_range_leaves_out_what_no_axis_can_show() {
+        assert_eq!(
+            finite_range([0.5, NAN, -2.0, INF, 3.0, -INF]),
+            Some((-2.0, 3.0))
+        );
+        assert_eq!(finite_range([1e301, -f64::MAX, 0.25]), Some((0.25, 0.25)));
+        assert_eq!(finite_range([NAN, INF, -INF]), None);
+        assert_eq!(finite_range([]), None);
+        assert!(plottable(AXIS_LIMIT) && plottable(-AXIS_LIMIT) && !plottable(1.1e300));
+    }
+
+    #[test]
+    fn positive_for_log_takes_only_positive_finite_values() {
+        assert_eq!(positive_for_log(100.0), Some(2.0));
+        for v in [0.0, -0.0, -1.0, NAN, INF, -INF, f64::MAX] {
+            assert_eq!(positive_for_log(v), None, "{v}");
+        }
+        assert!(positive_for_log(f64::MIN_POSITIVE).is_some_and(f64::is_finite));
+    }
+
+    #[test]
+    fn padded_gives_every_range_a_finite_span() {
+        assert_eq!(padded((0.0, 10.0), 0.1, 0.0), -1.0..11.0);
+        // The least pad wins over a small share of the span.
+        assert_eq!(padded((0.0, 0.01), 0.1, 0.5), -0.5..0.51);
+        // One value: half its magnitude, or 0.5 around 0, when no least pad is given.
+        assert_eq!(padded((2.0, 2.0), 0.1, 0.0), 1.0..3.0);
+        assert_eq!(padded((0.0, 0.0), 0.1, 0.0), -0.5..0.5);
+        // Nothing overflows at the limits, and a huge constant still gets a span.
+        for (lo, hi) in [(-AXIS_LIMIT, AXIS_LIMIT), (AXIS_LIMIT, AXIS_LIMIT)] {
+            for least in [0.0, 0.01] {
+                let r = padded((lo, hi), 1.0, least);
+                assert!(
+                    r.start.is_finite() && r.end.is_finite() && r.start < r.end,
+                    "{r:?}"
+                );
+            }
+        }
+        let r = padded((1e300, 1e300), 0.1, 0.01);
+        assert!(r.start < 1e300 && r.end > 1e300, "{r:?}");
+    }
+
+    #[test]
+    fn clamp_to_keeps_infinities_on_the_axis_and_drops_nan() {
+        let r = -1.0..2.0;
+        assert_eq!(clamp_to(&r, INF), Some(2.0));
+        assert_eq!(clamp_to(&r, -INF), Some(-1.0));
+        assert_eq!(clamp_to(&r, 0.5), Some(0.5));
+        assert_eq!(clamp_to(&r, NAN), None);
+    }
+
+    #[test]
+    fn left_out_says_how_many_and_why_or_nothing() {
+        assert_eq!(left_out(0, NOT_FINITE), "");
+        assert_eq!(
+            left_out(1, NOT_FINITE),
+            " [1 value left out: NaN or infinite]"
+        );
+        assert_eq!(
+            left_out(3, NOT_POSITIVE),
+            " [3 values left out: ≤ 0, NaN or infinite]"
+        );
+    }
+
+    #[test]
+    fn accuracy_axes_widen_to_odd_accuracies_only() {
+        assert_eq!(accuracy_axis(0.5, [0.6, 0.9, NAN, INF]), 0.5..1.0);
+        let r = accuracy_axis(0.0, [-0.5, 0.9]);
+        assert!(r.start < -0.5 && r.end > 1.0, "{r:?}");
+        let r = accuracy_axis(0.0, [1e300]);
+        assert!(r.end > 1e300 && r.end.is_finite(), "{r:?}");
+        assert_eq!(accuracy_floor([NAN, -INF, 0.73].into_iter()), 0.0);
+        assert_eq!(accuracy_floor([NAN, 0.73].into_iter()), 0.7);
+    }
+
+    #[test]
+    fn a_nan_accuracy_is_never_the_best_of_a_sweep() {
+        let stat = |mean: f64| Stat {
+            mean,
+            std: 0.0,
+            n: 1,
+        };
+        let point = |value: f64, acc: f64, selection: Option<f64>| SweepPoint {
+            value,
+            group: 0,
+            acc: stat(acc),
+            bwt: stat(0.0),
+            selection: selection.map(stat),
+        };
+        let sweep = Sweep {
+            strategy: "si".into(),
+            param: "c".into(),
+            variant: String::new(),
+            points: vec![
+                point(1.0, 0.5, Some(NAN)),
+                point(2.0, NAN, Some(0.4)),
+                point(3.0, 0.7, Some(0.3)),
+            ],
+        };
+        assert_eq!(sweep.best().value, 3.0);
+        assert_eq!(sweep.chosen_on_validation().unwrap().value, 2.0);
+        assert_eq!(nan_lowest(NAN), -INF);
+        assert_eq!(nan_lowest(INF), INF);
+    }
 }

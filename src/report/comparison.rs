@@ -9,7 +9,7 @@
 
 use super::md_cell;
 use super::significance::{holm, paired, PairedComparison};
-use super::summary::Group;
+use super::summary::{signed, Group};
 
 /// Said under every comparison table, in Markdown, HTML and the console alike.
 pub const NOTE: &str = "Final ACC paired by seed over the seeds both configurations ran; Δ is \
@@ -215,13 +215,13 @@ fn versus_cells(versus: Option<&Versus>) -> [String; 3] {
     let c = &v.comparison;
     let delta = match c.ci95 {
         Some((lo, hi)) => format!(
-            "{:+.2} [{:+.2}, {:+.2}] (n={})",
-            100.0 * c.mean_diff,
-            100.0 * lo,
-            100.0 * hi,
+            "{} [{}, {}] (n={})",
+            signed(100.0 * c.mean_diff, 2),
+            signed(100.0 * lo, 2),
+            signed(100.0 * hi, 2),
             c.n
         ),
-        None => format!("{:+.2} (n={})", 100.0 * c.mean_diff, c.n),
+        None => format!("{} (n={})", signed(100.0 * c.mean_diff, 2), c.n),
     };
     let p = |adjusted: Option<f64>, raw: Option<f64>| match (adjusted, raw) {
         (Some(a), Some(r)) => format!("{} ({})", format_p(a), format_p(r)),

@@ -8,7 +8,10 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{color, draw_err, entries, legend, svg_and_png, FONT};
+use super::chart::{
+    color, draw_err, entries, finite_range, left_out, legend, padded, plottable, positive_for_log,
+    svg_and_png, FONT, NOT_FINITE, NOT_POSITIVE,
+};
 use super::summary::Group;
 use crate::results::CurvePoint;
 
@@ -72,27 +75,24 @@ where
     DB::ErrorType: 'static,
 {
     // The task loss is drawn as log10 (labelled 10^k); the penalty, which is 0 on the first
-    // task, on a linear axis.
+    // task, on a linear axis. A value the axis cannot show is `None`: left out, and counted.
     let value = |p: &CurvePoint| match series {
-        Series::TaskLoss => p.task_loss.max(1e-8).log10(),
-        Series::Penalty => p.penalty,
+        Series::TaskLoss => positive_for_log(p.task_loss),
+        Series::Penalty => Some(p.penalty).filter(|v| plottable(*v)),
     };
-    let all: Vec<f64> = groups
-        .iter()
-        .flat_map(|g| g.curve.iter().map(value))
-        .filter(|v| v.is_finite())
-        .collect();
-    let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = if lo.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (lo.min(0.0), lo.max(0.0) + 1.0)
-    };
-    let pad = (hi - lo) * 0.05;
-    let y_range = match series {
-        Series::TaskLoss => lo - pad..hi + pad,
-        Series::Penalty => lo.min(0.0)..hi + pad,
+    let values = || groups.iter().flat_map(|g| g.curve.iter().map(value));
+    let left = values().filter(Option::is_none).count();
+    let range = finite_range(values().flatten());
+    let y_range = match (series, range) {
+        (Series::TaskLoss, Some(range)) => padded(range, 0.05, 0.0),
+        // Nothing to show: 0.1 to 10.
+        (Series::TaskLoss, None) => -1.0..1.0,
+        (Series::Penalty, range) => {
+            let (lo, hi) = range.unwrap_or((0.0, 0.0));
+            let wide = padded((lo.min(0.0), hi.max(0.0)), 0.05, 0.0);
+            // From 0 unless a penalty is negative.
+            (if lo < 0.0 { wide.start } else { 0.0 })..wide.end
+        }
     };
     let steps = groups
         .iter()
@@ -100,26 +100,37 @@ where
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let (title, y_desc) = match series {
-        Series::TaskLoss => ("task loss (cross-entropy, log scale)", "task loss"),
-        Series::Penalty => ("penalty (the strategy's added loss)", "penalty"),
+    let (title, y_desc, why) = match series {
+        Series::TaskLoss => (
+            "task loss (cross-entropy, log scale)",
+            "task loss",
+            NOT_POSITIVE,
+        ),
+        Series::Penalty => ("penalty (the strategy's added loss)", "penalty", NOT_FINITE),
     };
     let mut chart = ChartBuilder::on(area)
-        .caption(title, (FONT, 16))
+        .caption(format!("{title}{}", left_out(left, why)), (FONT, 16))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0f64..steps * 1.02, y_range.clone())
         .map_err(draw_err)?;
+    // Far from 1, fixed decimals would print hundreds of digits.
     let loss_label = |y: &f64| {
         let v = 10f64.powf(*y);
-        if v >= 0.01 {
+        if (0.01..1e4).contains(&v) {
             format!("{v:.2}")
         } else {
             format!("{v:.1e}")
         }
     };
-    let linear_label = |y: &f64| format!("{y:.3}");
+    let linear_label = |y: &f64| {
+        if *y == 0.0 || (1e-3..1e5).contains(&y.abs()) {
+            format!("{y:.3}")
+        } else {
+            format!("{y:.2e}")
+        }
+    };
     let label: &dyn Fn(&f64) -> String = match series {
         Series::TaskLoss => &loss_label,
         Series::Penalty => &linear_label,
@@ -150,8 +161,7 @@ where
         let points: Vec<(f64, f64)> = g
             .curve
             .iter()
-            .map(|p| (p.step as f64, value(p)))
-            .filter(|p| p.1.is_finite())
+            .filter_map(|p| Some((p.step as f64, value(p)?)))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))

@@ -3,15 +3,18 @@
 //! at the joint (upper bound) and naive (lower bound) ACC when the experiment has them. Reads
 //! groups only; writes `<base>.{svg,png}`.
 
-use std::path::Path;
+use std::{ops::Range, path::Path};
 
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::chart::{color, decimals, draw_err, points, svg_and_png, titled_body, FONT};
-use super::summary::{Group, Stat};
+use super::chart::{
+    accuracy_axis, clamp_to, color, decimals, draw_err, finite_range, left_out, padded, plottable,
+    points, svg_and_png, titled_body, FONT, NOT_FINITE,
+};
+use super::summary::{number, Group, Stat};
 
 /// The least width of the label column; longer labels widen it.
 const LABELS_W: u32 = 320;
@@ -67,24 +70,52 @@ impl Which {
     }
 }
 
-/// The best (highest) mean ACC of the configurations of `strategy`, if any.
+/// The best (highest) plottable mean ACC of the configurations of `strategy`, if any.
 fn bound(groups: &[Group], strategy: &str) -> Option<f64> {
     groups
         .iter()
         .filter(|g| g.strategy == strategy)
         .map(|g| g.acc.mean)
+        .filter(|v| plottable(*v))
         .max_by(f64::total_cmp)
+}
+
+/// The span of `which`'s axis over the means and interval bounds of `groups`: ACC on an
+/// accuracy axis from 0; BWT and forgetting from their lowest to their highest value with 0
+/// in view, padded (on the left only where it is negative: bars grow from 0).
+fn x_range(which: Which, groups: &[Group]) -> Range<f64> {
+    let stats = || groups.iter().map(|g| which.stat(g));
+    if matches!(which, Which::Acc) {
+        return accuracy_axis(0.0, stats().map(|s| s.mean));
+    }
+    let (low, high) = finite_range(stats().flat_map(|s| {
+        let (low, high) = s.ci95_bounds();
+        [low, high, s.mean]
+    }))
+    .unwrap_or((0.0, 0.0));
+    let (low, high) = (low.min(0.0), high.max(0.0));
+    let wide = padded((low, high), 0.08, 0.005);
+    (if low < 0.0 { wide.start } else { low })..wide.end
 }
 
 fn draw<DB: DrawingBackend>(groups: &[Group], root: DrawingArea<DB, Shift>) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let body = titled_body(
-        &root,
-        "Final metrics per configuration (mean over seeds, bars: 95% CI)",
-        18,
-    )?;
+    let left: usize = [Which::Acc, Which::Bwt, Which::Forgetting]
+        .into_iter()
+        .map(|which| {
+            groups
+                .iter()
+                .filter(|g| !plottable(which.stat(g).mean))
+                .count()
+        })
+        .sum();
+    let title = format!(
+        "Final metrics per configuration (mean over seeds, bars: 95% CI){}",
+        left_out(left, NOT_FINITE)
+    );
+    let body = titled_body(&root, &title, 18)?;
     let n = groups.len() as f64;
     // Above the rows, room for the labels of the reference lines.
     let top = n + 0.9;
@@ -114,16 +145,7 @@ where
         .into_iter()
         .zip(panels.split_evenly((1, 3)))
     {
-        let bounds: Vec<(f64, f64)> = groups.iter().map(|g| which.stat(g).ci95_bounds()).collect();
-        let low = bounds.iter().map(|b| b.0).fold(0.0f64, f64::min);
-        let high = bounds.iter().map(|b| b.1).fold(0.0f64, f64::max);
-        let x_range = match which {
-            Which::Acc => 0.0..1.0,
-            _ => {
-                let pad = ((high - low) * 0.08).max(0.005);
-                (low - if low < 0.0 { pad } else { 0.0 })..(high + pad)
-            }
-        };
+        let x_range = x_range(which, groups);
         let digits = decimals(x_range.end - x_range.start);
         let mut chart = ChartBuilder::on(&area)
             .caption(which.title(), (FONT, CAPTION))
@@ -149,16 +171,24 @@ where
                 BLACK.stroke_width(1),
             )])
             .map_err(draw_err)?;
-        for (k, (g, &(lo, hi))) in groups.iter().zip(&bounds).enumerate() {
+        for (k, g) in groups.iter().enumerate() {
             let c = color(k);
             let y = y_of(k);
-            let mean = which.stat(g).mean;
+            let stat = which.stat(g);
+            if !plottable(stat.mean) {
+                continue;
+            }
             chart
                 .draw_series([Rectangle::new(
-                    [(0.0, y - 0.35), (mean, y + 0.35)],
+                    [(0.0, y - 0.35), (stat.mean, y + 0.35)],
                     c.mix(0.85).filled(),
                 )])
                 .map_err(draw_err)?;
+            // An infinite bound is drawn to the axis' end; a NaN one (an undefined spread) not.
+            let (lo, hi) = stat.ci95_bounds();
+            let (Some(lo), Some(hi)) = (clamp_to(&x_range, lo), clamp_to(&x_range, hi)) else {
+                continue;
+            };
             if hi > lo {
                 chart
                     .draw_series([
@@ -192,7 +222,7 @@ where
                         .pos(Pos::new(HPos::Right, VPos::Top));
                     chart
                         .draw_series([Text::new(
-                            format!("{name} {:.1}", 100.0 * acc),
+                            format!("{name} {}", number(100.0 * acc, 1)),
                             (acc, at),
                             style,
                         )])

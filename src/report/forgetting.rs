@@ -9,7 +9,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::chart::{
-    accuracy_floor, band, color, draw_err, entries, legend, svg_and_png, titled_body, FONT,
+    accuracy_axis, accuracy_floor, band, color, draw_err, entries, left_out, legend, plottable,
+    points, svg_and_png, titled_body, FONT, NOT_FINITE,
 };
 use super::summary::{Group, Stat};
 
@@ -48,11 +49,15 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let body = titled_body(
-        &root,
-        "Accuracy on each task as later tasks are trained (mean over seeds, 95% CI)",
-        18,
-    )?;
+    let left = (0..tasks)
+        .flat_map(|j| groups.iter().flat_map(move |g| task_points(g, j)))
+        .filter(|(_, s)| !plottable(s.mean))
+        .count();
+    let title = format!(
+        "Accuracy on each task as later tasks are trained (mean over seeds, 95% CI){}",
+        left_out(left, NOT_FINITE)
+    );
+    let body = titled_body(&root, &title, 18)?;
     let areas = body.split_evenly((rows, cols));
     for (j, area) in areas.iter().take(tasks).enumerate() {
         panel(groups, j, tasks, area)?;
@@ -78,12 +83,19 @@ where
             .flat_map(|g| task_points(g, j))
             .map(|(_, s)| s.ci95_bounds().0),
     );
+    let means = || {
+        groups
+            .iter()
+            .flat_map(|g| task_points(g, j))
+            .map(|(_, s)| s.mean)
+    };
+    let y_range = accuracy_axis(y_min, means());
     let mut chart = ChartBuilder::on(area)
         .caption(format!("task {}", j + 1), (FONT, 16))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(52)
-        .build_cartesian_2d(j as f64 + 0.75..tasks as f64 + 0.25, y_min..1.0f64)
+        .build_cartesian_2d(j as f64 + 0.75..tasks as f64 + 0.25, y_range.clone())
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -96,7 +108,7 @@ where
                 String::new()
             }
         })
-        .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+        .y_label_formatter(&|y| format!("{}%", points(*y, 0)))
         .x_desc("after training task")
         .y_desc(format!("test accuracy, task {}", j + 1))
         .label_style((FONT, 12))
@@ -109,8 +121,14 @@ where
         if stats.is_empty() {
             continue;
         }
-        chart.draw_series([band(&stats, c)]).map_err(draw_err)?;
-        let points: Vec<(f64, f64)> = stats.iter().map(|(x, s)| (*x, s.mean)).collect();
+        chart
+            .draw_series([band(&stats, c, &y_range)])
+            .map_err(draw_err)?;
+        let points: Vec<(f64, f64)> = stats
+            .iter()
+            .map(|(x, s)| (*x, s.mean))
+            .filter(|p| plottable(p.1))
+            .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
             .map_err(draw_err)?;

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::chart::{color, draw_err, svg_and_png, titled_body, FONT};
-use super::summary::Group;
+use super::summary::{number, Group};
 
 const PANEL: (u32, u32) = (400, 380);
 
@@ -26,8 +26,12 @@ pub fn accuracy_matrices(groups: &[Group], base: &Path) -> Result<()> {
     Ok(())
 }
 
-/// White for 0, dark blue for 1 (matplotlib's "Blues" end points).
+/// White for 0, dark blue for 1 (matplotlib's "Blues" end points), values beyond either end
+/// in its colour; grey for NaN, which has no place on the scale.
 fn shade(v: f64) -> RGBColor {
+    if v.is_nan() {
+        return RGBColor(200, 200, 200);
+    }
     let v = v.clamp(0.0, 1.0);
     let mix = |a: f64, b: f64| (a + (b - a) * v).round() as u8;
     RGBColor(mix(247.0, 8.0), mix(251.0, 48.0), mix(255.0, 107.0))
@@ -122,9 +126,23 @@ where
                 .color(&ink)
                 .pos(Pos::new(HPos::Center, VPos::Center));
             chart
-                .draw_series([Text::new(format!("{:.1}", 100.0 * s.mean), (x, y), style)])
+                .draw_series([Text::new(number(100.0 * s.mean, 1), (x, y), style)])
                 .map_err(draw_err)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_cells_get_a_colour_without_a_panic() {
+        assert_eq!(shade(0.0), RGBColor(247, 251, 255));
+        assert_eq!(shade(1.0), RGBColor(8, 48, 107));
+        assert_eq!(shade(f64::INFINITY), shade(1.0));
+        assert_eq!(shade(-0.5), shade(0.0));
+        assert_eq!(shade(f64::NAN), RGBColor(200, 200, 200));
+    }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use super::md_cell;
 use super::reference::Row;
-use super::summary::{role, Best, FamilyTable, Group, Stat};
+use super::summary::{number, role, Best, FamilyTable, Group, Stat};
 use crate::config::Reference;
 use crate::results::JobResult;
 
@@ -141,7 +141,7 @@ fn summary_cells(g: &Group, k: usize, best: &Best) -> (Vec<String>, [bool; 3]) {
         g.acc.format(100.0, 2),
         signed(&g.bwt),
         g.forgetting.format(100.0, 2),
-        format!("{:.1}", g.wall_s.mean),
+        number(g.wall_s.mean, 1),
     ];
     let flags = [
         best.acc.contains(&k),
@@ -213,19 +213,23 @@ fn provenance(results: &[JobResult]) -> Vec<(&'static str, String)> {
         ("jobs", results.len().to_string()),
         (
             "wall time of the jobs",
-            format!("{total:.1} s in all, {mean:.1} s per job on average"),
+            format!(
+                "{} s in all, {} s per job on average",
+                number(total, 1),
+                number(mean, 1)
+            ),
         ),
         (
             "from first start to last finish",
             if start.is_finite() {
-                format!("{:.1} s, finished {}", end as f64 - start, utc(end))
+                format!("{} s, finished {}", number(end as f64 - start, 1), utc(end))
             } else {
                 "—".into()
             },
         ),
         (
             "training speed",
-            format!("{:.0} samples/s per job on average", samples.mean),
+            format!("{} samples/s per job on average", number(samples.mean, 0)),
         ),
     ]
 }

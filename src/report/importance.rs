@@ -9,7 +9,10 @@ use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{color, draw_err, svg_and_png, titled_body, FONT};
+use super::chart::{
+    color, draw_err, finite_range, left_out, positive_for_log, svg_and_png, titled_body, FONT,
+    NOT_POSITIVE,
+};
 use super::summary::Group;
 
 /// Writes `<base>.svg` and `<base>.png`; nothing when no configuration has importances.
@@ -46,76 +49,111 @@ where
         18,
     )?;
     for ((k, g), area) in groups.iter().zip(body.split_evenly((rows, cols))) {
-        let mut params: Vec<&str> = g.importance.iter().map(|s| s.param.as_str()).collect();
-        params.dedup();
-        params.sort();
-        params.dedup();
-        let tasks = g.importance.iter().map(|s| s.task).max().unwrap_or(0) + 1;
-        let logs: Vec<f64> = g
-            .importance
+        panel(g, color(*k), &area)?;
+    }
+    root.present().map_err(draw_err)?;
+    Ok(())
+}
+
+/// One configuration's boxes. Quantiles a log axis cannot show (an SI run with a negative
+/// damping has negative importances) are left out, with the parts of their boxes they bound,
+/// and counted in the caption.
+fn panel<DB: DrawingBackend>(g: &Group, c: RGBColor, area: &DrawingArea<DB, Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut params: Vec<&str> = g.importance.iter().map(|s| s.param.as_str()).collect();
+    params.sort();
+    params.dedup();
+    let tasks = g
+        .importance
+        .iter()
+        .map(|s| s.task)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
+    let quantiles = || {
+        g.importance
             .iter()
-            .flat_map(|s| s.quantiles.iter().map(|q| q.log10()))
-            .filter(|v| v.is_finite())
-            .collect();
-        let lo = logs.iter().copied().fold(f64::INFINITY, f64::min).floor();
-        let hi = logs
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
-            .ceil();
-        let width = (tasks + 1) as f64;
-        let top = hi.max(lo + 1.0);
-        let mut chart = ChartBuilder::on(&area)
-            .caption(&g.label, (FONT, 14).into_font().color(&color(*k)))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..width * params.len() as f64, lo..top)
-            .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .x_desc(format!("{}; a box per task", params.join("  |  ")))
-            .y_desc("importance (log10)")
-            .y_label_formatter(&|y| format!("1e{}", y.round() as i64))
-            .label_style((FONT, 11))
-            .axis_desc_style((FONT, 12))
-            .draw()
-            .map_err(draw_err)?;
-        for s in &g.importance {
-            let Some(p) = params.iter().position(|&n| n == s.param) else {
-                continue;
-            };
-            let [min, p10, p25, p50, p75, p90, max] = match s.quantiles.as_slice() {
-                [a, b, c, d, e, f, h] => [*a, *b, *c, *d, *e, *f, *h].map(f64::log10),
-                _ => continue,
-            };
-            let x = p as f64 * width + 1.0 + s.task as f64;
-            // One shade per task: later tasks darker.
-            let shade = 0.35 + 0.65 * (s.task + 1) as f64 / tasks as f64;
-            let c = color(*k).mix(shade);
+            .flat_map(|s| s.quantiles.iter().copied())
+    };
+    let left = quantiles()
+        .filter(|&q| positive_for_log(q).is_none())
+        .count();
+    let (lo, hi) = finite_range(quantiles().filter_map(positive_for_log))
+        .map_or((-1.0, 1.0), |(lo, hi)| (lo.floor(), hi.ceil()));
+    let width = tasks as f64 + 1.0;
+    let top = hi.max(lo + 1.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{}{}", g.label, left_out(left, NOT_POSITIVE)),
+            (FONT, 14).into_font().color(&c),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..width * params.len() as f64, lo..top)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .x_desc(format!("{}; a box per task", params.join("  |  ")))
+        .y_desc("importance (log10)")
+        // Decades only: a span of one decade has ticks between them.
+        .y_label_formatter(&|y| {
+            if (y - y.round()).abs() < 1e-6 {
+                format!("1e{}", y.round() as i64)
+            } else {
+                String::new()
+            }
+        })
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 12))
+        .draw()
+        .map_err(draw_err)?;
+    for s in &g.importance {
+        let Some(p) = params.iter().position(|&n| n == s.param) else {
+            continue;
+        };
+        let [min, p10, p25, p50, p75, p90, max] = match s.quantiles.as_slice() {
+            [a, b, c, d, e, f, h] => [*a, *b, *c, *d, *e, *f, *h].map(positive_for_log),
+            _ => continue,
+        };
+        let x = p as f64 * width + 1.0 + s.task as f64;
+        // One shade per task: later tasks darker.
+        let shade = c.mix(0.35 + 0.65 * (s.task as f64 + 1.0) / tasks as f64);
+        if let (Some(p25), Some(p75)) = (p25, p75) {
             chart
                 .draw_series([
-                    Rectangle::new([(x - 0.35, p25), (x + 0.35, p75)], c.filled()),
+                    Rectangle::new([(x - 0.35, p25), (x + 0.35, p75)], shade.filled()),
                     Rectangle::new([(x - 0.35, p25), (x + 0.35, p75)], BLACK.stroke_width(1)),
                 ])
                 .map_err(draw_err)?;
+        }
+        let whiskers = [(p10, p25), (p75, p90)].into_iter().filter_map(|(a, b)| {
+            Some(PathElement::new(
+                vec![(x, a?), (x, b?)],
+                BLACK.stroke_width(1),
+            ))
+        });
+        chart.draw_series(whiskers).map_err(draw_err)?;
+        if let Some(p50) = p50 {
             chart
-                .draw_series([
-                    PathElement::new(vec![(x, p10), (x, p25)], BLACK.stroke_width(1)),
-                    PathElement::new(vec![(x, p75), (x, p90)], BLACK.stroke_width(1)),
-                    PathElement::new(
-                        vec![(x - 0.35, p50), (x + 0.35, p50)],
-                        BLACK.stroke_width(2),
-                    ),
-                ])
-                .map_err(draw_err)?;
-            chart
-                .draw_series([min, max].map(|v| Circle::new((x, v), 2, BLACK.filled())))
+                .draw_series([PathElement::new(
+                    vec![(x - 0.35, p50), (x + 0.35, p50)],
+                    BLACK.stroke_width(2),
+                )])
                 .map_err(draw_err)?;
         }
+        chart
+            .draw_series(
+                [min, max]
+                    .into_iter()
+                    .flatten()
+                    .map(|v| Circle::new((x, v), 2, BLACK.filled())),
+            )
+            .map_err(draw_err)?;
     }
-    root.present().map_err(draw_err)?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::config::Reference;
 
 use super::chart::sweeps;
 use super::md_cell;
-use super::summary::Group;
+use super::summary::{number, signed, Group};
 
 /// Which end of its swept grid the best value sits at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +41,12 @@ pub struct Row {
 }
 
 impl Row {
-    /// `|published - measured| <= max(3, 2 SE)`; `None` without a published figure.
+    /// `|published - measured| <= max(3, 2 SE)`; `None` without a published figure or without
+    /// a finite measured ACC (nothing to agree or disagree with).
     pub fn agrees(&self) -> Option<bool> {
-        self.published
-            .map(|p| (p - self.acc_percent).abs() <= (2.0 * self.se_percent).max(3.0))
+        let measured = Some(self.acc_percent).filter(|a| a.is_finite())?;
+        let tolerance = (2.0 * self.se_percent).max(3.0);
+        self.published.map(|p| (p - measured).abs() <= tolerance)
     }
 }
 
@@ -70,7 +72,11 @@ pub fn best_per_strategy(
             edge: None,
         };
         match rows.iter().position(|r| r.strategy == g.strategy) {
-            Some(i) if rows[i].acc_percent < row.acc_percent => {
+            // A NaN ACC ranks lowest: any number replaces it, it replaces none.
+            Some(i)
+                if rows[i].acc_percent < row.acc_percent
+                    || (rows[i].acc_percent.is_nan() && !row.acc_percent.is_nan()) =>
+            {
                 rows[i] = row;
                 chosen[i] = index;
             }
@@ -118,8 +124,8 @@ pub const HEADER: [&str; 7] = [
 pub fn cells(row: &Row) -> Vec<String> {
     let (published, diff, ok) = match (row.published, row.agrees()) {
         (Some(p), Some(ok)) => (
-            format!("{p:.2}"),
-            format!("{:+.2}", row.acc_percent - p),
+            number(p, 2),
+            signed(row.acc_percent - p, 2),
             // Which side it misses on matters: above is a stronger tuning, below a weaker method.
             match (ok, row.acc_percent > p) {
                 (true, _) => "yes",
@@ -138,7 +144,11 @@ pub fn cells(row: &Row) -> Vec<String> {
     vec![
         format!("{}{}", row.strategy, super::summary::role(&row.strategy)),
         best,
-        format!("{:.2} ± {:.2}", row.acc_percent, row.se_percent),
+        format!(
+            "{} ± {}",
+            number(row.acc_percent, 2),
+            number(row.se_percent, 2)
+        ),
         row.seeds.to_string(),
         published,
         diff,
@@ -184,6 +194,30 @@ mod tests {
         assert_eq!(cells(&row(86.5, 0.1))[6], "no (below)");
         assert_eq!(cells(&row(93.5, 0.1))[6], "no (above)");
         assert_eq!(cells(&row(92.5, 0.1))[6], "yes");
+    }
+
+    #[test]
+    fn a_nan_acc_neither_agrees_nor_is_chosen() {
+        let row = Row {
+            strategy: "ewc".into(),
+            best: "ewc".into(),
+            acc_percent: f64::NAN,
+            se_percent: f64::NAN,
+            seeds: 2,
+            published: Some(90.0),
+            edge: None,
+        };
+        assert_eq!(row.agrees(), None);
+        assert_eq!(cells(&row)[2..], ["NaN ± NaN", "2", "—", "—", "—"]);
+        use serde_json::json;
+        let groups = vec![
+            group("si", json!({"c": 1.0}), f64::NAN),
+            group("si", json!({"c": 10.0}), 0.6),
+            group("si", json!({"c": 100.0}), f64::NAN),
+        ];
+        let rows = best_per_strategy(&groups, &groups, None);
+        assert_eq!(rows[0].best, groups[1].label);
+        assert_eq!(rows[0].edge, None);
     }
 
     /// A group of `strategy` with parameters `params` and final ACC `acc` over one seed.

@@ -716,6 +716,31 @@ mod tests {
         assert_eq!(paired_t_test(&[1.0, f64::INFINITY, 2.0]), None);
     }
 
+    // What the report feeds in from odd results: NaN, infinite and huge accuracies give an
+    // error, `None` or NaN, never a panic.
+    #[test]
+    fn odd_values_give_none_or_errors_not_panics() {
+        let odd = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+        for v in odd {
+            assert!(paired(&[0.5, v], &[0.4, 0.3]).is_err(), "{v}");
+            assert!(paired(&[0.5, 0.6], &[v, 0.3]).is_err(), "{v}");
+            assert_eq!(paired_t_test(&[0.1, v, 0.2]), None, "{v}");
+            assert_eq!(wilcoxon_signed_rank(&[0.1, v, 0.2]), None, "{v}");
+            assert_eq!(
+                ci95(&[v, v]).map(|(lo, hi)| lo.is_nan() || hi.is_nan()),
+                Some(true)
+            );
+        }
+        let all_nan = holm(&[f64::NAN, f64::NAN]);
+        assert!(all_nan.iter().all(|p| p.is_nan()));
+        // Huge but finite: the sums overflow, the answers are no numbers rather than a panic.
+        let c = paired(&[1e308, 1e308, -1e308], &[0.0, 0.0, 0.0]).unwrap();
+        assert_eq!(c.n, 3);
+        assert!(c
+            .t_test
+            .is_none_or(|t| t.p_value.is_nan() || (0.0..=1.0).contains(&t.p_value)));
+    }
+
     /// 60 distinct, tie-free, mostly positive values: `(k - 20.25) / 10` where
     /// `k = 37 i mod 61` runs over distinct integers (61 is prime).
     fn sixty_values() -> Vec<f64> {

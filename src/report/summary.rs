@@ -51,9 +51,33 @@ impl Stat {
     /// multiplies both (100 for percent).
     pub fn format(&self, scale: f64, digits: usize) -> String {
         match self.ci95() {
-            Some(h) => format!("{:.digits$} ± {:.digits$}", self.mean * scale, h * scale),
-            None => format!("{:.digits$}", self.mean * scale),
+            Some(h) => format!(
+                "{} ± {}",
+                number(self.mean * scale, digits),
+                number(h * scale, digits)
+            ),
+            None => number(self.mean * scale, digits),
         }
+    }
+}
+
+/// `v` with `digits` decimals, from 1e9 on in scientific notation (fixed decimals would print
+/// hundreds of digits for an absurd value), NaN and the infinities as `NaN`, `inf` and `-inf`:
+/// how every table and `summary.csv` print a number.
+pub fn number(v: f64, digits: usize) -> String {
+    if v.is_finite() && v.abs() >= 1e9 {
+        format!("{v:.digits$e}")
+    } else {
+        format!("{v:.digits$}")
+    }
+}
+
+/// [`number`] with its sign, `+` included (`+0.50`, `-inf`; NaN has none).
+pub fn signed(v: f64, digits: usize) -> String {
+    if v.is_finite() && v.abs() >= 1e9 {
+        format!("{v:+.digits$e}")
+    } else {
+        format!("{v:+.digits$}")
     }
 }
 
@@ -408,15 +432,15 @@ pub fn table(groups: &[Group]) -> String {
         "strategy", "seeds", "ACC", "BWT", "forgetting", "wall s"
     );
     for g in groups {
-        let pm = |s: &Stat| format!("{:+.4} ± {:.4}", s.mean, s.std);
+        let pm = |s: &Stat| format!("{} ± {}", number(s.mean, 4), number(s.std, 4));
         out.push_str(&format!(
-            "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9.1}\n",
+            "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9}\n",
             format!("{}{}", g.label, role(&g.strategy)),
             g.acc.n,
-            format!("{:.4} ± {:.4}", g.acc.mean, g.acc.std),
-            pm(&g.bwt),
-            format!("{:.4} ± {:.4}", g.forgetting.mean, g.forgetting.std),
-            g.wall_s.mean
+            pm(&g.acc),
+            format!("{} ± {}", signed(g.bwt.mean, 4), number(g.bwt.std, 4)),
+            pm(&g.forgetting),
+            number(g.wall_s.mean, 1)
         ));
     }
     out
@@ -526,7 +550,7 @@ pub fn csv(results: &[JobResult], selection: &str) -> String {
     for r in results {
         let metrics: String = job_metrics(r, results)
             .iter()
-            .map(|v| v.map_or_else(String::new, |v| format!("{v:.6}")) + ",")
+            .map(|v| v.map_or_else(String::new, |v| number(v, 6)) + ",")
             .collect();
         let phase = if is_search(r) {
             "search run (scored on the selection data; not reported)"
@@ -534,16 +558,16 @@ pub fn csv(results: &[JobResult], selection: &str) -> String {
             selection
         };
         out.push_str(&format!(
-            "{},{},\"{}\",{},\"{}\",{metrics}{:.3},{:.3},{:.3},{:.1},{}\n",
+            "{},{},\"{}\",{},\"{}\",{metrics}{},{},{},{},{}\n",
             r.id,
             r.strategy,
             params_label(&r.params).replace('"', "'"),
             r.seed,
             phase.replace('"', "'"),
-            r.timings.total_s,
-            r.timings.train_s,
-            r.timings.after_task_s,
-            r.timings.samples_per_s,
+            number(r.timings.total_s, 3),
+            number(r.timings.train_s, 3),
+            number(r.timings.after_task_s, 3),
+            number(r.timings.samples_per_s, 1),
             r.device
         ));
     }
@@ -608,6 +632,27 @@ mod tests {
         assert!((expected - 0.049_682_75).abs() < 1e-8);
         assert_eq!(Stat::of(&[0.7]).ci95(), None);
         assert_eq!(Stat::of(&[0.7]).format(100.0, 1), "70.0");
+    }
+
+    #[test]
+    fn numbers_print_readably_whatever_their_value() {
+        assert_eq!(number(0.12345, 2), "0.12");
+        assert_eq!(number(f64::NAN, 2), "NaN");
+        assert_eq!(number(f64::INFINITY, 2), "inf");
+        assert_eq!(number(f64::NEG_INFINITY, 1), "-inf");
+        assert_eq!(number(1e300, 2), "1.00e300");
+        assert_eq!(number(-2.5e9, 1), "-2.5e9");
+        assert_eq!(signed(0.5, 2), "+0.50");
+        assert_eq!(signed(-0.5, 2), "-0.50");
+        assert_eq!(signed(f64::NAN, 2), "NaN");
+        assert_eq!(signed(f64::INFINITY, 2), "+inf");
+        assert_eq!(signed(3e12, 1), "+3.0e12");
+        // Stat over odd values: an infinite mean has an undefined spread.
+        assert_eq!(
+            Stat::of(&[f64::INFINITY, 1.0]).format(100.0, 1),
+            "inf ± NaN"
+        );
+        assert_eq!(Stat::of(&[1e300, -1e300]).format(1.0, 1), "0.0 ± inf");
     }
 
     #[test]

@@ -45,13 +45,22 @@ pub fn acc(r: &[Vec<f64>]) -> f64 {
     r.last().map_or(f64::NAN, |last| mean(last.iter().copied()))
 }
 
+/// `r[i][j]`, NaN when a row is too short: a malformed result gives a NaN metric, which tables
+/// show as such, rather than a panic.
+fn at(r: &[Vec<f64>], i: usize, j: usize) -> f64 {
+    r.get(i)
+        .and_then(|row| row.get(j))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
 /// Backward transfer: how much training later tasks changed the accuracy on earlier ones.
 pub fn bwt(r: &[Vec<f64>]) -> f64 {
     let t = r.len();
     if t < 2 {
         return 0.0;
     }
-    mean((0..t - 1).map(|j| r[t - 1][j] - r[j][j]))
+    mean((0..t - 1).map(|j| at(r, t - 1, j) - at(r, j, j)))
 }
 
 /// Average forgetting: the drop from each earlier task's best accuracy to its final one.
@@ -62,9 +71,9 @@ pub fn forgetting(r: &[Vec<f64>]) -> f64 {
     }
     mean((0..t - 1).map(|j| {
         let best = (0..t - 1)
-            .map(|l| r[l][j])
+            .map(|l| at(r, l, j))
             .fold(f64::NEG_INFINITY, f64::max);
-        best - r[t - 1][j]
+        best - at(r, t - 1, j)
     }))
 }
 
@@ -72,7 +81,7 @@ pub fn forgetting(r: &[Vec<f64>]) -> f64 {
 pub fn average_accuracy_curve(r: &[Vec<f64>]) -> Vec<f64> {
     r.iter()
         .enumerate()
-        .map(|(i, row)| mean(row[..=i].iter().copied()))
+        .map(|(i, _)| mean((0..=i).map(|j| at(r, i, j))))
         .collect()
 }
 
@@ -86,7 +95,7 @@ pub fn fwt(r: &[Vec<f64>], initial: &[f64]) -> Option<f64> {
 
 /// Mean over tasks of the accuracy on each task just after training it.
 pub fn learning_accuracy(r: &[Vec<f64>]) -> f64 {
-    mean((0..r.len()).map(|j| r[j][j]))
+    mean((0..r.len()).map(|j| at(r, j, j)))
 }
 
 /// Mean over the rows of the average accuracy on the tasks seen so far.
@@ -98,7 +107,7 @@ pub fn average_incremental_accuracy(r: &[Vec<f64>]) -> f64 {
 /// learnt it: mean_j `joint[j][j] - r[j][j]`.
 pub fn intransigence(r: &[Vec<f64>], joint: &[Vec<f64>]) -> Option<f64> {
     (joint.len() >= r.len() && joint.iter().all(|row| row.len() >= r.len()))
-        .then(|| mean((0..r.len()).map(|j| joint[j][j] - r[j][j])))
+        .then(|| mean((0..r.len()).map(|j| joint[j][j] - at(r, j, j))))
 }
 
 /// HAT's forgetting ratio after the last task (Serra et al. 2018, joansj/hat
@@ -327,6 +336,21 @@ mod tests {
         }
         let keys: std::collections::BTreeSet<_> = METRICS.iter().map(|m| m.key).collect();
         assert_eq!(keys.len(), METRICS.len(), "metric keys must be unique");
+    }
+
+    #[test]
+    fn a_ragged_matrix_gives_nan_metrics_not_a_panic() {
+        // A truncated result: the second row lacks task 1, the third is empty.
+        let r = vec![vec![0.9, 0.1], vec![0.8], vec![]];
+        assert!(bwt(&r).is_nan() && forgetting(&r).is_nan());
+        // ACC averages the (empty) last row: no value, so 0, as every empty mean here.
+        assert_eq!(acc(&r), 0.0);
+        assert!(learning_accuracy(&r).is_nan());
+        let curve = average_accuracy_curve(&r);
+        assert_eq!(curve[0], 0.9);
+        assert!(curve[1].is_nan() && curve[2].is_nan());
+        assert!(intransigence(&r, &vec![vec![1.0; 3]; 3]).unwrap().is_nan());
+        assert_eq!(average_accuracy_curve(&[vec![]]).len(), 1);
     }
 
     #[test]
