@@ -112,6 +112,7 @@ fn result(
         })
         .collect();
     JobResult {
+        format_version: clbench::results::FORMAT_VERSION,
         id: format!(
             "{strategy}-{}-seed{seed}",
             clbench::report::summary::params_label(&params)
