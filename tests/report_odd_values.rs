@@ -375,6 +375,8 @@ fn a_report_of_ordinary_values_says_nothing_was_left_out() {
         .into_iter()
         .map(|mut r| {
             r.accuracy = matrix(|i, j| 0.5 + 0.1 * (i + j) as f64 / 4.0 + 0.01 * r.seed as f64);
+            // The untrained row too: FWT reads it, and the final-metrics chart draws FWT.
+            r.initial_accuracy = Some(vec![0.1; r.accuracy.len()]);
             for (i, p) in r.curve.iter_mut().enumerate() {
                 p.task_loss = 1.0 / (i + 1) as f64;
                 p.penalty = 0.1 * i as f64;
@@ -406,13 +408,13 @@ fn chart_in_time(
     let start = Instant::now();
     std::thread::spawn(move || {
         let done = match name {
-            "avg_accuracy" => chart::average_accuracy(&groups, &base),
+            "avg_accuracy" => chart::average_accuracy(&groups, &base, "odd"),
             "sensitivity" => chart::sensitivity(&groups, &base, "odd"),
-            "accuracy" => heatmap::accuracy_matrices(&groups, &base),
-            "forgetting" => forgetting::per_task(&groups, &base),
-            "final_metrics" => final_metrics::final_metrics(&groups, &base),
-            "curves" => curves::training_curves(&groups, &base),
-            "importance" => importance::importance_distributions(&groups, &base),
+            "accuracy" => heatmap::accuracy_matrices(&groups, &base, "odd"),
+            "forgetting" => forgetting::per_task(&groups, &base, "odd"),
+            "final_metrics" => final_metrics::final_metrics(&groups, &base, "odd"),
+            "curves" => curves::training_curves(&groups, &base, "odd"),
+            "importance" => importance::importance_distributions(&groups, &base, "odd"),
             _ => unreachable!(),
         };
         let _ = send.send(done.map_err(|e| format!("{e:#}")));

@@ -34,7 +34,50 @@ macro_rules! svg_and_png {
         })?;
     }};
 }
-pub(crate) use svg_and_png;
+
+/// Height of the strip [`svg_and_png_noted`] adds under a chart.
+pub(crate) const NOTE_H: u32 = 24;
+
+/// [`svg_and_png`] with `$note` (how the configurations were chosen) written in a strip under
+/// the chart, inside the image, so a chart copied out of its report still says it. `$size` is
+/// the chart's own; the image is [`NOTE_H`] taller.
+macro_rules! svg_and_png_noted {
+    ($base:expr, $size:expr, $note:expr, $draw:ident($($arg:expr),*)) => {{
+        let (w, h) = $size;
+        let full = (w, h + $crate::report::chart::NOTE_H);
+        $crate::report::chart::register_font();
+        let svg = $base.with_extension("svg");
+        let png = $base.with_extension("png");
+        $crate::core::atomic::write_atomic_with(&svg, |tmp| {
+            let root = plotters::prelude::SVGBackend::new(tmp, full).into_drawing_area();
+            $draw($($arg,)* $crate::report::chart::with_note(&root, $note, h)?)
+        })?;
+        $crate::core::atomic::write_atomic_keeping_extension(&png, |tmp| {
+            let root = plotters::prelude::BitMapBackend::new(tmp, full).into_drawing_area();
+            $draw($($arg,)* $crate::report::chart::with_note(&root, $note, h)?)
+        })?;
+    }};
+}
+pub(crate) use svg_and_png_noted;
+
+/// Writes `Configurations <note>.` in grey in the strip below the first `height` pixels of
+/// `root`, and returns the area above it for the chart.
+pub(crate) fn with_note<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    note: &str,
+    height: u32,
+) -> Result<DrawingArea<DB, Shift>>
+where
+    DB::ErrorType: 'static,
+{
+    let (chart, strip) = root.split_vertically(height);
+    strip.fill(&WHITE).map_err(draw_err)?;
+    let style = (FONT, 13).into_font().color(&RGBColor(90, 90, 90));
+    strip
+        .draw_text(&format!("Configurations {note}."), &style, (12, 4))
+        .map_err(draw_err)?;
+    Ok(chart)
+}
 
 /// Fills `root` white, writes `title` across its top 40 pixels and returns the area below.
 pub(crate) fn titled_body<DB: DrawingBackend>(
@@ -242,8 +285,8 @@ pub fn color(i: usize) -> RGBColor {
 
 /// Average accuracy over the tasks seen so far, after each task, one line per configuration
 /// (mean over seeds, shaded 95% confidence band). Writes `<base>.svg` and `<base>.png`.
-pub fn average_accuracy(groups: &[Group], base: &Path) -> Result<()> {
-    svg_and_png!(base, (900, 560), draw_average_accuracy(groups));
+pub fn average_accuracy(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
+    svg_and_png_noted!(base, (900, 560), selection, draw_average_accuracy(groups));
     Ok(())
 }
 

@@ -10,19 +10,19 @@ use plotters::prelude::*;
 
 use super::chart::{
     color, draw_err, entries, finite_range, left_out, legend, padded, plottable, positive_for_log,
-    svg_and_png, FONT, NOT_FINITE, NOT_POSITIVE,
+    svg_and_png_noted, FONT, NOT_FINITE, NOT_POSITIVE,
 };
 use super::summary::Group;
 use crate::results::CurvePoint;
 
 /// Writes the training curves of `groups` (nothing when no group has a curve).
-pub fn training_curves(groups: &[Group], base: &Path) -> Result<()> {
+pub fn training_curves(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
     if groups.iter().all(|g| g.curve.is_empty()) {
         return Ok(());
     }
     let legend_rows = groups.len().max(1) as u32;
     let height = (2 * 340 + 40).max(60 + 20 * legend_rows);
-    svg_and_png!(base, (1260, height), draw(groups));
+    svg_and_png_noted!(base, (1260, height), selection, draw(groups));
     Ok(())
 }
 

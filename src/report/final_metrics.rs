@@ -1,7 +1,9 @@
-//! Final ACC, BWT and forgetting per configuration: horizontal bars (a row per configuration, in
-//! its colour) with 95% confidence error bars over seeds; in the ACC panel, lines across the bars
-//! at the joint (upper bound) and naive (lower bound) ACC when the experiment has them. Reads
-//! groups only; writes `<base>.{svg,png}`.
+//! The final metrics per configuration, one panel per metric of [`METRICS`] that some
+//! configuration has (ACC, BWT and forgetting always; FWT, learning accuracy and the others when
+//! the results hold their inputs), four panels a row: horizontal bars (a row per configuration,
+//! in its colour) with 95% confidence error bars over seeds; in the ACC panel, lines across the
+//! bars at the joint (upper bound) and naive (lower bound) ACC when the experiment has them.
+//! Adding a metric to the table adds its panel. Reads groups only; writes `<base>.{svg,png}`.
 
 use std::{ops::Range, path::Path};
 
@@ -12,27 +14,57 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::chart::{
     accuracy_axis, clamp_to, color, decimals, draw_err, finite_range, left_out, padded, plottable,
-    points, svg_and_png, titled_body, FONT, NOT_FINITE,
+    points, svg_and_png_noted, titled_body, FONT, NOT_FINITE,
 };
 use super::summary::{number, Group, Stat};
+use crate::results::metrics::{MetricDef, METRICS};
 
 /// The least width of the label column; longer labels widen it.
 const LABELS_W: u32 = 320;
 const PANEL_W: u32 = 330;
+/// Panels side by side in a row of the chart.
+const PER_ROW: usize = 4;
 const CAPTION: u32 = 22;
 const AXIS: u32 = 44;
 
-/// Writes the final-metrics chart of `groups` (nothing when there are none).
-pub fn final_metrics(groups: &[Group], base: &Path) -> Result<()> {
-    if groups.is_empty() {
+/// The metrics every result has (they need only the accuracy matrix), drawn even when no value
+/// can be.
+const ALWAYS: [&str; 3] = ["acc", "bwt", "forgetting"];
+
+/// The metrics of [`METRICS`] to draw, as (index into the table, entry): ACC, BWT and
+/// forgetting, and every other one that at least one group has.
+fn shown(groups: &[Group]) -> Vec<(usize, &'static MetricDef)> {
+    METRICS
+        .iter()
+        .enumerate()
+        .filter(|(i, def)| {
+            ALWAYS.contains(&def.key)
+                || groups
+                    .iter()
+                    .any(|g| g.family.get(*i).is_some_and(Option::is_some))
+        })
+        .collect()
+}
+
+/// Height of one row of panels.
+fn row_height(groups: &[Group]) -> u32 {
+    (110 + 34 * groups.len() as u32).max(280)
+}
+
+/// Writes the final-metrics chart of `groups` (nothing when there are none), with `selection`
+/// (how the configurations were chosen) under it.
+pub fn final_metrics(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
+    let metrics = shown(groups);
+    if groups.is_empty() || metrics.is_empty() {
         return Ok(());
     }
-    let height = (150 + 34 * groups.len() as u32).max(320);
-    svg_and_png!(
-        base,
-        (labels_width(groups) + 3 * PANEL_W, height),
-        draw(groups)
+    let rows = metrics.len().div_ceil(PER_ROW) as u32;
+    let per_row = metrics.len().min(PER_ROW) as u32;
+    let size = (
+        labels_width(groups) + per_row * PANEL_W,
+        40 + rows * row_height(groups),
     );
+    svg_and_png_noted!(base, size, selection, draw(groups, &metrics));
     Ok(())
 }
 
@@ -46,27 +78,21 @@ fn labels_width(groups: &[Group]) -> u32 {
     LABELS_W.max(7 * longest + 30)
 }
 
-#[derive(Clone, Copy)]
-enum Which {
-    Acc,
-    Bwt,
-    Forgetting,
+/// Group `g`'s value of metric `index` of [`METRICS`], if its results have the inputs.
+fn stat(g: &Group, index: usize) -> Option<Stat> {
+    g.family.get(index).copied().flatten()
 }
 
-impl Which {
-    fn stat(self, g: &Group) -> Stat {
-        match self {
-            Which::Acc => g.acc,
-            Which::Bwt => g.bwt,
-            Which::Forgetting => g.forgetting,
-        }
-    }
-    fn title(self) -> &'static str {
-        match self {
-            Which::Acc => "final ACC (higher is better)",
-            Which::Bwt => "BWT (higher is better)",
-            Which::Forgetting => "forgetting (lower is better)",
-        }
+fn title(def: &MetricDef) -> String {
+    let direction = if def.higher_is_better {
+        "higher is better"
+    } else {
+        "lower is better"
+    };
+    if def.key == "acc" {
+        format!("final ACC ({direction})")
+    } else {
+        format!("{} ({direction})", def.name)
     }
 }
 
@@ -80,12 +106,12 @@ fn bound(groups: &[Group], strategy: &str) -> Option<f64> {
         .max_by(f64::total_cmp)
 }
 
-/// The span of `which`'s axis over the means and interval bounds of `groups`: ACC on an
-/// accuracy axis from 0; BWT and forgetting from their lowest to their highest value with 0
-/// in view, padded (on the left only where it is negative: bars grow from 0).
-fn x_range(which: Which, groups: &[Group]) -> Range<f64> {
-    let stats = || groups.iter().map(|g| which.stat(g));
-    if matches!(which, Which::Acc) {
+/// The span of metric `index`'s axis over the means and interval bounds of `groups`: ACC on an
+/// accuracy axis from 0; the others from their lowest to their highest value with 0 in view,
+/// padded (on the left only where it is negative: bars grow from 0).
+fn x_range(def: &MetricDef, index: usize, groups: &[Group]) -> Range<f64> {
+    let stats = || groups.iter().filter_map(|g| stat(g, index));
+    if def.key == "acc" {
         return accuracy_axis(0.0, stats().map(|s| s.mean));
     }
     let (low, high) = finite_range(stats().flat_map(|s| {
@@ -94,20 +120,25 @@ fn x_range(which: Which, groups: &[Group]) -> Range<f64> {
     }))
     .unwrap_or((0.0, 0.0));
     let (low, high) = (low.min(0.0), high.max(0.0));
-    let wide = padded((low, high), 0.08, 0.005);
+    let min_span = if def.percent { 0.005 } else { 0.05 };
+    let wide = padded((low, high), 0.08, min_span);
     (if low < 0.0 { wide.start } else { low })..wide.end
 }
 
-fn draw<DB: DrawingBackend>(groups: &[Group], root: DrawingArea<DB, Shift>) -> Result<()>
+fn draw<DB: DrawingBackend>(
+    groups: &[Group],
+    metrics: &[(usize, &'static MetricDef)],
+    root: DrawingArea<DB, Shift>,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let left: usize = [Which::Acc, Which::Bwt, Which::Forgetting]
-        .into_iter()
-        .map(|which| {
+    let left: usize = metrics
+        .iter()
+        .map(|&(i, _)| {
             groups
                 .iter()
-                .filter(|g| !plottable(which.stat(g).mean))
+                .filter(|g| stat(g, i).is_some_and(|s| !plottable(s.mean)))
                 .count()
         })
         .sum();
@@ -121,8 +152,30 @@ where
     let top = n + 0.9;
     // Row k (group k) is centred on y = n - 1 - k, so the first group is at the top.
     let y_of = |k: usize| n - 1.0 - k as f64;
-    let (labels, panels) = body.split_horizontally(labels_width(groups));
-    let mut label_chart = ChartBuilder::on(&labels)
+    let rows = body.split_evenly((metrics.len().div_ceil(PER_ROW), 1));
+    for (row, chunk) in rows.iter().zip(metrics.chunks(PER_ROW)) {
+        let (labels, panels) = row.split_horizontally(labels_width(groups));
+        draw_labels(groups, &labels, top, y_of)?;
+        let (panels, _) = panels.split_horizontally(PANEL_W * chunk.len() as u32);
+        for (&(index, def), area) in chunk.iter().zip(panels.split_evenly((1, chunk.len()))) {
+            draw_panel(groups, index, def, &area, top, y_of)?;
+        }
+    }
+    root.present().map_err(draw_err)?;
+    Ok(())
+}
+
+/// The configurations' labels, in their colours, level with their bars.
+fn draw_labels<DB: DrawingBackend>(
+    groups: &[Group],
+    labels: &DrawingArea<DB, Shift>,
+    top: f64,
+    y_of: impl Fn(usize) -> f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut label_chart = ChartBuilder::on(labels)
         .caption(" ", (FONT, CAPTION))
         .margin(10)
         .x_label_area_size(AXIS)
@@ -141,14 +194,41 @@ where
             )])
             .map_err(draw_err)?;
     }
-    for (which, area) in [Which::Acc, Which::Bwt, Which::Forgetting]
-        .into_iter()
-        .zip(panels.split_evenly((1, 3)))
+    Ok(())
+}
+
+/// One metric's panel: a bar per configuration that has the metric, with its 95% CI.
+fn draw_panel<DB: DrawingBackend>(
+    groups: &[Group],
+    index: usize,
+    def: &MetricDef,
+    area: &DrawingArea<DB, Shift>,
+    top: f64,
+    y_of: impl Fn(usize) -> f64,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let n = groups.len() as f64;
     {
-        let x_range = x_range(which, groups);
+        let x_range = x_range(def, index, groups);
         let digits = decimals(x_range.end - x_range.start);
-        let mut chart = ChartBuilder::on(&area)
-            .caption(which.title(), (FONT, CAPTION))
+        let percent = def.percent;
+        let desc = if percent {
+            "points of accuracy (%)"
+        } else {
+            "ratio"
+        };
+        let format = move |x: &f64| {
+            if percent {
+                points(*x, digits)
+            } else {
+                // A ratio: two decimals more than points of accuracy, never "-0.00".
+                points(*x / 100.0, digits + 2)
+            }
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(title(def), (FONT, CAPTION))
             .margin(10)
             .x_label_area_size(AXIS)
             .build_cartesian_2d(x_range.clone(), -0.5f64..top)
@@ -159,8 +239,8 @@ where
             .disable_y_mesh()
             .y_labels(0)
             .x_labels(6)
-            .x_label_formatter(&|x| points(*x, digits))
-            .x_desc("points of accuracy (%)")
+            .x_label_formatter(&format)
+            .x_desc(desc)
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 13))
             .draw()
@@ -174,10 +254,9 @@ where
         for (k, g) in groups.iter().enumerate() {
             let c = color(k);
             let y = y_of(k);
-            let stat = which.stat(g);
-            if !plottable(stat.mean) {
+            let Some(stat) = stat(g, index).filter(|s| plottable(s.mean)) else {
                 continue;
-            }
+            };
             chart
                 .draw_series([Rectangle::new(
                     [(0.0, y - 0.35), (stat.mean, y + 0.35)],
@@ -199,7 +278,7 @@ where
                     .map_err(draw_err)?;
             }
         }
-        if matches!(which, Which::Acc) {
+        if def.key == "acc" {
             for (strategy, name, shade, at) in [
                 ("joint", "joint (upper bound)", BLACK, top),
                 (
@@ -231,6 +310,5 @@ where
             }
         }
     }
-    root.present().map_err(draw_err)?;
     Ok(())
 }

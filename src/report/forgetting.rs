@@ -10,14 +10,14 @@ use plotters::prelude::*;
 
 use super::chart::{
     accuracy_axis, accuracy_floor, band, color, draw_err, entries, left_out, legend, plottable,
-    points, svg_and_png, titled_body, FONT, NOT_FINITE,
+    points, svg_and_png_noted, titled_body, FONT, NOT_FINITE,
 };
 use super::summary::{Group, Stat};
 
 const PANEL: (u32, u32) = (420, 330);
 
 /// Writes the per-task accuracy chart of `groups` (nothing when no group has a matrix).
-pub fn per_task(groups: &[Group], base: &Path) -> Result<()> {
+pub fn per_task(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
     let tasks = groups.iter().map(|g| g.accuracy.len()).max().unwrap_or(0);
     if tasks == 0 {
         return Ok(());
@@ -26,7 +26,7 @@ pub fn per_task(groups: &[Group], base: &Path) -> Result<()> {
     let cols = (tasks + 1).min(3);
     let rows = (tasks + 1).div_ceil(cols);
     let size = (PANEL.0 * cols as u32, PANEL.1 * rows as u32 + 40);
-    svg_and_png!(base, size, draw(groups, tasks, (rows, cols)));
+    svg_and_png_noted!(base, size, selection, draw(groups, tasks, (rows, cols)));
     Ok(())
 }
 

@@ -9,20 +9,20 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::chart::{color, draw_err, svg_and_png, titled_body, FONT};
+use super::chart::{color, draw_err, svg_and_png_noted, titled_body, FONT};
 use super::summary::{number, Group};
 
 const PANEL: (u32, u32) = (400, 380);
 
 /// Writes the heatmaps of `groups` (nothing when no group has a matrix).
-pub fn accuracy_matrices(groups: &[Group], base: &Path) -> Result<()> {
+pub fn accuracy_matrices(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
     if groups.iter().all(|g| g.accuracy.is_empty()) {
         return Ok(());
     }
     let cols = groups.len().clamp(1, 3);
     let rows = groups.len().div_ceil(cols);
     let size = (PANEL.0 * cols as u32, PANEL.1 * rows as u32 + 40);
-    svg_and_png!(base, size, draw(groups, (rows, cols)));
+    svg_and_png_noted!(base, size, selection, draw(groups, (rows, cols)));
     Ok(())
 }
 

@@ -10,13 +10,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::chart::{
-    color, draw_err, finite_range, left_out, positive_for_log, svg_and_png, titled_body, FONT,
-    NOT_POSITIVE,
+    color, draw_err, finite_range, left_out, positive_for_log, svg_and_png_noted, titled_body,
+    FONT, NOT_POSITIVE,
 };
 use super::summary::Group;
 
 /// Writes `<base>.svg` and `<base>.png`; nothing when no configuration has importances.
-pub fn importance_distributions(groups: &[Group], base: &Path) -> Result<()> {
+pub fn importance_distributions(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
     let with: Vec<(usize, &Group)> = groups
         .iter()
         .enumerate()
@@ -27,9 +27,10 @@ pub fn importance_distributions(groups: &[Group], base: &Path) -> Result<()> {
     }
     let cols = with.len().min(2);
     let rows = with.len().div_ceil(cols);
-    svg_and_png!(
+    svg_and_png_noted!(
         base,
         (640 * cols as u32, 380 * rows as u32 + 40),
+        selection,
         draw(&with, (rows, cols))
     );
     Ok(())

@@ -130,13 +130,14 @@ pub fn write_report(
         &out_dir.join("summary.csv"),
         summary::csv(results, &selection_text).as_bytes(),
     )?;
-    chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"))?;
-    chart::sensitivity(&swept, &out_dir.join("sensitivity"), &selection_text)?;
-    heatmap::accuracy_matrices(&groups, &out_dir.join("accuracy"))?;
-    forgetting::per_task(&groups, &out_dir.join("forgetting"))?;
-    final_metrics::final_metrics(&groups, &out_dir.join("final_metrics"))?;
-    curves::training_curves(&groups, &out_dir.join("curves"))?;
-    importance::importance_distributions(&groups, &out_dir.join("importance"))?;
+    let note = selection_text.as_str();
+    chart::average_accuracy(&groups, &out_dir.join("avg_accuracy"), note)?;
+    chart::sensitivity(&swept, &out_dir.join("sensitivity"), note)?;
+    heatmap::accuracy_matrices(&groups, &out_dir.join("accuracy"), note)?;
+    forgetting::per_task(&groups, &out_dir.join("forgetting"), note)?;
+    final_metrics::final_metrics(&groups, &out_dir.join("final_metrics"), note)?;
+    curves::training_curves(&groups, &out_dir.join("curves"), note)?;
+    importance::importance_distributions(&groups, &out_dir.join("importance"), note)?;
     let best_rows = reference::best_per_strategy(&groups, &swept, reference);
     let best = reference::markdown(&best_rows, reference);
     let comparisons = comparison::Comparisons::of(&groups);
