@@ -152,6 +152,9 @@ fn eleven_synthetic_classes_plan_and_a_task_beyond_them_is_refused() {
         .replace("synthetic: {seed: 3,", "synthetic: {classes: 11, seed: 3,");
     let plan = common::plan_from(&base);
     assert_eq!(plan.jobs.len(), 2);
+    // And it trains (the issue saw a panic here once).
+    let (result, _) = common::run_first_job(&base);
+    assert_eq!(result.accuracy.len(), 3);
     let text = base.replace("[4, 5]]", "[4, 11]]");
     assert_located(
         &plan_error(&text),
