@@ -89,6 +89,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic inside a job (libtorch's C++ exceptions arrive as panics) fails that job with its
+    // message, reported with the job's id; one line here says where it came from, and the
+    // backtrace is there for whoever asks for it.
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("clbench: {info} (RUST_BACKTRACE=1 shows where)");
+        }));
+    }
     let cli = Cli::parse();
     let outcome = match (cli.command, cli.experiment) {
         (

@@ -143,6 +143,39 @@ fn a_diverging_job_is_reported_and_the_others_finish() {
     assert!(common::job_files(&jobs, "l2_lambda=100000.0_seed1").is_empty());
 }
 
+/// A network too large for memory is the job's failure, with its message, not an abort of the
+/// whole run: the other jobs' results are written. (Widths have no upper bound in their range:
+/// what fits depends on the machine.)
+#[test]
+fn a_network_too_large_to_build_fails_its_job_and_the_others_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::synthetic_yaml("huge", dir.path(), "  - name: naive\n")
+        .replace("seeds: [1, 2]", "seeds: [1]");
+    // Two model sizes in one folder: the small run first, then the huge one next to it.
+    let small = write_experiment(dir.path(), "small", &text);
+    assert!(clbench(&[&small]).status.success());
+    let huge = write_experiment(
+        dir.path(),
+        "huge",
+        &text.replace("hidden: [32]", "hidden: [2000000000]"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_clbench"))
+        .arg(&huge)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("FAILED") && err.contains("does not fit in memory; make the model smaller"),
+        "{err}"
+    );
+    assert!(!err.contains("stack backtrace"), "{err}");
+    // The earlier, small run's result is untouched.
+    let jobs = dir.path().join("huge/jobs");
+    assert_eq!(common::job_files(&jobs, "naive_seed1").len(), 1);
+}
+
 #[test]
 fn strategies_lists_every_registered_strategy_with_its_parameters() {
     let out = clbench(&["strategies"]);

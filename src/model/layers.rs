@@ -130,11 +130,20 @@ impl<'a> LayerBuilder<'a> {
     }
 
     /// U(-bound, bound) values of `shape`, drawn in row-major order.
+    ///
+    /// A tensor whose values cannot be allocated panics with the shape, which the runner reports
+    /// as the job's failure (a plain allocation failure would abort the whole process instead).
     fn uniform(&mut self, shape: &[i64], bound: f64) -> Tensor {
-        let n: i64 = shape.iter().product();
-        let values: Vec<f32> = (0..n)
-            .map(|_| self.rng.gen_range(-bound..bound) as f32)
-            .collect();
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+        let mut values: Vec<f32> = Vec::new();
+        if n.is_none_or(|n| values.try_reserve_exact(n).is_err()) {
+            panic!(
+                "a layer's parameter of shape {shape:?} does not fit in memory; make the model smaller"
+            );
+        }
+        values.extend((0..n.unwrap_or(0)).map(|_| self.rng.gen_range(-bound..bound) as f32));
         Tensor::from_slice(&values).view(shape)
     }
 

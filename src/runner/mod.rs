@@ -367,16 +367,18 @@ fn run_jobs(
                     let r = device_pool.run(
                         worker,
                         |device| {
-                            run_job(
-                                plan,
-                                registry,
-                                dataset,
-                                &scenario,
-                                job,
-                                device,
-                                checkpoint.as_deref(),
-                                &on_event,
-                            )
+                            unless_panicked(|| {
+                                run_job(
+                                    plan,
+                                    registry,
+                                    dataset,
+                                    &scenario,
+                                    job,
+                                    device,
+                                    checkpoint.as_deref(),
+                                    &on_event,
+                                )
+                            })
                         },
                         |device, e| {
                             progress.message(&format!(
@@ -422,6 +424,24 @@ fn run_jobs(
         threads_per_worker: threads,
         devices: devices.iter().map(|d| format!("{d:?}")).collect(),
     })
+}
+
+/// Runs `f`, turning a panic inside it into an error with the panic's message, so that the job
+/// fails with its id and the other jobs finish. libtorch's C++ exceptions (an allocation that
+/// fails, a shape that does not fit) reach Rust as panics from tch, and a network too large to
+/// build stops there (see `LayerBuilder`).
+fn unless_panicked<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            Err(anyhow::anyhow!("stopped by a panic: {message}"))
+        }
+    }
 }
 
 /// Checks the results folder of `plan` before anything runs: every saved job result must be one
