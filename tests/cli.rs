@@ -375,14 +375,7 @@ fn results_saved_under_the_old_ids_are_migrated_once() {
 #[test]
 fn every_shipped_experiment_file_plans_without_reading_data() {
     let registry = clbench::strategy::Registry::load().unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
+    let files = common::shipped_experiments();
     assert!(files.len() >= 12, "{files:?}");
     for file in files {
         let plan =

@@ -7,6 +7,8 @@
 //! and infinite values; huge lists; unicode, empty and path-like strings; deep nesting; and, on
 //! the text, truncation and repeated or deleted lines.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     sync::mpsc,
@@ -26,15 +28,7 @@ const MUTANTS: usize = 1200;
 const BOUND: Duration = Duration::from_secs(10);
 
 fn shipped_files() -> Vec<(PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
+    common::shipped_experiments()
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();

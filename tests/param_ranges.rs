@@ -48,16 +48,20 @@ fn assert_located(err: &str, text: &str, needle: &str, parts: &[&str]) {
     }
 }
 
+/// Asserts that a file with the single strategy entry `entry` is refused at the line holding
+/// `needle`, with every one of `parts` in the message.
+fn assert_entry_refused(entry: &str, needle: &str, parts: &[&str]) {
+    let text = with_strategy(entry);
+    assert_located(&plan_error(&text), &text, needle, parts);
+}
+
 // The table of issue 14: each input that was accepted (or failed only after training started)
-// is now a located error at plan time.
+// is now a located error at plan time, one test a row.
 
 #[test]
 fn a_negative_ewc_lambda_is_refused() {
-    let text = with_strategy("  - name: ewc\n    lambda: -5\n");
-    let err = plan_error(&text);
-    assert_located(
-        &err,
-        &text,
+    assert_entry_refused(
+        "  - name: ewc\n    lambda: -5\n",
         "lambda: -5",
         &["strategy `ewc`", "`lambda` is -5", "a finite number >= 0"],
     );
@@ -65,11 +69,8 @@ fn a_negative_ewc_lambda_is_refused() {
 
 #[test]
 fn a_negative_si_xi_is_refused() {
-    let text = with_strategy("  - name: si\n    xi: -1\n");
-    let err = plan_error(&text);
-    assert_located(
-        &err,
-        &text,
+    assert_entry_refused(
+        "  - name: si\n    xi: -1\n",
         "xi: -1",
         &["`xi` is -1", "a finite number > 0"],
     );
@@ -77,11 +78,8 @@ fn a_negative_si_xi_is_refused() {
 
 #[test]
 fn zero_draws_of_a_sampled_fisher_are_refused() {
-    let text = with_strategy("  - name: ewc\n    fisher: sampled\n    draws: 0\n");
-    let err = plan_error(&text);
-    assert_located(
-        &err,
-        &text,
+    assert_entry_refused(
+        "  - name: ewc\n    fisher: sampled\n    draws: 0\n",
         "draws: 0",
         &["`draws` is 0", "a whole number >= 1"],
     );
@@ -89,11 +87,8 @@ fn zero_draws_of_a_sampled_fisher_are_refused() {
 
 #[test]
 fn a_negative_online_ewc_gamma_is_refused() {
-    let text = with_strategy("  - name: online_ewc\n    gamma: -0.5\n");
-    let err = plan_error(&text);
-    assert_located(
-        &err,
-        &text,
+    assert_entry_refused(
+        "  - name: online_ewc\n    gamma: -0.5\n",
         "gamma: -0.5",
         &["`gamma` is -0.5", "a number in [0, 1]"],
     );
@@ -101,11 +96,8 @@ fn a_negative_online_ewc_gamma_is_refused() {
 
 #[test]
 fn a_zero_lwf_temperature_is_refused() {
-    let text = with_strategy("  - name: lwf\n    temperature: 0\n");
-    let err = plan_error(&text);
-    assert_located(
-        &err,
-        &text,
+    assert_entry_refused(
+        "  - name: lwf\n    temperature: 0\n",
         "temperature: 0",
         &["`temperature` is 0", "a finite number > 0"],
     );
@@ -113,11 +105,8 @@ fn a_zero_lwf_temperature_is_refused() {
 
 #[test]
 fn a_zero_sample_cap_is_refused() {
-    let text = with_strategy("  - name: ewc\n    max_samples: 0\n");
-    let err = plan_error(&text);
-    assert_located(
-        &err,
-        &text,
+    assert_entry_refused(
+        "  - name: ewc\n    max_samples: 0\n",
         "max_samples: 0",
         &["`max_samples` is 0", "a whole number >= 1"],
     );
@@ -126,20 +115,15 @@ fn a_zero_sample_cap_is_refused() {
 #[test]
 fn nan_and_infinite_strengths_are_refused() {
     for value in [".nan", ".inf", "-.inf"] {
-        let text = with_strategy(&format!("  - name: l2\n    lambda: {value}\n"));
-        let err = plan_error(&text);
-        assert_located(
-            &err,
-            &text,
+        assert_entry_refused(
+            &format!("  - name: l2\n    lambda: {value}\n"),
             "lambda: ",
             &["strategy `l2`", "`lambda` is", "give a finite number"],
         );
     }
     // In a grid, the one bad point is named.
-    let text = with_strategy("  - name: l2\n    lambda: [1.0, .nan]\n");
-    assert_located(
-        &plan_error(&text),
-        &text,
+    assert_entry_refused(
+        "  - name: l2\n    lambda: [1.0, .nan]\n",
         "lambda: [1.0, .nan]",
         &["`lambda` is NaN"],
     );
@@ -379,99 +363,112 @@ fn check_defaults(kind: &str, name: &str, specs: &[ParamSpec], resolve: ResolveF
 
 type ResolveFn = fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>;
 
+/// One plugin's contract: its defaults are in range, and a value just outside each declared
+/// range, written by `file_with(param, value)` into an experiment, is refused at its line with
+/// `<kind> `<name>``, the parameter and (when `range_in_message`) the range. Returns how many
+/// ranges it stepped over.
+fn check_plugin(
+    kind: &str,
+    name: &str,
+    specs: &[ParamSpec],
+    resolve: ResolveFn,
+    file_with: impl Fn(&str, &str) -> String,
+    range_in_message: bool,
+) -> usize {
+    check_defaults(kind, name, specs, resolve);
+    let defaults = resolve(&serde_yaml::Mapping::new()).unwrap();
+    let mut checked = 0;
+    for spec in specs {
+        let Some(bad) = outside(&spec.range) else {
+            continue;
+        };
+        let value = yaml_value(bad, defaults.get(spec.name));
+        let text = file_with(spec.name, &value);
+        let range = spec.range.to_string();
+        let mut parts = vec![format!("{kind} `{name}`"), spec.name.to_string()];
+        if range_in_message {
+            parts.push(format!("`{}`", spec.name));
+            parts.push(range);
+        }
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        assert_located(
+            &plan_error(&text),
+            &text,
+            &format!("{}: {value}", spec.name),
+            &parts,
+        );
+        checked += 1;
+    }
+    checked
+}
+
 #[test]
 fn every_strategy_parameter_out_of_range_is_a_located_error() {
-    let registry = Registry::load().unwrap();
-    let mut checked = 0;
-    for reg in registry.iter() {
-        check_defaults("strategy", reg.name, reg.params, reg.resolve);
-        let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap();
-        for spec in reg.params {
-            let Some(bad) = outside(&spec.range) else {
-                continue;
-            };
-            let value = yaml_value(bad, defaults.get(spec.name));
-            let text = with_strategy(&format!(
-                "  - name: {}\n    {}: {value}\n",
-                reg.name, spec.name
-            ));
-            let err = plan_error(&text);
-            assert_located(
-                &err,
-                &text,
-                &format!("{}: {value}", spec.name),
-                &[
-                    &format!("strategy `{}`", reg.name),
-                    &format!("`{}`", spec.name),
-                    &spec.range.to_string(),
-                ],
-            );
-            checked += 1;
-        }
-    }
+    let checked: usize = Registry::load()
+        .unwrap()
+        .iter()
+        .map(|reg| {
+            check_plugin(
+                "strategy",
+                reg.name,
+                reg.params,
+                reg.resolve,
+                |param, value| {
+                    with_strategy(&format!("  - name: {}\n    {param}: {value}\n", reg.name))
+                },
+                true,
+            )
+        })
+        .sum();
     assert!(checked >= 15, "only {checked} ranged strategy parameters");
 }
 
 #[test]
 fn every_model_parameter_out_of_range_is_a_located_error() {
-    let models = ModelRegistry::load().unwrap();
-    let mut checked = 0;
-    for reg in models.iter() {
-        check_defaults("model", reg.name, reg.params, reg.resolve);
-        let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap();
-        for spec in reg.params {
-            let Some(bad) = outside(&spec.range) else {
-                continue;
-            };
-            let value = yaml_value(bad, defaults.get(spec.name));
-            let text = with_strategy("  - name: naive\n").replace(
-                "model:\n  hidden: [32]",
-                &format!("model:\n  name: {}\n  {}: {value}", reg.name, spec.name),
-            );
-            let err = plan_error(&text);
-            assert_located(
-                &err,
-                &text,
-                &format!("{}: {value}", spec.name),
-                &[
-                    &format!("model `{}`", reg.name),
-                    &format!("`{}`", spec.name),
-                    &spec.range.to_string(),
-                ],
-            );
-            checked += 1;
-        }
-    }
+    let checked: usize = ModelRegistry::load()
+        .unwrap()
+        .iter()
+        .map(|reg| {
+            check_plugin(
+                "model",
+                reg.name,
+                reg.params,
+                reg.resolve,
+                |param, value| {
+                    with_strategy("  - name: naive\n").replace(
+                        "model:\n  hidden: [32]",
+                        &format!("model:\n  name: {}\n  {param}: {value}", reg.name),
+                    )
+                },
+                true,
+            )
+        })
+        .sum();
     assert!(checked >= 12, "only {checked} ranged model parameters");
 }
 
 #[test]
 fn every_dataset_parameter_out_of_range_is_a_located_error() {
-    let datasets = DatasetRegistry::load().unwrap();
-    let mut checked = 0;
-    for reg in datasets.iter() {
-        check_defaults("dataset", reg.name, reg.params, reg.resolve);
-        let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap();
-        for spec in reg.params {
-            let Some(bad) = outside(&spec.range) else {
-                continue;
-            };
-            let value = yaml_value(bad, defaults.get(spec.name));
-            let text = with_strategy("  - name: naive\n").replace(
-                "dataset:\n  name: synthetic\n  synthetic: {seed: 3, train_per_class: 60, test_per_class: 20}",
-                &format!("dataset:\n  name: {}\n  {}: {value}", reg.name, spec.name),
-            );
-            let err = plan_error(&text);
+    let checked: usize = DatasetRegistry::load()
+        .unwrap()
+        .iter()
+        .map(|reg| {
             // A dataset may check a value itself before the declared ranges are consulted
             // (synthetic's spec does); either way the error names the parameter where it is.
-            assert_located(
-                &err,
-                &text,
-                &format!("{}: {value}", spec.name),
-                &[&format!("dataset `{}`", reg.name), spec.name],
-            );
-            checked += 1;
-        }
-    }
+            check_plugin(
+                "dataset",
+                reg.name,
+                reg.params,
+                reg.resolve,
+                |param, value| {
+                    with_strategy("  - name: naive\n").replace(
+                        "dataset:\n  name: synthetic\n  synthetic: {seed: 3, train_per_class: 60, test_per_class: 20}",
+                        &format!("dataset:\n  name: {}\n  {param}: {value}", reg.name),
+                    )
+                },
+                false,
+            )
+        })
+        .sum();
     assert!(checked >= 7, "only {checked} ranged dataset parameters");
 }

@@ -13,15 +13,7 @@ use std::{
 
 const STRATEGIES: &str = "  - name: naive\n  - name: joint\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n";
 
-const CHARTS: [&str; 7] = [
-    "accuracy",
-    "avg_accuracy",
-    "curves",
-    "final_metrics",
-    "forgetting",
-    "importance",
-    "sensitivity",
-];
+use clbench::report::CHARTS;
 
 fn clbench(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_clbench"))

@@ -18,29 +18,14 @@ use super::summary::{params_label, Group, Stat};
 pub(crate) const FONT: &str = "sans-serif";
 static REGISTER_FONT: Once = Once::new();
 
-/// Draws with `$draw(args..., root)` into `<base>.svg` and `<base>.png` of `$size` pixels, each
-/// through a temp file renamed when complete (a full disk leaves the old chart, not half of a
-/// new one; the error names the chart's path).
-macro_rules! svg_and_png {
-    ($base:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
-        $crate::report::chart::register_font();
-        let svg = $base.with_extension("svg");
-        let png = $base.with_extension("png");
-        $crate::core::atomic::write_atomic_with(&svg, |tmp| {
-            $draw($($arg,)* plotters::prelude::SVGBackend::new(tmp, $size).into_drawing_area())
-        })?;
-        $crate::core::atomic::write_atomic_keeping_extension(&png, |tmp| {
-            $draw($($arg,)* plotters::prelude::BitMapBackend::new(tmp, $size).into_drawing_area())
-        })?;
-    }};
-}
-
 /// Height of the strip [`svg_and_png_noted`] adds under a chart.
 pub(crate) const NOTE_H: u32 = 24;
 
-/// [`svg_and_png`] with `$note` (how the configurations were chosen) written in a strip under
-/// the chart, inside the image, so a chart copied out of its report still says it. `$size` is
-/// the chart's own; the image is [`NOTE_H`] taller.
+/// Draws with `$draw(args..., root)` into `<base>.svg` and `<base>.png`, with `$note` (how the
+/// configurations were chosen) written in a strip under the chart, inside the image, so a chart
+/// copied out of its report still says it. `$size` is the chart's own; the image is [`NOTE_H`]
+/// taller. Each file goes through a temp file renamed when complete (a full disk leaves the old
+/// chart, not half of a new one; the error names the chart's path).
 macro_rules! svg_and_png_noted {
     ($base:expr, $size:expr, $note:expr, $draw:ident($($arg:expr),*)) => {{
         let (w, h) = $size;
@@ -553,7 +538,7 @@ pub fn sensitivity(groups: &[Group], base: &Path, selection: &str) -> Result<()>
         return Ok(());
     }
     let size = (2 * 420, 320 * sweeps.len() as u32 + SENSITIVITY_TITLE);
-    svg_and_png!(base, size, draw_sensitivity(&sweeps, selection));
+    svg_and_png_noted!(base, size, selection, draw_sensitivity(&sweeps, selection));
     Ok(())
 }
 

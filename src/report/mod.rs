@@ -111,6 +111,18 @@ fn sweep_groups(search: &[JobResult], reported: &[summary::Group]) -> Vec<summar
     groups
 }
 
+/// The charts [`write_report`] draws, each as `<name>.svg` and `<name>.png` (a chart with nothing
+/// to show, e.g. importances of methods without one, is left out).
+pub const CHARTS: [&str; 7] = [
+    "accuracy",
+    "avg_accuracy",
+    "curves",
+    "final_metrics",
+    "forgetting",
+    "importance",
+    "sensitivity",
+];
+
 /// Writes `summary.csv`, `best.md`, the charts, `index.html` and `README.md` for `results` into
 /// `out_dir`; returns the tables as text. Search runs of a selection (their settings say so)
 /// feed the sensitivity chart and the grid-edge flags only; every table reports the other runs.
