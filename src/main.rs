@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long)]
     force: bool,
     /// Jobs at once, overriding the file's runner.workers.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one())]
     workers: Option<usize>,
 }
 
@@ -47,7 +47,7 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Jobs at once, overriding the file's runner.workers.
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one())]
         workers: Option<usize>,
         /// Run only shard I of N (0-based): the jobs whose position in the plan is I modulo N,
         /// so N processes (e.g. a Slurm job array) share one grid and one results folder.
@@ -163,6 +163,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A count of 1 or more (`--workers 0` would run nothing, or hang a pool).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
 /// `I/N` with I < N.

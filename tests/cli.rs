@@ -143,6 +143,22 @@ fn a_diverging_job_is_reported_and_the_others_finish() {
     assert!(common::job_files(&jobs, "l2_lambda=100000.0_seed1").is_empty());
 }
 
+#[test]
+fn zero_workers_or_a_shard_past_its_count_is_refused_before_planning() {
+    for args in [
+        vec!["run", "x.yaml", "--workers", "0"],
+        vec!["run", "x.yaml", "--shard", "3/2"],
+    ] {
+        let out = clbench(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("invalid value") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
 /// A network too large for memory is the job's failure, with its message, not an abort of the
 /// whole run: the other jobs' results are written. (Widths have no upper bound in their range:
 /// what fits depends on the machine.)
