@@ -7,6 +7,7 @@
 //! axis, and the grid is the Cartesian product of the axes. `dataset:` is likewise a registered
 //! dataset's `name` plus its parameters, checked by the dataset's plugin (no grid there).
 
+pub mod checks;
 pub mod identity;
 pub mod locate;
 pub mod plan;
