@@ -179,9 +179,8 @@ pub(super) fn resolve_plugin(
     resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
 ) -> Result<serde_json::Value, (Option<String>, String)> {
     if let Some((path, value)) = param_spec::first_non_finite(given) {
-        let (_, last) = param_spec::path_keys(&path);
         return Err((
-            Some(last.to_string()),
+            Some(param_spec::leaf_key(&path).to_string()),
             format!("`{path}` is {value}; give a finite number"),
         ));
     }
@@ -192,7 +191,7 @@ pub(super) fn resolve_plugin(
 }
 
 /// The key whose value alone fails `resolve` (serde's errors on values do not name the field).
-pub(super) fn culprit_key(
+fn culprit_key(
     point: &serde_yaml::Mapping,
     resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
 ) -> Option<String> {

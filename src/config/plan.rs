@@ -534,7 +534,8 @@ impl Plan {
                 return Err(err(
                     at(None),
                     format!(
-                        "strategy `{name}`: the grid has {grid_size} points, {runs} runs with the                          seeds; at most {MAX_JOBS} jobs are allowed per entry: shorten the lists"
+                        "strategy `{name}`: the grid has {grid_size} points, {runs} runs with the \
+                         seeds; at most {MAX_JOBS} jobs are allowed per entry: shorten the lists"
                     ),
                 ));
             }

@@ -232,18 +232,11 @@ fn key_text(key: &serde_yaml::Value) -> String {
     }
 }
 
-/// The key a path from [`first_non_finite`] starts with (`synthetic.noise` -> `synthetic`,
-/// `hidden[1]` -> `hidden`), and its last key (`noise`), for locating it in the file.
-pub fn path_keys(path: &str) -> (&str, &str) {
-    let first = path.split(['.', '[']).next().unwrap_or(path);
-    let last = path
-        .rsplit('.')
-        .next()
-        .unwrap_or(path)
-        .split('[')
-        .next()
-        .unwrap_or(path);
-    (first, last)
+/// The last key of a path from [`first_non_finite`] (`synthetic.noise` -> `noise`,
+/// `hidden[1]` -> `hidden`): the one to locate in the file.
+pub fn leaf_key(path: &str) -> &str {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last.split('[').next().unwrap_or(last)
 }
 
 #[cfg(test)]
@@ -303,10 +296,10 @@ mod tests {
         let (path, v) = first_non_finite(&m).unwrap();
         assert_eq!(path, "synthetic.noise");
         assert!(v.is_nan());
-        assert_eq!(path_keys(&path), ("synthetic", "noise"));
+        assert_eq!(leaf_key(&path), "noise");
         let m: serde_yaml::Mapping = serde_yaml::from_str("hidden: [4, -.inf]\n").unwrap();
         assert_eq!(first_non_finite(&m).map(|p| p.0), Some("hidden[1]".into()));
-        assert_eq!(path_keys("hidden[1]"), ("hidden", "hidden"));
+        assert_eq!(leaf_key("hidden[1]"), "hidden");
         let m: serde_yaml::Mapping = serde_yaml::from_str("lambda: 1e300\n").unwrap();
         assert_eq!(first_non_finite(&m), None);
     }
