@@ -139,10 +139,10 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 /// settings under an older label, or one an earlier clbench saved under the job's legacy id
 /// (see `JobSpec::legacy`) with the settings it recorded then.
 pub fn finished(jobs_dir: &std::path::Path, job: &JobSpec) -> Option<JobResult> {
-    let read = |id: &str| -> Option<JobResult> {
-        let text = std::fs::read_to_string(jobs_dir.join(format!("{id}.json"))).ok()?;
-        serde_json::from_str(&text).ok()
-    };
+    // An unreadable file counts as not finished here; `check_output_folder` has already
+    // refused it, with its name, before anything ran.
+    let read =
+        |id: &str| crate::results::read_job_result(&jobs_dir.join(format!("{id}.json"))).ok();
     if let Some(result) = read(&job.id).filter(|r| r.settings == job.settings) {
         return Some(result);
     }
