@@ -529,21 +529,21 @@ pub fn sweeps(groups: &[Group]) -> Vec<Sweep> {
 /// in its configuration's colour; the chosen (best-ACC) value ringed in both panels. Writes
 /// nothing when no grid sweeps a strength.
 ///
-/// `selection` (how the configurations were chosen) heads the chart. When the points carry the
-/// validation ACC the choice read, the ACC panel draws it as a dashed line and marks the value it
-/// chose with a square, beside the ring on the best test ACC.
+/// `selection` (how the configurations were chosen) is written under the chart. When the points
+/// carry the validation ACC the choice read, the ACC panel draws it as a dashed line and marks the
+/// value it chose with a square, beside the ring on the best test ACC.
 pub fn sensitivity(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
     let sweeps = sweeps(groups);
     if sweeps.is_empty() {
         return Ok(());
     }
     let size = (2 * 420, 320 * sweeps.len() as u32 + SENSITIVITY_TITLE);
-    svg_and_png_noted!(base, size, selection, draw_sensitivity(&sweeps, selection));
+    svg_and_png_noted!(base, size, selection, draw_sensitivity(&sweeps));
     Ok(())
 }
 
 /// Height of the sensitivity chart's heading, in pixels.
-const SENSITIVITY_TITLE: u32 = 44;
+const SENSITIVITY_TITLE: u32 = 26;
 
 /// Which metric a sensitivity panel shows.
 #[derive(Clone, Copy)]
@@ -588,7 +588,6 @@ fn hidden(sweep: &Sweep, metric: Metric) -> usize {
 
 fn draw_sensitivity<DB: DrawingBackend>(
     sweeps: &[Sweep],
-    selection: &str,
     root: DrawingArea<DB, plotters::coord::Shift>,
 ) -> Result<()>
 where
@@ -605,15 +604,9 @@ where
         .iter()
         .map(|s| hidden(s, Metric::Acc) + hidden(s, Metric::Bwt))
         .sum();
+    // How the configurations were chosen is in the strip under the chart, as on every chart.
     let marks = format!("{marks}{}", left_out(left, NOT_FINITE));
-    // Long labels are cut rather than drawn past the edge.
-    let line: String = format!("Configurations {selection}")
-        .chars()
-        .take(110)
-        .collect();
-    head.draw(&Text::new(line, (10, 6), (FONT, 13)))
-        .map_err(draw_err)?;
-    head.draw(&Text::new(marks, (10, 24), (FONT, 12)))
+    head.draw(&Text::new(marks, (10, 6), (FONT, 12)))
         .map_err(draw_err)?;
     let areas = body.split_evenly((sweeps.len(), 2));
     for (k, sweep) in sweeps.iter().enumerate() {
