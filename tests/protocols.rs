@@ -321,6 +321,25 @@ fn rotated_tasks_draw_their_angles_from_the_scenario_seed() {
     let given: clbench::config::ScenarioSection =
         serde_yaml::from_str("kind: rotated\nmode: domain\nangles: [0.0, 90.0]\n").unwrap();
     assert_eq!(given.rotation_angles(), vec![0.0, 90.0]);
+    // The dry run's scenario line lists every drawn angle, so a run can be repeated elsewhere.
+    let drawn: clbench::config::ScenarioSection = serde_yaml::from_str(&yaml(0)).unwrap();
+    let line = drawn.describe();
+    assert!(
+        line.starts_with("rotated, domain-incremental, 20 tasks"),
+        "{line}"
+    );
+    let listed: Vec<f64> = line
+        .split_once('[')
+        .and_then(|(_, rest)| rest.strip_suffix(']'))
+        .unwrap()
+        .split(", ")
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 20);
+    assert!(
+        listed.iter().zip(&a).all(|(l, d)| (l - d).abs() < 1e-4),
+        "{line}"
+    );
 }
 
 #[test]

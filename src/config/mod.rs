@@ -146,6 +146,38 @@ impl ScenarioSection {
         }
     }
 
+    /// One line saying what the tasks are, for `run --dry-run`: the class groups, the
+    /// permutations' seed, or every rotation angle (so a run can be repeated elsewhere, e.g.
+    /// with `angles:` or in another framework).
+    pub fn describe(&self) -> String {
+        let mode = format!("{:?}", self.mode).to_lowercase();
+        match self.kind {
+            ScenarioKind::Split => format!("split, {mode}-incremental, tasks {:?}", self.tasks),
+            ScenarioKind::Permuted => format!(
+                "permuted, {mode}-incremental, {} tasks, permutations from seed {}{}",
+                self.task_count(),
+                self.seed,
+                if self.identity_first {
+                    " (the first task unpermuted)"
+                } else {
+                    ""
+                }
+            ),
+            ScenarioKind::Rotated => {
+                let angles: Vec<String> = self
+                    .rotation_angles()
+                    .iter()
+                    .map(|a| format!("{a:.4}"))
+                    .collect();
+                format!(
+                    "rotated, {mode}-incremental, {} tasks, angles in degrees [{}]",
+                    angles.len(),
+                    angles.join(", ")
+                )
+            }
+        }
+    }
+
     /// The rotated scenario's angles: `angles`, or `num_tasks` angles drawn uniformly from
     /// [0, 180) degrees with the scenario's seed (the same for every job of the experiment).
     pub fn rotation_angles(&self) -> Vec<f64> {

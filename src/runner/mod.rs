@@ -469,6 +469,7 @@ pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> Strin
     let planned = shard_of(planned_jobs(plan), shard);
     let mut out = String::new();
     let mut finished = 0;
+    let _ = writeln!(out, "scenario: {}", plan.experiment.scenario.describe());
     for job in &planned {
         let done = !force && self::finished(&jobs_dir, job).is_some();
         finished += usize::from(done);
