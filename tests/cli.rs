@@ -399,3 +399,37 @@ fn every_shipped_experiment_file_plans_without_reading_data() {
         assert!(!plan.jobs.is_empty(), "{}", file.display());
     }
 }
+
+#[test]
+fn with_draw_per_seed_the_runner_gives_each_seed_its_own_tasks() {
+    // The untrained network's accuracy on every task (the row evaluated before task 1) depends
+    // only on the seed's initialisation and on the tasks: equal for two strategies that share
+    // their tasks, different when the tasks differ.
+    let initial = |draw_per_seed: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = format!(
+            "  kind: permuted\n  mode: domain\n  num_tasks: 3\n  draw_per_seed: {draw_per_seed}\n"
+        );
+        let text = common::synthetic_yaml("draws", dir.path(), "  - name: naive\n  - name: l2\n")
+            .replace(
+                "  kind: split\n  mode: task\n  tasks: [[0, 1], [2, 3], [4, 5]]\n",
+                &scenario,
+            );
+        let file = write_experiment(dir.path(), "draws", &text);
+        let out = clbench(&[&file]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let jobs = dir.path().join("draws/jobs");
+        let read = |label: &str| {
+            let files = common::job_files(&jobs, label);
+            let result = clbench::results::read_job_result(&files[0]).unwrap();
+            result.initial_accuracy.unwrap()
+        };
+        (read("naive_seed1"), read("l2_seed1"), read("naive_seed2"))
+    };
+    let (shared, shared_l2, shared_seed2) = initial(false);
+    let (own, own_l2, _) = initial(true);
+    assert_eq!(own, own_l2, "the strategies of one seed see the same tasks");
+    assert_eq!(shared, shared_l2);
+    assert_ne!(own, shared, "seed 1 drew its own permutations");
+    assert_ne!(shared, shared_seed2, "the seeds' initialisations differ");
+}

@@ -310,7 +310,7 @@ fn rotated_tasks_draw_their_angles_from_the_scenario_seed() {
     let angles = |seed| {
         serde_yaml::from_str::<clbench::config::ScenarioSection>(&yaml(seed))
             .unwrap()
-            .rotation_angles()
+            .rotation_angles(1)
     };
     let a = angles(0);
     assert_eq!(a.len(), 20);
@@ -320,10 +320,10 @@ fn rotated_tasks_draw_their_angles_from_the_scenario_seed() {
     // Given angles win over drawn ones.
     let given: clbench::config::ScenarioSection =
         serde_yaml::from_str("kind: rotated\nmode: domain\nangles: [0.0, 90.0]\n").unwrap();
-    assert_eq!(given.rotation_angles(), vec![0.0, 90.0]);
+    assert_eq!(given.rotation_angles(1), vec![0.0, 90.0]);
     // The dry run's scenario line lists every drawn angle, so a run can be repeated elsewhere.
     let drawn: clbench::config::ScenarioSection = serde_yaml::from_str(&yaml(0)).unwrap();
-    let line = drawn.describe();
+    let line = drawn.describe(1);
     assert!(
         line.starts_with("rotated, domain-incremental, 20 tasks"),
         "{line}"
@@ -340,6 +340,76 @@ fn rotated_tasks_draw_their_angles_from_the_scenario_seed() {
         listed.iter().zip(&a).all(|(l, d)| (l - d).abs() < 1e-4),
         "{line}"
     );
+    assert_eq!(
+        drawn.rotation_angles(2),
+        a,
+        "without draw_per_seed every seed shares the draw"
+    );
+
+    // draw_per_seed: each run seed its own angles, the same ones every time for that seed.
+    let per_seed: clbench::config::ScenarioSection =
+        serde_yaml::from_str(&format!("{}draw_per_seed: true\n", yaml(0))).unwrap();
+    let (one, two) = (per_seed.rotation_angles(1), per_seed.rotation_angles(2));
+    assert_eq!(one.len(), 20);
+    assert!(one.iter().all(|&d| (0.0..180.0).contains(&d)), "{one:?}");
+    assert_ne!(one, two);
+    assert_ne!(one, a);
+    assert_eq!(one, per_seed.rotation_angles(1));
+}
+
+#[test]
+fn draw_per_seed_gives_each_seed_its_own_tasks_shared_by_its_strategies() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::synthetic_yaml("perseed", dir.path(), "  - name: naive\n  - name: l2\n")
+        .replace(
+            "  kind: split\n  mode: task\n  tasks: [[0, 1], [2, 3], [4, 5]]\n",
+            "  kind: permuted\n  mode: domain\n  num_tasks: 2\n  draw_per_seed: true\n",
+        );
+    let plan = common::plan_from(&text);
+    let dataset = clbench::runner::load_dataset(&plan).unwrap();
+    let second_task = |seed| {
+        clbench::runner::build_scenario(&plan, &dataset, seed)
+            .unwrap()
+            .train_data(&dataset.train, 1, tch::Device::Cpu)
+            .x
+    };
+    assert!(second_task(1).equal(&second_task(1)), "one seed, one draw");
+    assert!(
+        !second_task(1).equal(&second_task(2)),
+        "each seed its own permutations"
+    );
+    // Both strategies of a seed are planned with that seed, so they see the same tasks.
+    let seeds: Vec<(String, u64)> = plan
+        .jobs
+        .iter()
+        .map(|j| (j.strategy.clone(), j.seed))
+        .collect();
+    assert!(seeds.contains(&("naive".into(), 1)) && seeds.contains(&("l2".into(), 1)));
+    let listing = clbench::runner::dry_run(&plan, false, None);
+    assert!(listing.contains("scenario (seed 1): permuted"), "{listing}");
+    assert!(listing.contains("scenario (seed 2): permuted"), "{listing}");
+
+    // A split scenario has nothing to draw, and given angles leave nothing to draw: both are
+    // refused at their key.
+    let registry = clbench::strategy::Registry::load().unwrap();
+    let split = common::synthetic_yaml("perseed", dir.path(), "  - name: naive\n").replace(
+        "  tasks: [[0, 1], [2, 3], [4, 5]]\n",
+        "  tasks: [[0, 1], [2, 3], [4, 5]]\n  draw_per_seed: true\n",
+    );
+    let given = text.replace(
+        "  kind: permuted\n  mode: domain\n  num_tasks: 2\n",
+        "  kind: rotated\n  mode: domain\n  angles: [0.0, 45.0]\n",
+    );
+    for (bad, why) in [(split, "split"), (given, "angles")] {
+        let err = clbench::config::Plan::from_str(&bad, Path::new("bad.yaml"), &registry)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| panic!("{why}: accepted"));
+        assert!(
+            err.contains("bad.yaml:") && err.contains("draw_per_seed"),
+            "{why}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -384,7 +454,7 @@ fn the_plateau_schedule_and_early_stopping_run_on_held_out_data() {
     // the smallest one recorded.
     let plan = common::plan_from(&text);
     let dataset = clbench::runner::load_dataset(&plan).unwrap();
-    let scenario = clbench::runner::build_scenario(&plan, &dataset)
+    let scenario = clbench::runner::build_scenario(&plan, &dataset, plan.jobs[0].seed)
         .unwrap()
         .view(&dataset.train, &plan.jobs[0].view)
         .unwrap();

@@ -126,6 +126,21 @@ pub(super) fn check_scenario(s: &ScenarioSection) -> Result<(), (&'static str, S
             ));
         }
     }
+    if s.draw_per_seed && s.kind == ScenarioKind::Split {
+        return Err((
+            "draw_per_seed",
+            "scenario.draw_per_seed draws permutations or angles; a split scenario's tasks are \
+             the classes given in `tasks`, so remove it"
+                .to_string(),
+        ));
+    }
+    if s.draw_per_seed && s.angles.is_some() {
+        return Err((
+            "draw_per_seed",
+            "scenario.draw_per_seed draws the angles, but `angles` gives them; keep one of the two"
+                .to_string(),
+        ));
+    }
     if s.kind == ScenarioKind::Split {
         if s.tasks.len() > MAX_TASKS {
             return Err((

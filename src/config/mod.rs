@@ -130,9 +130,17 @@ pub struct ScenarioSection {
     /// `rotate` default).
     #[serde(default, skip_serializing_if = "Interpolation::is_bilinear")]
     pub interpolation: Interpolation,
-    /// Seed of the permutations, shared by every job of the experiment.
+    /// Seed of the permutations or angles, shared by every job of the experiment (unless
+    /// `draw_per_seed`).
     #[serde(default)]
     pub seed: u64,
+    /// permuted and rotated: every run seed draws its own permutations or angles, from `seed`
+    /// and the run seed together, instead of one draw for the whole experiment. Mammoth sets no
+    /// global seed, so each run behind Buzzega et al.'s (2020) means had its own angles; a mean
+    /// over seeds is then a mean over task draws too. The jobs of one seed still share their
+    /// tasks, so comparisons between strategies stay paired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draw_per_seed: bool,
 }
 
 impl ScenarioSection {
@@ -142,21 +150,33 @@ impl ScenarioSection {
         match self.kind {
             ScenarioKind::Split => self.tasks.len(),
             ScenarioKind::Permuted => self.num_tasks.unwrap_or(10),
-            ScenarioKind::Rotated => self.rotation_angles().len(),
+            // The count is the same for every run seed.
+            ScenarioKind::Rotated => self.rotation_angles(0).len(),
         }
     }
 
-    /// One line saying what the tasks are, for `run --dry-run`: the class groups, the
-    /// permutations' seed, or every rotation angle (so a run can be repeated elsewhere, e.g.
-    /// with `angles:` or in another framework).
-    pub fn describe(&self) -> String {
+    /// The seed the tasks of run seed `run_seed` are drawn from: `seed`, or with
+    /// `draw_per_seed` one mixed from both (the same run seed always gives the same tasks).
+    pub fn tasks_seed(&self, run_seed: u64) -> u64 {
+        if self.draw_per_seed {
+            // Distinct run seeds give distinct seeds; the odd constant spreads small numbers.
+            self.seed ^ run_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        } else {
+            self.seed
+        }
+    }
+
+    /// One line saying what the tasks of run seed `run_seed` are, for `run --dry-run`: the
+    /// class groups, the permutations' seed, or every rotation angle (so a run can be repeated
+    /// elsewhere, e.g. with `angles:` or in another framework).
+    pub fn describe(&self, run_seed: u64) -> String {
         let mode = format!("{:?}", self.mode).to_lowercase();
         match self.kind {
             ScenarioKind::Split => format!("split, {mode}-incremental, tasks {:?}", self.tasks),
             ScenarioKind::Permuted => format!(
                 "permuted, {mode}-incremental, {} tasks, permutations from seed {}{}",
                 self.task_count(),
-                self.seed,
+                self.tasks_seed(run_seed),
                 if self.identity_first {
                     " (the first task unpermuted)"
                 } else {
@@ -165,7 +185,7 @@ impl ScenarioSection {
             ),
             ScenarioKind::Rotated => {
                 let angles: Vec<String> = self
-                    .rotation_angles()
+                    .rotation_angles(run_seed)
                     .iter()
                     .map(|a| format!("{a:.4}"))
                     .collect();
@@ -178,14 +198,15 @@ impl ScenarioSection {
         }
     }
 
-    /// The rotated scenario's angles: `angles`, or `num_tasks` angles drawn uniformly from
-    /// [0, 180) degrees with the scenario's seed (the same for every job of the experiment).
-    pub fn rotation_angles(&self) -> Vec<f64> {
+    /// The rotated scenario's angles for run seed `run_seed`: `angles`, or `num_tasks` angles
+    /// drawn uniformly from [0, 180) degrees with [`Self::tasks_seed`] (the same for every job
+    /// of the experiment unless `draw_per_seed`).
+    pub fn rotation_angles(&self, run_seed: u64) -> Vec<f64> {
         use rand::{Rng, SeedableRng};
         match &self.angles {
             Some(angles) => angles.clone(),
             None => {
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.tasks_seed(run_seed));
                 (0..self.num_tasks.unwrap_or(0))
                     .map(|_| rng.gen_range(0.0..180.0))
                     .collect()

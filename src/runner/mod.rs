@@ -80,8 +80,9 @@ pub fn load_dataset_with(plan: &Plan, opts: &LoadOptions) -> Result<Dataset> {
     Ok(dataset)
 }
 
-/// Builds the scenario of the plan over `dataset`.
-pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
+/// Builds the scenario of the plan over `dataset`, as run seed `run_seed` sees it (the same for
+/// every seed unless the scenario has `draw_per_seed`).
+pub fn build_scenario(plan: &Plan, dataset: &Dataset, run_seed: u64) -> Result<Scenario> {
     let s = &plan.experiment.scenario;
     let (train, test) = (&dataset.train, &dataset.test);
     match s.kind {
@@ -91,20 +92,40 @@ pub fn build_scenario(plan: &Plan, dataset: &Dataset) -> Result<Scenario> {
             test,
             s.task_count(),
             s.identity_first,
-            s.seed,
+            s.tasks_seed(run_seed),
             s.mode,
             plan.heads,
         ),
         ScenarioKind::Rotated => Scenario::rotated(
             train,
             test,
-            &s.rotation_angles(),
+            &s.rotation_angles(run_seed),
             s.interpolation,
             s.mode,
             plan.heads,
         ),
     }
     .with_context(|| format!("{}: scenario", plan.file.display()))
+}
+
+/// The scenario each job's seed sees: one shared by all, or one per seed with `draw_per_seed`.
+fn scenarios_of(
+    plan: &Plan,
+    dataset: &Dataset,
+    jobs: &[&JobSpec],
+) -> Result<std::collections::HashMap<u64, Arc<Scenario>>> {
+    let mut seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    if plan.experiment.scenario.draw_per_seed {
+        seeds
+            .into_iter()
+            .map(|seed| Ok((seed, Arc::new(build_scenario(plan, dataset, seed)?))))
+            .collect()
+    } else {
+        let shared = Arc::new(build_scenario(plan, dataset, 0)?);
+        Ok(seeds.into_iter().map(|s| (s, shared.clone())).collect())
+    }
 }
 
 /// Removes temp files a killed run on this host left behind (see `results::write`), so the
@@ -299,7 +320,7 @@ fn run_jobs(
             devices: Vec::new(),
         });
     }
-    let scenario = Arc::new(build_scenario(plan, dataset)?);
+    let scenarios = scenarios_of(plan, dataset, &todo)?;
     let devices = devices::resolve(&plan.experiment.runner.devices)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runner = &plan.experiment.runner;
@@ -372,7 +393,7 @@ fn run_jobs(
                                     plan,
                                     registry,
                                     dataset,
-                                    &scenario,
+                                    &scenarios[&job.seed],
                                     job,
                                     device,
                                     checkpoint.as_deref(),
@@ -469,7 +490,17 @@ pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> Strin
     let planned = shard_of(planned_jobs(plan), shard);
     let mut out = String::new();
     let mut finished = 0;
-    let _ = writeln!(out, "scenario: {}", plan.experiment.scenario.describe());
+    let scenario = &plan.experiment.scenario;
+    if scenario.draw_per_seed {
+        let mut seeds: Vec<u64> = planned.iter().map(|j| j.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        for seed in seeds {
+            let _ = writeln!(out, "scenario (seed {seed}): {}", scenario.describe(seed));
+        }
+    } else {
+        let _ = writeln!(out, "scenario: {}", scenario.describe(0));
+    }
     for job in &planned {
         let done = !force && self::finished(&jobs_dir, job).is_some();
         finished += usize::from(done);

@@ -88,7 +88,7 @@ pub fn run_first_job_with(
 ) -> (clbench::results::JobResult, clbench::model::Net) {
     let plan = plan_from(text);
     let dataset = clbench::runner::load_dataset(&plan).unwrap();
-    let scenario = clbench::runner::build_scenario(&plan, &dataset).unwrap();
+    let scenario = clbench::runner::build_scenario(&plan, &dataset, plan.jobs[0].seed).unwrap();
     let registry = Registry::load().unwrap();
     clbench::runner::run_job_with_model(
         &plan,
