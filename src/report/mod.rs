@@ -199,7 +199,8 @@ pub fn write_report(
         )
     };
     Ok(format!(
-        "Configurations {selection_text}.\n{}{family}\nChosen configuration of each strategy (final ACC):\n{best}{paired}",
-        summary::table(&groups)
+        "Configurations {selection_text}.\n{}{family}{}\n\nChosen configuration of each strategy (final ACC, ± one standard error):\n{best}{paired}",
+        summary::table(&groups),
+        summary::PLUS_MINUS_NOTE
     ))
 }

@@ -419,7 +419,12 @@ impl Best {
     }
 }
 
-/// The table printed at the end of a run.
+/// What a `±` of [`table`] and [`family_table`] means, printed under them.
+pub const PLUS_MINUS_NOTE: &str =
+    "± is the half-width of the 95% confidence interval of the mean over seeds, t(0.975, n-1) · s / √n.";
+
+/// The table printed at the end of a run: mean ± 95% CI half-width over seeds, as the HTML page
+/// and the further metrics show them.
 pub fn table(groups: &[Group]) -> String {
     let width = groups
         .iter()
@@ -432,13 +437,17 @@ pub fn table(groups: &[Group]) -> String {
         "strategy", "seeds", "ACC", "BWT", "forgetting", "wall s"
     );
     for g in groups {
-        let pm = |s: &Stat| format!("{} ± {}", number(s.mean, 4), number(s.std, 4));
+        let pm = |s: &Stat| s.format(1.0, 4);
+        let signed_pm = |s: &Stat| match s.ci95() {
+            Some(h) => format!("{} ± {}", signed(s.mean, 4), number(h, 4)),
+            None => signed(s.mean, 4),
+        };
         out.push_str(&format!(
             "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9}\n",
             format!("{}{}", g.label, role(&g.strategy)),
             g.acc.n,
             pm(&g.acc),
-            format!("{} ± {}", signed(g.bwt.mean, 4), number(g.bwt.std, 4)),
+            signed_pm(&g.bwt),
             pm(&g.forgetting),
             number(g.wall_s.mean, 1)
         ));
@@ -615,6 +624,22 @@ mod tests {
         assert_eq!(s.mean, 2.5);
         assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(Stat::of(&[0.7]).std, 0.0);
+    }
+
+    #[test]
+    fn the_printed_table_gives_the_95_percent_interval_as_every_other_table() {
+        // [0.90, 0.92, 0.94]: s = 0.02, half-width 4.302653 * 0.02 / sqrt(3) = 0.0497, not the
+        // standard deviation 0.0200 the table once printed without saying so.
+        let g = test_group(
+            "naive",
+            "naive",
+            serde_json::json!({}),
+            &[(1, 0.90), (2, 0.92), (3, 0.94)],
+        );
+        let text = table(&[g]);
+        assert!(text.contains("0.9200 ± 0.0497"), "{text}");
+        assert!(text.contains("+0.9200 ± 0.0497"), "BWT is signed: {text}");
+        assert!(!text.contains("± 0.0200"), "{text}");
     }
 
     #[test]
