@@ -422,6 +422,10 @@ fn with_draw_per_seed_the_runner_gives_each_seed_its_own_tasks() {
         let read = |label: &str| {
             let files = common::job_files(&jobs, label);
             let result = clbench::results::read_job_result(&files[0]).unwrap();
+            assert!(
+                !result.trained_once_at_end(),
+                "{label} trained task by task"
+            );
             result.initial_accuracy.unwrap()
         };
         (read("naive_seed1"), read("l2_seed1"), read("naive_seed2"))

@@ -298,6 +298,7 @@ fn joint_at_end_trains_only_on_the_last_task() {
         result.curve.iter().all(|p| p.task == 2),
         "trained before the last task"
     );
+    assert!(result.trained_once_at_end());
 }
 
 #[test]

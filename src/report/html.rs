@@ -139,8 +139,16 @@ fn summary_cells(g: &Group, k: usize, best: &Best) -> (Vec<String>, [bool; 3]) {
         format!("{}{}", g.label, role(&g.strategy)),
         g.acc.n.to_string(),
         g.acc.format(100.0, 2),
-        signed(&g.bwt),
-        g.forgetting.format(100.0, 2),
+        if g.trained_once_at_end {
+            "—".to_string()
+        } else {
+            signed(&g.bwt)
+        },
+        if g.trained_once_at_end {
+            "—".to_string()
+        } else {
+            g.forgetting.format(100.0, 2)
+        },
         number(g.wall_s.mean, 1),
     ];
     let flags = [
@@ -313,6 +321,9 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         "</tbody>\n</table>\n<p class=\"note\">{}</p>",
         escape(CI_NOTE)
     );
+    if let Some(note) = crate::report::summary::trained_once_note(page.groups) {
+        let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(&note));
+    }
     let family = FamilyTable::of(page.groups);
     if !family.is_empty() {
         h.push_str("<h3>More metrics</h3>\n<table>\n<thead><tr><th>configuration</th>");
@@ -466,6 +477,9 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
         let _ = writeln!(m, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(m, "\n{CI_NOTE}\n");
+    if let Some(note) = crate::report::summary::trained_once_note(page.groups) {
+        let _ = writeln!(m, "{}\n", md_cell(&note));
+    }
     let family = FamilyTable::of(page.groups);
     if !family.is_empty() {
         let _ = writeln!(

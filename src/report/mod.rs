@@ -201,6 +201,8 @@ pub fn write_report(
     Ok(format!(
         "Configurations {selection_text}.\n{}{family}{}\n\nChosen configuration of each strategy (final ACC, ± one standard error):\n{best}{paired}",
         summary::table(&groups),
-        summary::PLUS_MINUS_NOTE
+        summary::trained_once_note(&groups)
+            .map(|n| format!("{}\n{n}", summary::PLUS_MINUS_NOTE))
+            .unwrap_or_else(|| summary::PLUS_MINUS_NOTE.to_string())
     ))
 }

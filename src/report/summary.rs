@@ -102,6 +102,9 @@ pub struct Group {
     pub acc_by_seed: Vec<(u64, f64)>,
     pub bwt: Stat,
     pub forgetting: Stat,
+    /// Every job of the group trained once, after the last task (joint's `at_end`): BWT,
+    /// forgetting and the other metrics that read earlier rows are shown as "—".
+    pub trained_once_at_end: bool,
     pub wall_s: Stat,
     /// For the grid points of a search: the mean final ACC on the data the choice was made on
     /// (validation), when `acc` is the test ACC of the same runs; `None` otherwise.
@@ -192,6 +195,7 @@ pub fn metric_inputs<'a>(r: &'a JobResult, results: &'a [JobResult]) -> MetricIn
         chance: r.chance_accuracy.as_deref(),
         joint,
         joint_final,
+        trained_once_at_end: r.trained_once_at_end(),
     }
 }
 
@@ -201,7 +205,7 @@ pub fn job_metrics(r: &JobResult, results: &[JobResult]) -> Vec<Option<f64>> {
     let inputs = metric_inputs(r, results);
     METRICS
         .iter()
-        .map(|m| (m.compute)(&inputs).filter(|v| v.is_finite()))
+        .map(|m| m.value(&inputs).filter(|v| v.is_finite()))
         .collect()
 }
 
@@ -345,6 +349,7 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                     .collect(),
                 bwt: of_metrics(&|m| m.bwt),
                 forgetting: of_metrics(&|m| m.forgetting),
+                trained_once_at_end: rs.iter().all(|r| r.trained_once_at_end()),
                 wall_s: collect(&|r| r.timings.total_s),
                 selection_acc: None,
                 family,
@@ -405,18 +410,41 @@ pub struct Best {
 
 impl Best {
     pub fn of(groups: &[Group]) -> Best {
-        let pick = |value: &dyn Fn(&Group) -> f64| {
-            let top = groups.iter().map(value).fold(f64::NEG_INFINITY, f64::max);
+        let pick = |value: &dyn Fn(&Group) -> Option<f64>| {
+            let top = groups
+                .iter()
+                .filter_map(value)
+                .fold(f64::NEG_INFINITY, f64::max);
             (0..groups.len())
-                .filter(|&i| value(&groups[i]) == top)
+                .filter(|&i| value(&groups[i]) == Some(top))
                 .collect()
         };
+        // A job trained once at the end has no BWT or forgetting to rank.
+        let sequential = |g: &Group, v: f64| (!g.trained_once_at_end).then_some(v);
         Best {
-            acc: pick(&|g| g.acc.mean),
-            bwt: pick(&|g| g.bwt.mean),
-            forgetting: pick(&|g| -g.forgetting.mean),
+            acc: pick(&|g| Some(g.acc.mean)),
+            bwt: pick(&|g| sequential(g, g.bwt.mean)),
+            forgetting: pick(&|g| sequential(g, -g.forgetting.mean)),
         }
     }
+}
+
+/// Why the groups trained once at the end show "—" for BWT, forgetting and the metrics that
+/// read earlier rows; `None` when no group did.
+pub fn trained_once_note(groups: &[Group]) -> Option<String> {
+    let labels: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.trained_once_at_end)
+        .map(|g| g.label.as_str())
+        .collect();
+    (!labels.is_empty()).then(|| {
+        format!(
+            "—: {} trained once, after the last task; its rows before the last are an untrained \
+             network's, so BWT, forgetting, FWT, learning accuracy, average incremental accuracy \
+             and intransigence say nothing about it.",
+            labels.join(", ")
+        )
+    })
 }
 
 /// What a `±` of [`table`] and [`family_table`] means, printed under them.
@@ -447,8 +475,16 @@ pub fn table(groups: &[Group]) -> String {
             format!("{}{}", g.label, role(&g.strategy)),
             g.acc.n,
             pm(&g.acc),
-            signed_pm(&g.bwt),
-            pm(&g.forgetting),
+            if g.trained_once_at_end {
+                "—".to_string()
+            } else {
+                signed_pm(&g.bwt)
+            },
+            if g.trained_once_at_end {
+                "—".to_string()
+            } else {
+                pm(&g.forgetting)
+            },
             number(g.wall_s.mean, 1)
         ));
     }
@@ -602,6 +638,7 @@ pub(crate) fn test_group(
         acc_by_seed: accs.to_vec(),
         bwt: stat,
         forgetting: stat,
+        trained_once_at_end: false,
         wall_s: stat,
         selection_acc: None,
         family: Vec::new(),
@@ -640,6 +677,36 @@ mod tests {
         assert!(text.contains("0.9200 ± 0.0497"), "{text}");
         assert!(text.contains("+0.9200 ± 0.0497"), "BWT is signed: {text}");
         assert!(!text.contains("± 0.0200"), "{text}");
+    }
+
+    #[test]
+    fn a_group_trained_once_at_the_end_has_no_bwt_or_forgetting_to_show_or_rank() {
+        let sequential = test_group(
+            "naive",
+            "naive",
+            serde_json::json!({}),
+            &[(1, 0.5), (2, 0.6)],
+        );
+        let mut at_end = test_group(
+            "joint",
+            "joint",
+            serde_json::json!({}),
+            &[(1, 0.9), (2, 0.95)],
+        );
+        at_end.trained_once_at_end = true;
+        let groups = [sequential, at_end];
+        let text = table(&groups);
+        let joint_line = text.lines().find(|l| l.starts_with("joint")).unwrap();
+        assert_eq!(joint_line.matches('—').count(), 2, "{text}");
+        let best = Best::of(&groups);
+        // joint has the higher ACC, but BWT and forgetting are ranked among sequential runs.
+        assert_eq!(
+            (best.acc, best.bwt, best.forgetting),
+            (vec![1], vec![0], vec![0])
+        );
+        let note = trained_once_note(&groups).unwrap();
+        assert!(note.starts_with("—: joint trained once"), "{note}");
+        assert_eq!(trained_once_note(&groups[..1]), None);
     }
 
     #[test]

@@ -141,6 +141,9 @@ pub struct MetricInputs<'a> {
     /// The last row of a joint run with the same seed (either schedule): the reference of the
     /// forgetting ratio.
     pub joint_final: Option<&'a [f64]>,
+    /// The job trained once, after the last task (joint's `at_end` schedule): its rows before the
+    /// last are an untrained network's, so metrics that read them are left out.
+    pub trained_once_at_end: bool,
 }
 
 /// One metric of the family: its name, definition and direction, and how to compute it.
@@ -154,11 +157,24 @@ pub struct MetricDef {
     pub higher_is_better: bool,
     /// An accuracy or a difference of accuracies (shown ×100, in % or points), else a ratio.
     pub percent: bool,
-    /// `None` when the inputs lack what the metric needs.
+    /// Reads rows of the accuracy matrix before the last, i.e. says how tasks fared while the
+    /// sequence was trained: meaningless for a job trained once at the end.
+    pub reads_earlier_rows: bool,
+    /// `None` when the inputs lack what the metric needs. Call it through [`MetricDef::value`].
     pub compute: fn(&MetricInputs) -> Option<f64>,
 }
 
 impl MetricDef {
+    /// The metric for `m`: `None` when the inputs lack what it needs, or when it reads rows
+    /// before the last of a job trained once at the end (joint's `at_end` BWT of +85 points
+    /// would say nothing about forgetting).
+    pub fn value(&self, m: &MetricInputs) -> Option<f64> {
+        if self.reads_earlier_rows && m.trained_once_at_end {
+            return None;
+        }
+        (self.compute)(m)
+    }
+
     /// `a` is better than `b` in this metric's direction.
     pub fn better(&self, a: f64, b: f64) -> bool {
         if self.higher_is_better {
@@ -177,6 +193,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j of R[T-1][j]: the average accuracy after the last task",
         higher_is_better: true,
         percent: true,
+        reads_earlier_rows: false,
         compute: |m| (!m.accuracy.is_empty()).then(|| acc(m.accuracy)),
     },
     MetricDef {
@@ -185,6 +202,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j < T-1 of R[T-1][j] − R[j][j] (Lopez-Paz & Ranzato 2017): negative when learning later tasks hurt earlier ones",
         higher_is_better: true,
         percent: true,
+        reads_earlier_rows: true,
         compute: |m| (!m.accuracy.is_empty()).then(|| bwt(m.accuracy)),
     },
     MetricDef {
@@ -193,6 +211,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j < T-1 of max_{l < T-1} R[l][j] − R[T-1][j] (Chaudhry et al. 2018): the drop from each task's best accuracy to its final one",
         higher_is_better: false,
         percent: true,
+        reads_earlier_rows: true,
         compute: |m| (!m.accuracy.is_empty()).then(|| forgetting(m.accuracy)),
     },
     MetricDef {
@@ -201,6 +220,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j ≥ 1 of R[j-1][j] − b[j], b[j] the untrained network's accuracy on task j (Lopez-Paz & Ranzato 2017): positive when earlier tasks help a task before it is trained",
         higher_is_better: true,
         percent: true,
+        reads_earlier_rows: true,
         compute: |m| fwt(m.accuracy, m.initial?),
     },
     MetricDef {
@@ -209,6 +229,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j of R[j][j]: how well each task is learnt when it is trained (Riemer et al. 2019)",
         higher_is_better: true,
         percent: true,
+        reads_earlier_rows: true,
         compute: |m| (!m.accuracy.is_empty()).then(|| learning_accuracy(m.accuracy)),
     },
     MetricDef {
@@ -217,6 +238,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over i of the mean over j ≤ i of R[i][j]: the average accuracy on the tasks seen so far, averaged over the sequence (Rebuffi et al. 2017)",
         higher_is_better: true,
         percent: true,
+        reads_earlier_rows: true,
         compute: |m| (!m.accuracy.is_empty()).then(|| average_incremental_accuracy(m.accuracy)),
     },
     MetricDef {
@@ -225,6 +247,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j of J[j][j] − R[j][j], J the joint run of the same seed (Chaudhry et al. 2018): how much less each task is learnt than by training on every task so far at once; needs `joint` in the grid",
         higher_is_better: false,
         percent: true,
+        reads_earlier_rows: true,
         compute: |m| intransigence(m.accuracy, m.joint?),
     },
     MetricDef {
@@ -233,6 +256,7 @@ pub const METRICS: &[MetricDef] = &[
         definition: "mean over j of (R[T-1][j] − c[j]) / (J[T-1][j] − c[j]) − 1, J the joint run of the same seed and c[j] the expected accuracy of a random classifier drawing labels with task j's training frequencies (HAT's forgetting ratio, Serrà et al. 2018, as joansj/hat src/plot_results.py): 0 is as good as joint, −1 is chance; needs `joint` in the grid",
         higher_is_better: true,
         percent: false,
+        reads_earlier_rows: false,
         compute: |m| forgetting_ratio(m.accuracy, m.joint_final?, m.chance?),
     },
 ];
@@ -314,6 +338,35 @@ mod tests {
     }
 
     #[test]
+    fn a_job_trained_once_at_the_end_has_only_the_metrics_of_its_last_row() {
+        // joint at_end: the first row is an untrained network's (0.1), the last learnt both.
+        let r = vec![vec![0.1, 0.1], vec![0.95, 0.97]];
+        let chance = [0.5, 0.5];
+        let inputs = MetricInputs {
+            accuracy: &r,
+            initial: Some(&[0.1, 0.1]),
+            chance: Some(&chance),
+            joint: Some(&r),
+            joint_final: Some(&[0.95, 0.97]),
+            trained_once_at_end: true,
+        };
+        let shown: Vec<&str> = METRICS
+            .iter()
+            .filter(|m| m.value(&inputs).is_some())
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(shown, ["acc", "rho"]);
+        // The same matrix trained task by task would have a BWT of +85 points.
+        let sequential = MetricInputs {
+            trained_once_at_end: false,
+            ..inputs
+        };
+        let bwt = metric("bwt").unwrap().value(&sequential).unwrap();
+        assert!((bwt - 0.85).abs() < 1e-12, "{bwt}");
+        assert!((metric("acc").unwrap().value(&inputs).unwrap() - 0.96).abs() < 1e-12);
+    }
+
+    #[test]
     fn metrics_without_their_inputs_are_none_not_numbers() {
         let r = vec![vec![0.9, 0.1], vec![0.8, 0.95]];
         let inputs = MetricInputs {
@@ -322,6 +375,7 @@ mod tests {
             chance: None,
             joint: None,
             joint_final: None,
+            trained_once_at_end: false,
         };
         for key in ["fwt", "intransigence", "rho"] {
             assert_eq!((metric(key).unwrap().compute)(&inputs), None, "{key}");

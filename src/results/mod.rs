@@ -200,6 +200,13 @@ pub fn read_job_result(path: &Path) -> anyhow::Result<JobResult> {
 }
 
 impl JobResult {
+    /// Whether the job trained once, after its last task (joint's `at_end` schedule), as its
+    /// training curve shows: every recorded pass belongs to the last task, of two or more.
+    pub fn trained_once_at_end(&self) -> bool {
+        let last = self.accuracy.len();
+        last > 1 && !self.curve.is_empty() && self.curve.iter().all(|p| p.task + 1 == last)
+    }
+
     /// Whether the matrices fit together: `accuracy` is T x T with T >= 1 (a row per task
     /// trained, a column per task tested), the per-task vectors have T entries and a test
     /// matrix beside it is T x T too. Every metric indexes them so.
