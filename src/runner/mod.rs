@@ -114,9 +114,7 @@ fn scenarios_of(
     dataset: &Dataset,
     jobs: &[&JobSpec],
 ) -> Result<std::collections::HashMap<u64, Arc<Scenario>>> {
-    let mut seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
-    seeds.sort_unstable();
-    seeds.dedup();
+    let seeds = distinct_seeds(jobs.iter().copied());
     if plan.experiment.scenario.draw_per_seed {
         seeds
             .into_iter()
@@ -126,6 +124,14 @@ fn scenarios_of(
         let shared = Arc::new(build_scenario(plan, dataset, 0)?);
         Ok(seeds.into_iter().map(|s| (s, shared.clone())).collect())
     }
+}
+
+/// The seeds of `jobs`, each once, in order.
+fn distinct_seeds<'a>(jobs: impl Iterator<Item = &'a JobSpec>) -> Vec<u64> {
+    jobs.map(|j| j.seed)
+        .collect::<BTreeSet<u64>>()
+        .into_iter()
+        .collect()
 }
 
 /// Removes temp files a killed run on this host left behind (see `results::write`), so the
@@ -492,10 +498,7 @@ pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> Strin
     let mut finished = 0;
     let scenario = &plan.experiment.scenario;
     if scenario.draw_per_seed {
-        let mut seeds: Vec<u64> = planned.iter().map(|j| j.seed).collect();
-        seeds.sort_unstable();
-        seeds.dedup();
-        for seed in seeds {
+        for seed in distinct_seeds(planned.iter()) {
             let _ = writeln!(out, "scenario (seed {seed}): {}", scenario.describe(seed));
         }
     } else {
