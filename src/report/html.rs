@@ -139,16 +139,8 @@ fn summary_cells(g: &Group, k: usize, best: &Best) -> (Vec<String>, [bool; 3]) {
         format!("{}{}", g.label, role(&g.strategy)),
         g.acc.n.to_string(),
         g.acc.format(100.0, 2),
-        if g.trained_once_at_end {
-            "—".to_string()
-        } else {
-            signed(&g.bwt)
-        },
-        if g.trained_once_at_end {
-            "—".to_string()
-        } else {
-            g.forgetting.format(100.0, 2)
-        },
+        g.sequential_cell(|| signed(&g.bwt)),
+        g.sequential_cell(|| g.forgetting.format(100.0, 2)),
         number(g.wall_s.mean, 1),
     ];
     let flags = [

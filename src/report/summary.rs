@@ -127,6 +127,16 @@ pub struct Group {
 }
 
 impl Group {
+    /// `cell()` for a metric of a sequence trained task by task; "—" for a group trained once
+    /// at the end, which has none (see [`trained_once_note`]).
+    pub fn sequential_cell(&self, cell: impl FnOnce() -> String) -> String {
+        if self.trained_once_at_end {
+            "—".to_string()
+        } else {
+            cell()
+        }
+    }
+
     /// The `k`-th metric of [`METRICS`] over the group's seeds, if any seed has it.
     pub fn metric(&self, k: usize) -> Option<Stat> {
         self.family.get(k).copied().flatten()
@@ -475,16 +485,8 @@ pub fn table(groups: &[Group]) -> String {
             format!("{}{}", g.label, role(&g.strategy)),
             g.acc.n,
             pm(&g.acc),
-            if g.trained_once_at_end {
-                "—".to_string()
-            } else {
-                signed_pm(&g.bwt)
-            },
-            if g.trained_once_at_end {
-                "—".to_string()
-            } else {
-                pm(&g.forgetting)
-            },
+            g.sequential_cell(|| signed_pm(&g.bwt)),
+            g.sequential_cell(|| pm(&g.forgetting)),
             number(g.wall_s.mean, 1)
         ));
     }
