@@ -139,7 +139,7 @@ fn summary_cells(g: &Group, k: usize, best: &Best) -> (Vec<String>, [bool; 3]) {
         format!("{}{}", g.label, role(&g.strategy)),
         g.acc.n.to_string(),
         g.acc.format(100.0, 2),
-        g.sequential_cell(|| signed(&g.bwt)),
+        g.sequential_cell(|| g.bwt.format_signed(100.0, 2)),
         g.sequential_cell(|| g.forgetting.format(100.0, 2)),
         number(g.wall_s.mean, 1),
     ];
@@ -149,15 +149,6 @@ fn summary_cells(g: &Group, k: usize, best: &Best) -> (Vec<String>, [bool; 3]) {
         best.forgetting.contains(&k),
     ];
     (cells, flags)
-}
-
-fn signed(s: &Stat) -> String {
-    let text = s.format(100.0, 2);
-    if s.mean >= 0.0 {
-        format!("+{text}")
-    } else {
-        text
-    }
 }
 
 const SUMMARY_HEAD: [&str; 6] = [

@@ -59,6 +59,18 @@ impl Stat {
             None => number(self.mean * scale, digits),
         }
     }
+
+    /// [`Stat::format`] with the mean's sign, `+` included (`+0.85 ± 0.01`): how BWT is shown.
+    pub fn format_signed(&self, scale: f64, digits: usize) -> String {
+        match self.ci95() {
+            Some(h) => format!(
+                "{} ± {}",
+                signed(self.mean * scale, digits),
+                number(h * scale, digits)
+            ),
+            None => signed(self.mean * scale, digits),
+        }
+    }
 }
 
 /// `v` with `digits` decimals, from 1e9 on in scientific notation (fixed decimals would print
@@ -476,16 +488,12 @@ pub fn table(groups: &[Group]) -> String {
     );
     for g in groups {
         let pm = |s: &Stat| s.format(1.0, 4);
-        let signed_pm = |s: &Stat| match s.ci95() {
-            Some(h) => format!("{} ± {}", signed(s.mean, 4), number(h, 4)),
-            None => signed(s.mean, 4),
-        };
         out.push_str(&format!(
             "{:<width$}  {:>5}  {:>17}  {:>17}  {:>17}  {:>9}\n",
             format!("{}{}", g.label, role(&g.strategy)),
             g.acc.n,
             pm(&g.acc),
-            g.sequential_cell(|| signed_pm(&g.bwt)),
+            g.sequential_cell(|| g.bwt.format_signed(1.0, 4)),
             g.sequential_cell(|| pm(&g.forgetting)),
             number(g.wall_s.mean, 1)
         ));
