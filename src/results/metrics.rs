@@ -160,8 +160,9 @@ pub struct MetricDef {
     /// Reads rows of the accuracy matrix before the last, i.e. says how tasks fared while the
     /// sequence was trained: meaningless for a job trained once at the end.
     pub reads_earlier_rows: bool,
-    /// `None` when the inputs lack what the metric needs. Call it through [`MetricDef::value`].
-    pub compute: fn(&MetricInputs) -> Option<f64>,
+    /// `None` when the inputs lack what the metric needs. Private: callers go through
+    /// [`MetricDef::value`], which also leaves out what a job trained once at the end lacks.
+    compute: fn(&MetricInputs) -> Option<f64>,
 }
 
 impl MetricDef {
