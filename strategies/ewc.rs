@@ -182,6 +182,7 @@ inventory::submit! {
             ParamSpec::new("fisher_batch", "mini-batch size of fisher: batch (default 20, as the reference)").range(Range::Count),
             ParamSpec::new("merge", "mean: F <- (F_new + t F_old)/(t+1); sum; separate: one term per task (default mean)"),
         ],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, ctx| Ok(Box::new(Ewc::new(config_from(params)?, ctx))),
     }

@@ -73,6 +73,7 @@ inventory::submit! {
             "schedule",
             "cumulative (each task on every task so far, default) or at_end (only the last task, on all of them, as Mammoth's joint)",
         )],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, ctx| {
             let config: Config = config_from(params)?;

@@ -85,6 +85,7 @@ inventory::submit! {
         params: &[
             ParamSpec::new("lambda", "strength of the pull (default 1)").range(Range::non_negative()),
         ],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(L2::new(clbench::strategy::registry::config_from(params)?))),
     }

@@ -203,6 +203,7 @@ inventory::submit! {
             ParamSpec::new("temperature", "softening temperature T (default 2)").range(Range::positive()),
             ParamSpec::new("weighting", "fixed: CE + alpha KD (default); by_task: (1/t) CE + (1-1/t) alpha KD"),
         ],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(Lwf::new(config_from(params)?))),
     }

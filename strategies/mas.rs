@@ -151,6 +151,7 @@ inventory::submit! {
             ParamSpec::new("importance", "per_sample (Aljundi et al., default) or per_batch (|gradient of each mini-batch's mean|, as Avalanche)"),
             ParamSpec::new("importance_batch", "mini-batch size of importance: per_batch (default 32)").range(Range::Count),
         ],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, _| Ok(Box::new(Mas::new(config_from(params)?))),
     }

@@ -31,6 +31,7 @@ inventory::submit! {
         summary: "plain fine-tuning on each task in turn (lower bound)",
         paper: "",
         params: &[],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |_, _| Ok(Box::new(Naive)),
     }

@@ -143,6 +143,7 @@ inventory::submit! {
             ParamSpec::new("draws", "label draws per sample for fisher: sampled (default 1)").range(Range::Count),
             ParamSpec::new("fisher_batch", "mini-batch size of fisher: batch (default 20)").range(Range::Count),
         ],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, ctx| Ok(Box::new(OnlineEwc::new(config_from(params)?, ctx))),
     }

@@ -254,6 +254,7 @@ inventory::submit! {
             ParamSpec::new("xi", "damping xi in Omega += omega / (Delta^2 + xi) (default 1e-3)").range(Range::positive()),
             ParamSpec::new("gradient", "g in the path integral: task (the task loss's, default) or total (with the SI penalty's, as van de Ven's code)"),
         ],
+        requires: &[],
         resolve: resolve_with::<Config>,
         build: |params, ctx| Ok(Box::new(Si::with_clip(config_from(params)?, ctx.clip))),
     }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use clbench::model::Forward;
+
 use common::{linear_model, one_sample, set_all};
 
 use clbench::importance::{mas_importance, mas_importance_batched, mas_importance_loop};
@@ -351,12 +353,13 @@ fn lwf_losses_on_two_tasks(weighting: &str) -> Vec<f64> {
         tch::no_grad(|| {
             let _ = model.params()["head.bias"].shallow_clone().fill_(t as f64);
         });
-        let logits = model.forward(&data.x);
+        let (features, logits) = model.forward_features_t(&data.x, &mut Forward::eval());
         let batch = clbench::strategy::Batch {
             x: &data.x,
             y: &data.y,
             mask: &batch_mask,
             task: t,
+            features: &features,
         };
         let loss = lwf
             .task_loss(&batch, &logits, ce.shallow_clone())

@@ -434,6 +434,8 @@ fn the_plateau_schedule_and_early_stopping_run_on_held_out_data() {
                 patience: 1,
                 factor: 3.0,
                 min_lr: 0.005,
+                restart_optimizer: false,
+                watch: Default::default(),
             }),
             None,
         );

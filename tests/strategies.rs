@@ -347,6 +347,7 @@ inventory::submit! {
         summary: "records hook calls (tests only)",
         paper: "",
         params: &[],
+        requires: &[],
         resolve: |_| Ok(serde_json::json!({})),
         build: |_, _| Ok(Box::new(Recording)),
     }

@@ -76,7 +76,7 @@ pub(super) fn check_training(t: &TrainingSection) -> Result<(), (&'static str, S
                     max: Bound::Unbounded,
                 },
             ),
-            ("min_lr", p.min_lr, Range::positive()),
+            ("min_lr", p.min_lr, Range::non_negative()),
         ] {
             in_range("training.lr_plateau", key, value, range).map_err(|m| ("lr_plateau", m))?;
         }

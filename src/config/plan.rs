@@ -71,6 +71,9 @@ pub struct JobSpec {
     /// The training settings: the file's `training:`, with the strategy entry's own
     /// `training:` overrides (a paper's per-method learning rate) applied.
     pub train: TrainSettings,
+    /// The model's resolved parameters: the file's `model:`, with the strategy entry's own
+    /// `model:` overrides (a paper's per-method dropout) applied.
+    pub model_params: serde_json::Value,
 }
 
 /// Which stage of the selection a job belongs to.
@@ -102,6 +105,8 @@ struct JobMaker {
     defaults: Vec<serde_json::Value>,
     /// Each entry's training settings (the file's, or its own overrides applied).
     train: Vec<TrainSettings>,
+    /// Each entry's model parameters (the file's, or its own overrides applied).
+    model_params: Vec<serde_json::Value>,
 }
 
 impl JobMaker {
@@ -136,6 +141,12 @@ impl JobMaker {
         let train = self.train[entry].clone();
         // An entry's own training settings replace the file's in its jobs' settings only.
         settings["training"] = serde_json::json!(train);
+        // So do its model parameters, recorded only where they differ, so every other job keeps
+        // its id.
+        let model_params = self.model_params[entry].clone();
+        if settings["model"]["params"] != model_params {
+            settings["model"]["params"] = model_params.clone();
+        }
         // Only a job that sees part of the scenario records its view, so every other job keeps
         // the id it had before selection modes existed.
         if view != &View::default() {
@@ -169,6 +180,7 @@ impl JobMaker {
             phase,
             view: view.clone(),
             train,
+            model_params,
         }
     }
 }
@@ -178,6 +190,7 @@ impl JobMaker {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrainingOverride {
+    optimizer: Option<crate::train::OptimizerKind>,
     lr: Option<f64>,
     momentum: Option<f64>,
     batch_size: Option<usize>,
@@ -202,6 +215,7 @@ impl TrainingOverride {
         ])
         .map_err(|(_, message)| message)?;
         let mut t = base.clone();
+        t.optimizer = self.optimizer.unwrap_or(t.optimizer);
         t.lr = self.lr.unwrap_or(t.lr);
         t.momentum = self.momentum.unwrap_or(t.momentum);
         t.batch_size = self.batch_size.unwrap_or(t.batch_size);
@@ -487,6 +501,7 @@ impl Plan {
         // Every entry's grid, resolved: (name, defaults, points).
         let mut entries: Vec<(String, serde_json::Value, Vec<serde_json::Value>)> = Vec::new();
         let mut trains: Vec<TrainSettings> = Vec::new();
+        let mut models_of: Vec<serde_json::Value> = Vec::new();
         for (entry, mapping) in experiment.strategies.iter().enumerate() {
             let at = |key: Option<&str>| locate::strategy_key(text, entry, key);
             let name = match mapping.get("name") {
@@ -525,6 +540,36 @@ impl Plan {
                     })?,
             };
             trains.push(entry_train);
+            let entry_model = match params.remove("model") {
+                None => model.params.clone(),
+                Some(serde_yaml::Value::Mapping(overrides)) => {
+                    let mut given = experiment.model.params.clone();
+                    given.extend(overrides);
+                    let resolved = resolve_plugin(&given, model_reg.params, model_reg.resolve)
+                        .and_then(|p| {
+                            (model_reg.check)(&p, input)
+                                .map(|_| p)
+                                .map_err(|m| (None, m))
+                        })
+                        .map_err(|(_, message)| {
+                            err(
+                                at(Some("model")),
+                                format!("strategy `{name}`: model `{}`: {message}", model.name),
+                            )
+                        })?;
+                    resolved
+                }
+                Some(_) => {
+                    return Err(err(
+                        at(Some("model")),
+                        format!(
+                            "strategy `{name}`: `model:` takes the model's parameters to change \
+                             for this entry, e.g. `model: {{dropout: 0.2}}`"
+                        ),
+                    ))
+                }
+            };
+            models_of.push(entry_model);
             let defaults = (reg.resolve)(&serde_yaml::Mapping::new()).unwrap_or_default();
             let grid_size = grid_size(&params).map_err(|(key, message)| {
                 err(at(Some(&key)), format!("strategy `{name}`: {message}"))
@@ -548,6 +593,10 @@ impl Plan {
                 points.push(resolved);
             }
             entries.push((name, defaults, points));
+        }
+        for ((name, ..), params) in entries.iter().zip(&models_of) {
+            check_requirements(name, registry, &model, params, input)
+                .map_err(|message| err(model_at(), message))?;
         }
         let num_tasks = experiment.scenario.task_count();
         if num_tasks == 0 {
@@ -578,6 +627,7 @@ impl Plan {
             legacy_shared,
             defaults: entries.iter().map(|e| e.1.clone()).collect(),
             train: trains,
+            model_params: models_of,
         };
         let report_view = selection.report_view(num_tasks);
         let search_view = selection.search_view();
@@ -720,6 +770,38 @@ impl Plan {
 
 /// Resolves `selection:`: the mode (default `holdout` when a grid has more than one point,
 /// else `fixed`) and its settings, each checked against the file.
+/// Refuses a model that cannot give strategy `name` what it needs (see
+/// [`Requirement`](crate::strategy::registry::Requirement)), naming both.
+fn check_requirements(
+    name: &str,
+    registry: &Registry,
+    model: &ModelChoice,
+    params: &serde_json::Value,
+    input: crate::model::InputShape,
+) -> Result<(), String> {
+    use crate::strategy::registry::Requirement;
+    let Some(reg) = registry.get(name) else {
+        return Ok(());
+    };
+    if !reg.requires.contains(&Requirement::UnitGates) {
+        return Ok(());
+    }
+    let spec = crate::model::NetSpec {
+        model: model.name,
+        params: params.clone(),
+        input,
+        outputs: 2,
+    };
+    let net = crate::model::Net::new(&spec, tch::Device::Cpu, 0)
+        .map_err(|e| format!("model `{}`: {e}", model.name))?;
+    crate::model::gating::check_gateable(&net).map_err(|why| {
+        format!(
+            "model `{}` cannot run strategy `{name}`, which gates hidden units: {why}",
+            model.name
+        )
+    })
+}
+
 fn resolve_selection(
     experiment: &ExperimentFile,
     entries: &[(String, serde_json::Value, Vec<serde_json::Value>)],

@@ -12,9 +12,17 @@
 //! job's own ChaCha stream: libtorch's global generator is shared by the worker threads, so
 //! parallel jobs would stop being reproducible.
 
+use std::collections::BTreeMap;
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, Tensor};
+
+/// Multiplicative gates on the output units of hidden layers, by layer name (`trunk.0`,
+/// `conv.1`): a Float [units] tensor per gated layer (a linear layer's units, a convolution's
+/// channels), which may carry a graph to a method's own parameters (HAT's task embeddings).
+/// A layer without an entry is not gated; the head never is.
+pub type UnitGates = BTreeMap<String, Tensor>;
 
 /// What a recorded layer is, with what its per-sample gradients need to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,9 @@ pub struct Forward<'a> {
     /// Dropout's masks come from the job's stream (libtorch's generator is shared by threads).
     rng: Option<&'a mut ChaCha8Rng>,
     records: Option<&'a mut Vec<Record>>,
+    /// The gates this pass multiplies hidden layers' outputs by; set by [`crate::model::Net`]
+    /// from the gates a strategy gave it, so model plugins never see them.
+    pub(crate) gates: Option<UnitGates>,
 }
 
 impl<'a> Forward<'a> {
@@ -62,6 +73,7 @@ impl<'a> Forward<'a> {
             train: false,
             rng: None,
             records: None,
+            gates: None,
         }
     }
 
@@ -71,6 +83,7 @@ impl<'a> Forward<'a> {
             train: true,
             rng: Some(rng),
             records: None,
+            gates: None,
         }
     }
 
@@ -80,6 +93,7 @@ impl<'a> Forward<'a> {
             train: false,
             rng: None,
             records: Some(records),
+            gates: None,
         }
     }
 
@@ -88,6 +102,34 @@ impl<'a> Forward<'a> {
             records.push(record());
         }
     }
+
+    /// `y` times the gate of layer `name` over dimension 1 (units or channels), or `y` itself
+    /// when the layer is not gated. The gate multiplies the layer's output before its
+    /// activation, pooling and dropout: for a gate in [0, 1] and ReLU, max pooling and dropout
+    /// after it, that equals gating after them (HAT gates `drop(relu(fc(h)))`).
+    fn gate(&self, name: &str, y: Tensor) -> Tensor {
+        match self.gates.as_ref().and_then(|g| g.get(name)) {
+            None => y,
+            Some(gate) => {
+                let mut shape = vec![1i64; y.dim()];
+                shape[1] = -1;
+                y * gate.view(shape.as_slice())
+            }
+        }
+    }
+}
+
+/// What a hidden layer's output units are, for methods that gate or condition them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitLayer {
+    /// The layer's name (`trunk.0`); its parameters are `{name}.weight` and `{name}.bias`.
+    pub name: String,
+    /// Output units: a linear layer's outputs, a convolution's channels.
+    pub units: i64,
+    /// Input features (linear) or channels (convolution).
+    pub inputs: i64,
+    /// Whether it is a convolution (weight [out, in, kh, kw]) rather than a linear layer.
+    pub conv: bool,
 }
 
 /// Creates layers under a VarStore path, drawing their initial values from the job's RNG, and
@@ -97,6 +139,8 @@ pub struct LayerBuilder<'a> {
     rng: &'a mut ChaCha8Rng,
     pub(crate) params: Vec<String>,
     pub(crate) buffers: Vec<String>,
+    /// The linear and convolution layers in the order they were built (the head last).
+    pub(crate) layers: Vec<UnitLayer>,
     /// How [`linear`](Self::linear) initialises; the head is built after the backbone with
     /// the same builder, so a backbone's choice covers the head too.
     init: LinearInit,
@@ -121,6 +165,7 @@ impl<'a> LayerBuilder<'a> {
             rng,
             params: Vec::new(),
             buffers: Vec::new(),
+            layers: Vec::new(),
             init: LinearInit::Pytorch,
         }
     }
@@ -179,6 +224,12 @@ impl<'a> LayerBuilder<'a> {
     /// A linear layer `fan_in -> fan_out` named `name` (e.g. `trunk.0`); weight first, then
     /// bias, as PyTorch draws them.
     pub fn linear(&mut self, name: &str, fan_in: i64, fan_out: i64) -> Linear {
+        self.layers.push(UnitLayer {
+            name: name.to_string(),
+            units: fan_out,
+            inputs: fan_in,
+            conv: false,
+        });
         let p = self.path(name);
         let (w, b) = match self.init {
             LinearInit::Pytorch => {
@@ -210,6 +261,12 @@ impl<'a> LayerBuilder<'a> {
             padding,
             bias,
         } = c;
+        self.layers.push(UnitLayer {
+            name: name.to_string(),
+            units: out_channels,
+            inputs: in_channels,
+            conv: true,
+        });
         let fan_in = in_channels * kernel * kernel;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let p = self.path(name);
@@ -291,7 +348,7 @@ impl Linear {
             input: x.detach(),
             output: y.shallow_clone(),
         });
-        y
+        f.gate(&self.name, y)
     }
 }
 
@@ -330,7 +387,7 @@ impl Conv2d {
             input: x.detach(),
             output: y.shallow_clone(),
         });
-        y
+        f.gate(&self.name, y)
     }
 }
 

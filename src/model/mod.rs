@@ -12,8 +12,11 @@
 //! Inputs travel flat, [n, c * h * w], as the scenarios build them (a permutation acts on pixel
 //! indices); [`Net::forward_t`] views them as images before the backbone.
 
+pub mod gating;
 pub mod layers;
 pub mod registry;
+
+use std::cell::RefCell;
 
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -23,6 +26,7 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::core::ParamMap;
 pub use layers::{
     BatchNorm, Conv, Conv2d, Forward, LayerBuilder, LayerKind, Linear, LinearInit, Record,
+    UnitGates, UnitLayer,
 };
 pub use registry::{ModelRegistration, ModelRegistry};
 
@@ -75,6 +79,12 @@ pub struct Net {
     /// Trainable parameters and buffers (batch-norm running statistics), by VarStore name.
     params: ParamMap,
     buffers: ParamMap,
+    /// The backbone's linear and convolution layers in build order (the head not included).
+    hidden: Vec<UnitLayer>,
+    /// The gates every forward pass applies until the next [`set_gates`](Net::set_gates): the
+    /// training loop and evaluation set them from the strategy before each pass, so every pass
+    /// (training, evaluation, a Fisher's) goes through them without the model plugin knowing.
+    gates: RefCell<Option<UnitGates>>,
 }
 
 impl Net {
@@ -104,8 +114,10 @@ impl Net {
         let LayerBuilder {
             params: param_names,
             buffers: buffer_names,
+            layers: mut hidden,
             ..
         } = builder;
+        hidden.pop(); // the head
         let mut sorted = param_names.clone();
         sorted.sort();
         sorted.dedup();
@@ -134,16 +146,57 @@ impl Net {
             build,
             params,
             buffers,
+            hidden,
+            gates: RefCell::new(None),
         })
     }
 
     /// Logits over all output columns, Float [n, outputs], from flat inputs [n, c*h*w].
     pub fn forward_t(&self, x: &Tensor, f: &mut Forward) -> Tensor {
+        self.forward_features_t(x, f).1
+    }
+
+    /// The backbone's features (the head's input), Float [n, f], and the logits.
+    pub fn forward_features_t(&self, x: &Tensor, f: &mut Forward) -> (Tensor, Tensor) {
         let s = self.spec.input;
         let n = x.size()[0];
         let images = x.view([n, s.channels, s.height, s.width]);
+        let gates = self
+            .gates
+            .borrow()
+            .as_ref()
+            .map(crate::core::params::shallow);
+        let outer = std::mem::replace(&mut f.gates, gates);
         let features = self.backbone.forward(&images, f);
-        self.head.forward(&features, f)
+        f.gates = outer;
+        let logits = self.head.forward(&features, f);
+        (features, logits)
+    }
+
+    /// The backbone's linear and convolution layers, in build order; the head is not one.
+    pub fn hidden_layers(&self) -> &[UnitLayer] {
+        &self.hidden
+    }
+
+    /// Sets the gates every later forward pass applies (`None`: no gates), until the next call.
+    /// Only hidden layers can be gated: a gate for a name that is not one is an error.
+    pub fn set_gates(&self, gates: Option<UnitGates>) -> Result<()> {
+        if let Some(g) = &gates {
+            for (name, gate) in g {
+                let Some(layer) = self.hidden.iter().find(|l| &l.name == name) else {
+                    bail!("a gate for `{name}`, which is not a hidden layer of this model");
+                };
+                if gate.size() != [layer.units] {
+                    bail!(
+                        "the gate of `{name}` has shape {:?}; the layer has {} units",
+                        gate.size(),
+                        layer.units
+                    );
+                }
+            }
+        }
+        *self.gates.borrow_mut() = gates;
+        Ok(())
     }
 
     /// Eval-mode logits (no dropout, batch norm on running statistics).

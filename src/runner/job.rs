@@ -15,7 +15,10 @@ use crate::data::Dataset;
 use crate::model::{InputShape, Net, NetSpec};
 use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance};
 use crate::scenario::{Evaluate, Scenario, View};
-use crate::strategy::{registry::BuildContext, Registry, TaskContext, TaskData};
+use crate::strategy::{
+    registry::BuildContext, AttachContext, Boundary, GatePass, OptimizerAfterEdit, Registry,
+    Strategy, TaskContext, TaskData, WeightEdit,
+};
 use crate::train::{accuracy, TrainSet, Trainer};
 
 use super::checkpoint::{self, JobProgress};
@@ -79,7 +82,7 @@ pub fn run_job_with_model(
     let input = model_input(plan, dataset);
     let spec = NetSpec {
         model: plan.model.name,
-        params: plan.model.params.clone(),
+        params: job.model_params.clone(),
         input,
         outputs: scenario.outputs,
     };
@@ -96,6 +99,12 @@ pub fn run_job_with_model(
         data
     };
     let model = Net::new(&spec, device, job.seed)?;
+    strategy.attach(&AttachContext {
+        model: &model,
+        num_tasks,
+        device,
+        seed: job.seed,
+    })?;
     let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
 
     // Training data is built task by task (a permuted MNIST task is 190 MB of floats); test data
@@ -120,8 +129,8 @@ pub fn run_job_with_model(
         if let Some(saved) = checkpoint::load(path, &job.settings)? {
             let resume = || -> Result<JobProgress> {
                 checkpoint::restore_model(&model, saved.model)?;
-                trainer.load_optimizer_state(&model, saved.optimizer)?;
                 strategy.load_state(saved.strategy, device)?;
+                trainer.load_optimizer_state(&model, &strategy.parameters(), saved.optimizer)?;
                 let p = saved.progress;
                 trainer.global_step = p.global_step;
                 trainer.samples_seen = p.samples_seen;
@@ -143,28 +152,15 @@ pub fn run_job_with_model(
     }
     // Time spent by earlier runs of this job (before a kill), so totals add up.
     let earlier_s = progress.timings.total_s;
-    let score = |sets: &[TaskData], after: usize| -> Vec<f64> {
-        sets.iter()
-            .enumerate()
-            .map(|(j, set)| {
-                let mask = Scenario::mask_tensor(&scenario.eval_mask(j, after), device);
-                let data = TaskData {
-                    task: j,
-                    x: set.x.shallow_clone(),
-                    y: set.y.shallow_clone(),
-                    mask,
-                };
-                accuracy(&model, &data)
-            })
-            .collect()
+    let score = |strategy: &mut dyn Strategy, sets: &[TaskData], after: usize| {
+        score_tasks(&model, strategy, scenario, sets, after, device)
     };
-    let evaluate = |after: usize| score(&test, after);
     if progress.tasks_done() == 0 {
         // The untrained network, scored as after task 0 (a task not yet trained is scored over
         // the same columns at every earlier row): forward transfer's reference. An evaluation
         // draws nothing from the job's stream, so training is unchanged.
         let tick = Instant::now();
-        progress.initial_accuracy = Some(evaluate(0));
+        progress.initial_accuracy = Some(score(strategy.as_mut(), &test, 0)?);
         progress.timings.eval_s += tick.elapsed().as_secs_f64();
     }
     for t in progress.tasks_done()..num_tasks {
@@ -181,6 +177,8 @@ pub fn run_job_with_model(
             trainer.set_validation((held_out.x.size()[0] > 0).then(|| prepare(held_out)));
         }
         let tick = Instant::now();
+        let edit = strategy.weight_edit(&ctx, Boundary::BeforeTask)?;
+        apply_weight_edit(&model, &mut trainer, edit)?;
         strategy.before_task(&ctx)?;
         let tasks = strategy.training_tasks(t);
         let earlier: Vec<TaskData> = tasks
@@ -219,7 +217,10 @@ pub fn run_job_with_model(
         progress.timings.train_s += tick.elapsed().as_secs_f64();
 
         let tick = Instant::now();
+        model.set_gates(strategy.unit_gates(&GatePass::Eval { task: t })?)?;
         strategy.after_task(&ctx)?;
+        let edit = strategy.weight_edit(&ctx, Boundary::AfterTask)?;
+        apply_weight_edit(&model, &mut trainer, edit)?;
         progress.timings.after_task_s += tick.elapsed().as_secs_f64();
         if let Some(map) = strategy.importance() {
             progress.importance.extend(
@@ -229,9 +230,11 @@ pub fn run_job_with_model(
         }
 
         let tick = Instant::now();
-        let row = evaluate(t);
+        let row = score(strategy.as_mut(), &test, t)?;
         if !also_test.is_empty() {
-            progress.test_accuracy.push(score(&also_test, t));
+            progress
+                .test_accuracy
+                .push(score(strategy.as_mut(), &also_test, t)?);
         }
         progress.timings.eval_s += tick.elapsed().as_secs_f64();
         on_event(JobEvent::TaskDone {
@@ -253,6 +256,7 @@ pub fn run_job_with_model(
             }
         }
     }
+    model.set_gates(None)?;
     let mut timings = progress.timings;
     timings.total_s = earlier_s + started.elapsed().as_secs_f64();
     timings.samples_per_s = trainer.samples_seen as f64 / timings.train_s.max(1e-9);
@@ -279,6 +283,52 @@ pub fn run_job_with_model(
         settings: job.settings.clone(),
     };
     Ok((result, model))
+}
+
+/// The accuracy on each of `sets` after task `after`, each task scored under the gates the
+/// strategy gives it.
+fn score_tasks(
+    model: &Net,
+    strategy: &mut dyn Strategy,
+    scenario: &Scenario,
+    sets: &[TaskData],
+    after: usize,
+    device: Device,
+) -> Result<Vec<f64>> {
+    sets.iter()
+        .enumerate()
+        .map(|(j, set)| {
+            model.set_gates(strategy.unit_gates(&GatePass::Eval { task: j })?)?;
+            let mask = Scenario::mask_tensor(&scenario.eval_mask(j, after), device);
+            let data = TaskData {
+                task: j,
+                x: set.x.shallow_clone(),
+                y: set.y.shallow_clone(),
+                mask,
+            };
+            Ok(accuracy(model, &data))
+        })
+        .collect()
+}
+
+/// Writes a strategy's weight edit into the network and handles the optimizer as it asks.
+fn apply_weight_edit(model: &Net, trainer: &mut Trainer, edit: Option<WeightEdit>) -> Result<()> {
+    let Some(edit) = edit else { return Ok(()) };
+    let mut weights = model.params();
+    weights.extend(model.buffers());
+    tch::no_grad(|| -> Result<()> {
+        for (name, value) in &edit.values {
+            let p = weights.get(name).ok_or_else(|| {
+                anyhow!("the strategy edits `{name}`, which is not a parameter or buffer of the network")
+            })?;
+            p.shallow_clone().copy_(value);
+        }
+        Ok(())
+    })?;
+    if edit.optimizer == OptimizerAfterEdit::Reset {
+        trainer.reset_optimizer();
+    }
+    Ok(())
 }
 
 /// The dataset's images as (channels, height, width).

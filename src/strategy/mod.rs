@@ -1,18 +1,34 @@
 //! The `Strategy` trait: a continual-learning method as a set of hooks on the training loop.
 //!
-//! Hook order, for each task `t` of a job (the training loop in `train/` calls them):
+//! Hook order, for each job and each task `t` of it (the training loop in `train/` and the job
+//! in `runner/job.rs` call them):
 //!
 //! ```text
-//! training_tasks(t)                 which tasks' data to train on (joint training: all seen)
-//! before_task(ctx)                  e.g. LwF snapshots the model as its teacher
-//! for each epoch, for each batch:
-//!     task_loss(batch, logits, ce)  may change the task loss (LwF adds distillation)
-//!     after_task_backward(model)    the gradients of the task loss alone are in .grad() (SI)
-//!     penalty(model)                a regularization term; the loop adds its gradient
-//!     (optimizer step)
-//!     after_step(model)             e.g. SI's path integral
-//! after_task(ctx)                   e.g. EWC computes its Fisher and moves its anchor
-//! save_state()                      what later tasks need, into the job's checkpoint
+//! attach(model)                     once, on the freshly built model (before a checkpoint is
+//!                                   restored): make own parameters (HAT's embeddings), keep the
+//!                                   initial weights (restart)
+//! parameters()                      the method's own trainable parameters, read whenever an
+//!                                   optimizer is built: the job's optimizer trains them too
+//! for each task t:
+//!   training_tasks(t)               which tasks' data to train on (joint training: all seen)
+//!   weight_edit(ctx, BeforeTask)    may overwrite parameters (restart puts back the initial ones)
+//!   before_task(ctx)                e.g. LwF snapshots the model as its teacher
+//!   for each epoch, for each batch:
+//!       unit_gates(Train{i, N})     gates on hidden units for this batch's forward pass (HAT)
+//!       task_loss(batch, logits, ce) may change the task loss (LwF adds distillation; the batch
+//!                                   carries the backbone's features, the head's input)
+//!       after_task_backward(model)  the gradients of the task loss alone are in .grad() (SI)
+//!       penalty(model)              a regularization term; the loop adds its gradient
+//!       gradient_edits(t)           scale or drop each parameter's whole gradient (penalty
+//!                                   included), before clipping (HAT, frozen)
+//!       (clipping, optimizer step)
+//!       after_step(model)           e.g. SI's path integral; HAT clamps its embeddings
+//!   unit_gates(Eval)                the gates of every later pass of task t (validation, the
+//!                                   Fisher of after_task, the evaluation of task t)
+//!   after_task(ctx)                 e.g. EWC computes its Fisher and moves its anchor
+//!   weight_edit(ctx, AfterTask)     may overwrite parameters (a merge)
+//!   (evaluation of every task j, each under unit_gates(Eval) of task j)
+//!   save_state()                    what later tasks need, into the job's checkpoint
 //! ```
 //!
 //! A job resumed from a checkpoint builds a fresh strategy, calls `load_state` with what
@@ -41,6 +57,7 @@ use anyhow::Result;
 use tch::{Device, Tensor};
 
 use crate::model::Net;
+pub use crate::model::{UnitGates, UnitLayer};
 
 /// One task's training data, on the job's device.
 pub struct TaskData {
@@ -74,10 +91,103 @@ pub struct Batch<'a> {
     pub mask: &'a Tensor,
     /// The task being trained.
     pub task: usize,
+    /// The backbone's features for this batch (the head's input), in the graph.
+    pub features: &'a Tensor,
+}
+
+/// Which pass a strategy's [`unit_gates`](Strategy::unit_gates) are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatePass {
+    /// A training batch of task `task` whose first sample is the `first_sample`-th of the
+    /// epoch's `samples` (HAT anneals its gates' slope over the epoch).
+    Train {
+        task: usize,
+        first_sample: usize,
+        samples: usize,
+    },
+    /// Any pass that scores task `task` after (or between) its training passes: validation,
+    /// evaluation, a Fisher or importance estimate.
+    Eval { task: usize },
+}
+
+impl GatePass {
+    pub fn task(&self) -> usize {
+        match *self {
+            GatePass::Train { task, .. } | GatePass::Eval { task } => task,
+        }
+    }
+}
+
+/// What a strategy does to one parameter's gradient before clipping and the optimizer step.
+pub enum GradientEdit {
+    /// Multiply it by this tensor (broadcast to the parameter's shape): HAT's conditioning.
+    Scale(Tensor),
+    /// Drop it: the optimizer skips the parameter (its moments untouched) and clipping leaves it
+    /// out, as PyTorch treats a parameter with `requires_grad = False` (sgd-frozen).
+    Drop,
+}
+
+/// The edits of one step, by parameter name; parameters not named are left as they are.
+pub type GradientEdits = std::collections::BTreeMap<String, GradientEdit>;
+
+/// When a [`WeightEdit`] is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// Before `before_task` of the task.
+    BeforeTask,
+    /// After `after_task` of the task, before its evaluation and checkpoint.
+    AfterTask,
+}
+
+/// What happens to the optimizer's state (momenta, Adam's moments) when weights are edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerAfterEdit {
+    /// Keep it: the state goes on from the edited weights.
+    Keep,
+    /// Drop it: the next task starts with a fresh optimizer.
+    Reset,
+}
+
+/// New values for some of the network's parameters, written at a task boundary.
+pub struct WeightEdit {
+    /// By the network's parameter or buffer names (see [`Net::params`], [`Net::buffers`]); any
+    /// other name is an error.
+    pub values: ParamMap,
+    pub optimizer: OptimizerAfterEdit,
+}
+
+/// What [`Strategy::attach`] sees: the network as built, before any checkpoint is restored.
+pub struct AttachContext<'a> {
+    pub model: &'a Net,
+    pub num_tasks: usize,
+    pub device: Device,
+    /// The job's seed, for a method's own initial values.
+    pub seed: u64,
 }
 
 /// A continual-learning method. Built inside its job's worker (tensors are not `Sync`).
 pub trait Strategy: Send {
+    /// Called once on the freshly built network, before a checkpoint is restored into it and
+    /// before any other hook: make the method's own parameters, keep the initial weights.
+    fn attach(&mut self, _ctx: &AttachContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// The method's own trainable parameters (`requires_grad`), trained by the job's optimizer
+    /// beside the network's and clipped with them; their names must not be the network's (use a
+    /// prefix, e.g. `hat.`). Their values go into the checkpoint through `save_state`.
+    fn parameters(&self) -> ParamMap {
+        ParamMap::new()
+    }
+
+    /// Multiplicative gates on the hidden layers' output units for the next forward passes
+    /// (see [`UnitGates`]), or `None` for none. Training gates may carry a graph to the method's
+    /// own parameters. A method that gates must be registered with
+    /// [`Requirement::UnitGates`](registry::Requirement), so models it cannot gate are refused.
+    fn unit_gates(&mut self, _pass: &GatePass) -> Result<Option<UnitGates>> {
+        Ok(None)
+    }
+
     /// The tasks whose training data are used while training task `task`; none means nothing is
     /// trained on it.
     fn training_tasks(&self, task: usize) -> Vec<usize> {
@@ -107,8 +217,22 @@ pub trait Strategy: Send {
         Ok(None)
     }
 
+    /// Edits of the whole gradient (task loss and penalty) of this step of task `task`, applied
+    /// before clipping and the optimizer step; the method's own parameters may be named too.
+    /// Empty, the default, changes nothing.
+    fn gradient_edits(&mut self, _model: &Net, _task: usize) -> Result<GradientEdits> {
+        Ok(GradientEdits::new())
+    }
+
     fn after_step(&mut self, _model: &Net) -> Result<()> {
         Ok(())
+    }
+
+    /// Parameters to overwrite at a task boundary (see [`Boundary`]), with what becomes of the
+    /// optimizer's state; `None`, the default, edits nothing. An edit after a task is in the
+    /// checkpoint's model; one before a task is made again when a job resumes.
+    fn weight_edit(&mut self, _ctx: &TaskContext, _at: Boundary) -> Result<Option<WeightEdit>> {
+        Ok(None)
     }
 
     fn after_task(&mut self, _ctx: &TaskContext) -> Result<()> {

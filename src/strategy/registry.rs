@@ -21,6 +21,9 @@ pub struct Registration {
     /// Each parameter's name, allowed range and meaning, in display order; the plan checks
     /// every resolved value against its range before anything runs.
     pub params: &'static [crate::core::ParamSpec],
+    /// What the method needs of the network (most need nothing: `&[]`); the plan refuses a
+    /// model that cannot give it, at the model's line, before anything runs.
+    pub requires: &'static [Requirement],
     /// Validates parameters from YAML (strict: unknown keys are errors that list the known ones)
     /// and returns them resolved, defaults filled in. Use [`resolve_with`].
     pub resolve: fn(&serde_yaml::Mapping) -> Result<serde_json::Value, String>,
@@ -36,6 +39,14 @@ impl crate::core::Plugin for Registration {
     fn name(&self) -> &'static str {
         self.name
     }
+}
+
+/// Something a method needs of the network beyond a forward and backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// It gates hidden units and conditions weights by unit ([`Strategy::unit_gates`]): the
+    /// hidden layers must form a chain (see `model::gating`).
+    UnitGates,
 }
 
 /// What a strategy may know when it is built, besides its parameters.

@@ -86,6 +86,12 @@ impl Adam {
     /// A parameter without a gradient is left alone unless there is a penalty (whose gradient
     /// it then follows alone), as PyTorch skips parameters whose gradient is `None`.
     pub fn step(&mut self, penalty: Option<&QuadraticPenalty>) {
+        self.step_skipping(penalty, &[]);
+    }
+
+    /// [`step`](Self::step), leaving the parameters named in `skip` (and their moments) alone,
+    /// as PyTorch's Adam leaves a parameter whose gradient was dropped.
+    pub fn step_skipping(&mut self, penalty: Option<&QuadraticPenalty>, skip: &[String]) {
         self.step += 1;
         let (b1, b2) = self.betas;
         let bias1 = 1.0 - b1.powi(self.step);
@@ -102,6 +108,9 @@ impl Adam {
         };
         let _guard = tch::no_grad_guard();
         for (name, p, m, v) in &mut self.state {
+            if skip.contains(name) {
+                continue;
+            }
             let g = p.grad();
             let terms = penalty.and_then(|q| q.gradient_terms(name));
             if !g.defined() && terms.is_none() {

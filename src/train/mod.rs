@@ -27,7 +27,10 @@ use crate::data::transform::Transforms;
 use crate::model::{masked_cross_entropy, Forward, InputShape, Net};
 
 use crate::results::CurvePoint;
-use crate::strategy::{Batch, ParamMap, Penalty, QuadraticPenalty, SavedState, Strategy, TaskData};
+use crate::strategy::{
+    Batch, GatePass, GradientEdit, GradientEdits, ParamMap, Penalty, QuadraticPenalty, SavedState,
+    Strategy, TaskData,
+};
 pub use adam::Adam;
 pub use sgd::Sgd;
 
@@ -153,21 +156,24 @@ fn total_gradient(p: &Tensor, g: &Tensor, terms: Option<(&Tensor, &Tensor)>) -> 
     }
 }
 
-/// An optimizer step from the gradients plus `penalty`'s. Without clipping the penalty's
-/// gradient is added in closed form inside the step; with clipping it is first added into each
-/// parameter's `.grad()`, so the whole gradient is clipped as PyTorch's `clip_grad_value_` and
-/// `clip_grad_norm_` clip it after a backward pass through the whole loss. (A parameter without
-/// a gradient, one the loss does not reach, then gets none of the penalty's either.)
-fn clipped_step(
+/// An optimizer step from the gradients plus `penalty`'s. Without clipping or gradient edits
+/// the penalty's gradient is added in closed form inside the step; otherwise it is first added
+/// into each parameter's `.grad()`, then the strategy's edits scale or drop whole gradients, and
+/// what is left is clipped as PyTorch's `clip_grad_value_` and `clip_grad_norm_` clip it after a
+/// backward pass through the whole loss. (A parameter without a gradient, one the loss does not
+/// reach, then gets none of the penalty's either.)
+fn apply_step(
     opt: &mut Optimizer,
     penalty: Option<&QuadraticPenalty>,
     params: &ParamMap,
     clip: GradientClip,
+    edits: &GradientEdits,
 ) {
-    if clip.is_off() {
-        opt.step(penalty);
+    if clip.is_off() && edits.is_empty() {
+        opt.step(penalty, &[]);
         return;
     }
+    let mut dropped = Vec::new();
     let mut grads: Vec<Tensor> = tch::no_grad(|| {
         params
             .iter()
@@ -179,12 +185,22 @@ fn clipped_step(
                 if let Some((w, c)) = penalty.and_then(|q| q.gradient_terms(name)) {
                     let _ = g.g_add_(&(w * p - c));
                 }
+                match edits.get(name) {
+                    Some(GradientEdit::Drop) => {
+                        dropped.push(name.clone());
+                        return None;
+                    }
+                    Some(GradientEdit::Scale(scale)) => {
+                        let _ = g.g_mul_(scale);
+                    }
+                    None => {}
+                }
                 Some(g)
             })
             .collect()
     });
     clip.apply(&mut grads);
-    opt.step(None);
+    opt.step(None, &dropped);
 }
 
 /// Adam's epsilon (PyTorch's default).
@@ -204,11 +220,12 @@ impl Optimizer {
         }
     }
 
-    /// A step from the gradients plus a quadratic penalty's, added in closed form.
-    fn step(&mut self, penalty: Option<&QuadraticPenalty>) {
+    /// A step from the gradients plus a quadratic penalty's, added in closed form; the
+    /// parameters named in `skip` are left alone.
+    fn step(&mut self, penalty: Option<&QuadraticPenalty>, skip: &[String]) {
         match self {
-            Optimizer::Adam(adam) => adam.step(penalty),
-            Optimizer::Sgd(sgd) => sgd.step(penalty),
+            Optimizer::Adam(adam) => adam.step_skipping(penalty, skip),
+            Optimizer::Sgd(sgd) => sgd.step_skipping(penalty, skip),
         }
     }
 
@@ -284,16 +301,30 @@ impl Trainer {
             .map_or_else(SavedState::new, Optimizer::state)
     }
 
-    /// Restores [`optimizer_state`](Self::optimizer_state)'s output for `model`.
-    pub fn load_optimizer_state(&mut self, model: &Net, state: SavedState) -> Result<()> {
+    /// Restores [`optimizer_state`](Self::optimizer_state)'s output for `model` and the
+    /// strategy's own parameters `own`.
+    pub fn load_optimizer_state(
+        &mut self,
+        model: &Net,
+        own: &ParamMap,
+        state: SavedState,
+    ) -> Result<()> {
         if state.is_empty() {
             self.optimizer = None;
             return Ok(());
         }
-        let mut optimizer = self.settings.optimizer(&model.vs, &model.params())?;
+        let mut optimizer = self
+            .settings
+            .optimizer(&model.vs, &trained_params(model, own)?)?;
         optimizer.load_state(state)?;
         self.optimizer = Some(optimizer);
         Ok(())
+    }
+
+    /// Drops the optimizer's state: the next task starts with a fresh optimizer (a strategy's
+    /// weight edit asked for it).
+    pub fn reset_optimizer(&mut self) {
+        self.optimizer = None;
     }
 
     /// Trains `task` on `data` with `strategy`'s hooks; returns one curve point per pass.
@@ -306,20 +337,18 @@ impl Trainer {
         rng: &mut ChaCha8Rng,
         mut on_epoch: impl FnMut(&CurvePoint),
     ) -> Result<Vec<CurvePoint>> {
-        let params = model.params();
+        let own = strategy.parameters();
+        let params = trained_params(model, &own)?;
         if self.optimizer.is_none() || self.settings.reset_optimizer {
             self.optimizer = Some(self.settings.optimizer(&model.vs, &params)?);
         }
-        let opt = self.optimizer.as_mut().unwrap();
         // Each task starts at the configured learning rate (HAT's code does so too).
         let scheduled = self.settings.uses_validation() && self.validation.is_some();
-        let mut watch = schedule::Watch::new(
-            self.settings.lr,
-            self.settings.lr_plateau,
-            self.settings.early_stopping,
-        );
+        let plateau = self.settings.lr_plateau;
+        let mut watch =
+            schedule::Watch::new(self.settings.lr, plateau, self.settings.early_stopping);
         if scheduled {
-            opt.set_lr(self.settings.lr);
+            self.optimizer.as_mut().unwrap().set_lr(self.settings.lr);
         }
         // The best pass's parameters and buffers (batch-norm statistics), by name.
         let mut best: Option<ParamMap> = None;
@@ -333,6 +362,7 @@ impl Trainer {
         let mut step = 0;
         let mut epoch = 0;
         while step < total_steps && !stop {
+            let opt = self.optimizer.as_mut().unwrap();
             order.shuffle(rng);
             let order_t = Tensor::from_slice(&order).to_device(device);
             let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
@@ -352,38 +382,48 @@ impl Trainer {
                     let images = x.view([len as i64, s.channels, s.height, s.width]);
                     x = transforms.augment(&images, rng).view([len as i64, -1]);
                 }
+                model.set_gates(strategy.unit_gates(&GatePass::Train {
+                    task,
+                    first_sample: start,
+                    samples: n,
+                })?)?;
+                // Training mode: dropout masks come from the job's stream (a model without
+                // dropout draws nothing from it, so the shuffling order is unchanged).
+                let (features, logits) = model.forward_features_t(&x, &mut Forward::train(rng));
                 let b = Batch {
                     x: &x,
                     y: &y,
                     mask: &mask,
                     task,
+                    features: &features,
                 };
-                // Training mode: dropout masks come from the job's stream (a model without
-                // dropout draws nothing from it, so the shuffling order is unchanged).
-                let logits = model.forward_t(&x, &mut Forward::train(rng));
                 let ce = masked_cross_entropy(&logits, &mask, &y);
                 let loss = strategy.task_loss(&b, &logits, ce)?;
                 opt.zero_grad();
+                zero_own_grads(&own);
                 loss.backward();
                 strategy.after_task_backward(model)?;
                 let last_of_epoch = start + len >= n || step + 1 == total_steps;
                 let log_penalty = (steps_this_epoch + 1) % PENALTY_LOG_EVERY == 0 || last_of_epoch;
                 let clip = self.settings.clip;
+                // Asked for before the penalty (which borrows the strategy until the step), and
+                // applied after the penalty's gradient is in.
+                let edits = strategy.gradient_edits(model, task)?;
                 match strategy.penalty(model)? {
-                    None => clipped_step(opt, None, &params, clip),
+                    None => apply_step(opt, None, &params, clip, &edits),
                     Some(Penalty::Quadratic(q)) => {
                         if log_penalty {
                             penalty_sum += tch::no_grad(|| q.value(&params));
                             penalty_logged += 1;
                         }
                         // Its gradient is added in closed form inside the optimizer's step.
-                        clipped_step(opt, Some(q), &params, clip);
+                        apply_step(opt, Some(q), &params, clip, &edits);
                     }
                     Some(Penalty::Graph(value)) => {
                         value.backward();
                         penalty_sum += value.detach();
                         penalty_logged += 1;
-                        clipped_step(opt, None, &params, clip);
+                        apply_step(opt, None, &params, clip, &edits);
                     }
                 }
                 strategy.after_step(model)?;
@@ -404,16 +444,25 @@ impl Trainer {
                 lr: None,
             };
             if let (true, Some(val)) = (scheduled, &self.validation) {
-                let loss = validation_loss(model, val);
+                model.set_gates(strategy.unit_gates(&GatePass::Eval { task })?)?;
+                let loss = match plateau.map(|p| p.watch).unwrap_or_default() {
+                    schedule::Watched::Ce => validation_loss(model, val),
+                    schedule::Watched::Criterion => validation_criterion(model, strategy, val)?,
+                };
                 point.validation_loss = Some(loss);
                 point.lr = Some(watch.lr());
                 match watch.after_pass(loss) {
                     schedule::Action::Improved if watch.restores_best() => {
-                        let mut weights = model.params();
+                        let mut weights = crate::core::params::shallow(&params);
                         weights.extend(model.buffers());
                         best = Some(tch::no_grad(|| crate::core::params::snapshot(&weights)));
                     }
-                    schedule::Action::Decay(lr) => opt.set_lr(lr),
+                    schedule::Action::Decay(lr) => {
+                        if plateau.is_some_and(|p| p.restart_optimizer) {
+                            self.optimizer = Some(self.settings.optimizer(&model.vs, &params)?);
+                        }
+                        self.optimizer.as_mut().unwrap().set_lr(lr);
+                    }
                     schedule::Action::Stop => stop = true,
                     _ => {}
                 }
@@ -430,14 +479,35 @@ impl Trainer {
             epoch += 1;
         }
         if let Some(best) = best {
-            // The weights of the best validation pass, batch-norm statistics included.
+            // The weights of the best validation pass (the method's own parameters and the
+            // batch-norm statistics included).
             tch::no_grad(|| {
-                for (name, p) in model.params().iter().chain(model.buffers().iter()) {
+                for (name, p) in params.iter().chain(model.buffers().iter()) {
                     p.shallow_clone().copy_(&best[name]);
                 }
             });
         }
         Ok(curve)
+    }
+}
+
+/// The network's parameters and the strategy's own, which one optimizer trains.
+fn trained_params(model: &Net, own: &ParamMap) -> Result<ParamMap> {
+    let mut params = model.params();
+    for (name, p) in own {
+        if params.insert(name.clone(), p.shallow_clone()).is_some() {
+            bail!("the strategy's own parameter `{name}` has the name of a network parameter; prefix it");
+        }
+    }
+    Ok(params)
+}
+
+/// Zeroes the gradients of the strategy's own parameters (the optimizer's `zero_grad` frees only
+/// the network's, which live in its VarStore).
+fn zero_own_grads(own: &ParamMap) {
+    for p in own.values() {
+        let mut p = p.shallow_clone();
+        p.zero_grad();
     }
 }
 
@@ -464,6 +534,51 @@ pub fn validation_loss(model: &Net, data: &TaskData) -> f64 {
         start += len;
     }
     sum / n as f64
+}
+
+/// The strategy's whole criterion on `data` in eval mode (its `task_loss` of the masked
+/// cross-entropy, plus its penalty), sample-weighted over chunks: what the HAT and UCL trainers'
+/// `eval` returns as the validation loss.
+pub fn validation_criterion(
+    model: &Net,
+    strategy: &mut dyn Strategy,
+    data: &TaskData,
+) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let n = data.x.size()[0];
+    if n == 0 {
+        return Ok(f64::NAN);
+    }
+    let (mut sum, chunk) = (0.0, 8192);
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        let x = data.x.narrow(0, start, len);
+        let (features, logits) = model.forward_features_t(&x, &mut Forward::eval());
+        let mask = if data.mask.dim() == 2 {
+            data.mask.narrow(0, start, len)
+        } else {
+            data.mask.unsqueeze(0).expand([len, -1], false)
+        };
+        let y = data.y.narrow(0, start, len);
+        let ce = masked_cross_entropy(&logits, &mask, &y);
+        let batch = Batch {
+            x: &x,
+            y: &y,
+            mask: &mask,
+            task: data.task,
+            features: &features,
+        };
+        let loss = strategy.task_loss(&batch, &logits, ce)?;
+        sum += loss.double_value(&[]) * len as f64;
+        start += len;
+    }
+    let params = model.params();
+    let penalty = match strategy.penalty(model)? {
+        None => 0.0,
+        Some(p) => p.value(&params).double_value(&[]),
+    };
+    Ok(sum / n as f64 + penalty)
 }
 
 /// Test accuracy of `model` on `data` (targets scored over `data.mask`'s columns only).

@@ -18,8 +18,40 @@ pub struct Plateau {
     pub patience: usize,
     /// The divisor (HAT's `lr_factor`, 3).
     pub factor: f64,
-    /// Training of the task stops once the learning rate falls below this (HAT's `lr_min`).
+    /// Training of the task stops once the learning rate falls below this (HAT's `lr_min`);
+    /// 0 never stops (UCL's trainers, whose `break` is commented out).
     pub min_lr: f64,
+    /// A fresh optimizer at each cut, as the HAT code's `_get_optimizer(lr)`: Adam's moments (or
+    /// SGD's momentum) start again. Off by default and then left out of the settings.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restart_optimizer: bool,
+    /// The validation loss watched: `ce`, the default (left out of the settings), or
+    /// `criterion`, the method's whole training loss on the held-out data in eval mode (its
+    /// `task_loss` and penalty), as the HAT and UCL trainers' `eval` computes it.
+    #[serde(default, skip_serializing_if = "Watched::is_ce")]
+    pub watch: Watched,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Which loss on held-out data the plateau schedule and early stopping watch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Watched {
+    /// The masked cross-entropy alone.
+    #[default]
+    Ce,
+    /// The method's whole criterion: its task loss (distillation, HAT's regularizer) plus its
+    /// penalty.
+    Criterion,
+}
+
+impl Watched {
+    fn is_ce(&self) -> bool {
+        *self == Watched::Ce
+    }
 }
 
 /// `early_stopping:` in `training:`.
@@ -131,6 +163,8 @@ mod tests {
             patience: 2,
             factor: 3.0,
             min_lr: 0.01,
+            restart_optimizer: false,
+            watch: Watched::Ce,
         };
         let mut w = Watch::new(0.05, Some(plateau), None);
         let actions: Vec<Action> = [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.75]

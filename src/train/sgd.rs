@@ -38,8 +38,16 @@ impl Sgd {
 
     /// One step from the parameters' gradients plus `penalty`'s gradient `W theta - C`.
     pub fn step(&mut self, penalty: Option<&QuadraticPenalty>) {
+        self.step_skipping(penalty, &[]);
+    }
+
+    /// [`step`](Self::step), leaving the parameters named in `skip` (and their buffers) alone.
+    pub fn step_skipping(&mut self, penalty: Option<&QuadraticPenalty>, skip: &[String]) {
         let _guard = tch::no_grad_guard();
         for (name, p, buffer) in &mut self.state {
+            if skip.contains(name) {
+                continue;
+            }
             let terms = penalty.and_then(|q| q.gradient_terms(name));
             let Some(grad) = super::total_gradient(p, &p.grad(), terms) else {
                 continue;
