@@ -12,6 +12,11 @@
 //! `CE + lambda/2 * sum F * (theta_old - theta)^2`. With `mean` and `sum` one Fisher is kept in
 //! memory whatever the number of tasks.
 //!
+//! `fisher: reference` is the HAT reference code's own estimator (`utils.fisher_matrix_diag`, see
+//! `clbench::fisher`): with `fisher_batch: 20`, `lambda: 5000` and `merge: mean`, this is the
+//! reference's `src/approaches/ewc.py` exactly. `batch` differs from it in two ways kept for the
+//! results made with it: eval mode (no dropout) and the last, smaller batch weighted by its size.
+//!
 //! The Fisher's scale depends on its estimator (`batch` is about 1/20 of `empirical` at the
 //! reference's batch of 20), so a lambda tuned for one estimator does not transfer to another.
 
@@ -176,7 +181,7 @@ inventory::submit! {
         paper: "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks, PNAS",
         params: &[
             ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)").range(Range::non_negative()),
-            ParamSpec::new("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
+            ParamSpec::new("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) | reference (the HAT code's fisher_matrix_diag: batches of fisher_batch in training mode, each square times fisher_batch) (default empirical)"),
             ParamSpec::new("max_samples", "estimate the Fisher on at most this many samples (default: all)").range(Range::Count),
             ParamSpec::new("draws", "label draws per sample for fisher: sampled (default 1)").range(Range::Count),
             ParamSpec::new("fisher_batch", "mini-batch size of fisher: batch (default 20, as the reference)").range(Range::Count),

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const STRATEGIES: &str = "  - name: naive\n  - name: joint\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n";
+const STRATEGIES: &str = "  - name: naive\n  - name: joint\n  - name: l2\n    lambda: [0.5, 5.0]\n  - name: ewc\n    lambda: 100.0\n  - name: hat\n";
 
 use clbench::report::CHARTS;
 
@@ -130,16 +130,16 @@ fn a_run_writes_every_chart_and_page_and_report_rebuilds_them() {
 }
 
 #[test]
-fn report_of_fifty_jobs_takes_under_ten_seconds() {
+fn report_of_sixty_jobs_takes_under_ten_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let folder = run_experiment(dir.path(), "fifty");
-    // 5 configurations x 2 seeds run; copy each result to seeds 3..=10 for 50 jobs.
+    // 6 configurations x 2 seeds run; copy each result to seeds 3..=10 for 60 jobs.
     let jobs = folder.join("jobs");
     let originals: Vec<PathBuf> = std::fs::read_dir(&jobs)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(originals.len(), 10);
+    assert_eq!(originals.len(), 12);
     for path in &originals {
         let mut job: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -161,7 +161,7 @@ fn report_of_fifty_jobs_takes_under_ten_seconds() {
             .unwrap();
         }
     }
-    assert_eq!(std::fs::read_dir(&jobs).unwrap().count(), 50);
+    assert_eq!(std::fs::read_dir(&jobs).unwrap().count(), 60);
     let start = Instant::now();
     let out = clbench(&["report", folder.to_str().unwrap()]);
     let took = start.elapsed();

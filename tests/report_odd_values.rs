@@ -137,6 +137,20 @@ fn result(
         },
         config: json!({}),
         importance,
+        // Gated layers: one as recorded, one with no units and one holding more than it has
+        // (malformed), which the capacity chart leaves out and says so.
+        capacity: (0..3)
+            .flat_map(|task| {
+                [("trunk.0", 3, 4), ("trunk.1", 1, 0), ("trunk.2", 9, 2)].map(
+                    |(layer, held, units)| clbench::results::CapacityPoint {
+                        task,
+                        layer: layer.into(),
+                        held,
+                        units,
+                    },
+                )
+            })
+            .collect(),
         settings: json!({}),
     }
 }
@@ -386,7 +400,9 @@ fn chart_in_time(
     name: &'static str,
     results: &[JobResult],
 ) -> Result<Duration, String> {
-    use clbench::report::{chart, curves, final_metrics, forgetting, heatmap, importance, summary};
+    use clbench::report::{
+        capacity, chart, curves, final_metrics, forgetting, heatmap, importance, summary,
+    };
     let groups = summary::group(results);
     let base = dir.join(name);
     let (send, receive) = mpsc::channel();
@@ -400,6 +416,7 @@ fn chart_in_time(
             "final_metrics" => final_metrics::final_metrics(&groups, &base, "odd"),
             "curves" => curves::training_curves(&groups, &base, "odd"),
             "importance" => importance::importance_distributions(&groups, &base, "odd"),
+            "capacity" => capacity::units_held(&groups, &base, "odd"),
             _ => unreachable!(),
         };
         let _ = send.send(done.map_err(|e| format!("{e:#}")));

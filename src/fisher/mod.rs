@@ -20,6 +20,15 @@
 //! for gradients dominated by noise it is about 1/B of `empirical`, so a lambda tuned with it does
 //! not transfer.
 //!
+//! `reference` is the HAT reference code's `utils.fisher_matrix_diag` (joansj/hat `src/utils.py`)
+//! exactly: consecutive mini-batches of `fisher_batch` (20) in data order, each batch's mean
+//! cross-entropy gradient squared and multiplied by `fisher_batch` (the last, smaller batch too,
+//! where `batch` multiplies by its size), summed and divided by N, with the network in training
+//! mode (`model.train()`: dropout on, its masks drawn from the estimate's seed; batch norm on
+//! batch statistics). The reference's criterion also carries the EWC penalty, but its anchor is
+//! copied just before the Fisher runs, so that term and its gradient are zero and it is left out.
+//! It runs by autograd, one backward pass per mini-batch: about one training epoch at batch 20.
+//!
 //! **Fast path, per layer kind.** One eval-mode forward pass records every parametrised layer's
 //! input; one backward pass of the summed loss gives each sample's gradient with respect to each
 //! layer's output; [`layer::accumulate`] turns those into exact per-sample parameter gradient
@@ -62,6 +71,7 @@ pub enum Estimator {
     Argmax,
     Batch,
     EmpiricalWeighted,
+    Reference,
 }
 
 /// How to estimate: the estimator and its knobs.
@@ -128,6 +138,9 @@ pub fn diagonal_fisher(
     let n = opts.max_samples.map_or(n_total, |m| m.min(n_total));
     if n == 0 {
         bail!("cannot estimate a Fisher from zero samples");
+    }
+    if opts.estimator == Estimator::Reference {
+        return reference_loop(model, x, y, mask, n, opts);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let coverage = Coverage::of(model, &x.narrow(0, 0, 1));
@@ -338,6 +351,7 @@ fn accumulate_chunk(
             let batches = Reduction::BatchSquared(opts.batch_size.max(1));
             add_reduced(&rec, &log_probs, y, batches, false, sums)
         }
+        Estimator::Reference => unreachable!("the reference estimator has its own loop"),
     }
 }
 
@@ -437,7 +451,9 @@ fn per_sample_loop_of(
                 .to_device(tch::Device::Cpu),
         )?;
         let labels_and_weights: Vec<(i64, f64)> = match opts.estimator {
-            Estimator::Empirical | Estimator::Batch => vec![(y.int64_value(&[i]), 1.0)],
+            Estimator::Empirical | Estimator::Batch | Estimator::Reference => {
+                vec![(y.int64_value(&[i]), 1.0)]
+            }
             Estimator::EmpiricalWeighted => {
                 let label = y.int64_value(&[i]);
                 vec![(label, probs[label as usize] as f64)]
@@ -456,8 +472,11 @@ fn per_sample_loop_of(
                 .map(|(c, &p)| (c as i64, p as f64))
                 .collect(),
         };
-        if opts.estimator == Estimator::Batch {
-            bail!("per_sample_loop does not compute the `batch` estimator (it is not per-sample)");
+        if matches!(opts.estimator, Estimator::Batch | Estimator::Reference) {
+            bail!(
+                "per_sample_loop does not compute the `{:?}` estimator (it is not per-sample)",
+                opts.estimator
+            );
         }
         for (k, &(label, weight)) in labels_and_weights.iter().enumerate() {
             let nll = -log_probs.select(1, label).sum(Kind::Float);
@@ -467,6 +486,49 @@ fn per_sample_loop_of(
                 add_into(&mut sums, name, &(g.square() * weight));
             }
         }
+    }
+    for t in sums.values_mut() {
+        *t = &*t / n as f64;
+    }
+    Ok(sums)
+}
+
+/// The `reference` estimator over the first `n` samples (see the module docs).
+fn reference_loop(
+    model: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    mask: &Tensor,
+    n: usize,
+    opts: &FisherOptions,
+) -> Result<ParamMap> {
+    let params = model.params();
+    let names: Vec<&String> = params.keys().collect();
+    let tensors: Vec<&Tensor> = params.values().collect();
+    let mut sums = zeros_like(&params);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let b = opts.batch_size.max(1) as i64;
+    let (n, mut start) = (n as i64, 0);
+    while start < n {
+        let len = b.min(n - start);
+        let mb = if mask.dim() == 2 {
+            mask.narrow(0, start, len)
+        } else {
+            mask.shallow_clone()
+        };
+        let logits = model.forward_t(
+            &x.narrow(0, start, len),
+            &mut crate::model::Forward::train(&mut rng),
+        );
+        let loss = crate::model::masked_cross_entropy(&logits, &mb, &y.narrow(0, start, len));
+        let grads = Tensor::run_backward(&[loss], &tensors, false, false);
+        for (name, g) in names.iter().zip(grads) {
+            // A parameter the loss does not reach (another task's gates) has no gradient.
+            if g.defined() {
+                add_into(&mut sums, name, &(g.square() * b as f64));
+            }
+        }
+        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;

@@ -23,7 +23,7 @@ pub struct Chart {
 }
 
 /// Every chart the report may write, in the order the pages show them.
-pub const CHARTS: [Chart; 7] = [
+pub const CHARTS: [Chart; 8] = [
     Chart {
         base: "final_metrics",
         title: "Final ACC, BWT and forgetting",
@@ -53,6 +53,11 @@ pub const CHARTS: [Chart; 7] = [
         base: "curves",
         title: "Training curves",
         about: "Mean task loss (log scale) and mean penalty per epoch against the global step, for the smallest seed of each configuration; grey lines mark the ends of tasks.",
+    },
+    Chart {
+        base: "capacity",
+        title: "Units held by the tasks",
+        about: "For methods that gate hidden units (HAT): per gated layer, the share of its units whose largest gate over the tasks trained so far is at least 0.5, after each task (HAT's compression analysis); what is left is free for later tasks. Smallest seed of each configuration.",
     },
     Chart {
         base: "importance",

@@ -3,6 +3,7 @@
 //! `index.html` (self-contained) and `README.md`. Colours follow the configurations of
 //! [`summary::group`] across every chart.
 
+pub mod capacity;
 pub mod chart;
 pub mod comparison;
 pub mod curves;
@@ -113,9 +114,10 @@ fn sweep_groups(search: &[JobResult], reported: &[summary::Group]) -> Vec<summar
 
 /// The charts [`write_report`] draws, each as `<name>.svg` and `<name>.png` (a chart with nothing
 /// to show, e.g. importances of methods without one, is left out).
-pub const CHARTS: [&str; 7] = [
+pub const CHARTS: [&str; 8] = [
     "accuracy",
     "avg_accuracy",
+    "capacity",
     "curves",
     "final_metrics",
     "forgetting",
@@ -150,6 +152,7 @@ pub fn write_report(
     final_metrics::final_metrics(&groups, &out_dir.join("final_metrics"), note)?;
     curves::training_curves(&groups, &out_dir.join("curves"), note)?;
     importance::importance_distributions(&groups, &out_dir.join("importance"), note)?;
+    capacity::units_held(&groups, &out_dir.join("capacity"), note)?;
     let best_rows = reference::best_per_strategy(&groups, &swept, reference);
     let best = reference::markdown(&best_rows, reference);
     let comparisons = comparison::Comparisons::of(&groups);

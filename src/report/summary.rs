@@ -136,6 +136,8 @@ pub struct Group {
     pub curve: Vec<CurvePoint>,
     /// Importance distributions after each task, of the smallest seed's job.
     pub importance: Vec<ImportanceSummary>,
+    /// Gated units held after each task, of the smallest seed's job (methods that gate).
+    pub capacity: Vec<crate::results::CapacityPoint>,
 }
 
 impl Group {
@@ -218,6 +220,7 @@ pub fn metric_inputs<'a>(r: &'a JobResult, results: &'a [JobResult]) -> MetricIn
         joint,
         joint_final,
         trained_once_at_end: r.trained_once_at_end(),
+        capacity: &r.capacity,
     }
 }
 
@@ -381,6 +384,7 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 curve_seed: first.seed,
                 curve: first.curve.clone(),
                 importance: first.importance.clone(),
+                capacity: first.capacity.clone(),
             }
         })
         .collect();
@@ -658,6 +662,7 @@ pub(crate) fn test_group(
         curve_seed: 1,
         curve: Vec::new(),
         importance: Vec::new(),
+        capacity: Vec::new(),
     }
 }
 

@@ -144,6 +144,8 @@ pub struct MetricInputs<'a> {
     /// The job trained once, after the last task (joint's `at_end` schedule): its rows before the
     /// last are an untrained network's, so metrics that read them are left out.
     pub trained_once_at_end: bool,
+    /// The gated units held after each task, for methods that gate (empty otherwise).
+    pub capacity: &'a [super::CapacityPoint],
 }
 
 /// One metric of the family: its name, definition and direction, and how to compute it.
@@ -260,7 +262,26 @@ pub const METRICS: &[MetricDef] = &[
         reads_earlier_rows: false,
         compute: |m| forgetting_ratio(m.accuracy, m.joint_final?, m.chance?),
     },
+    MetricDef {
+        key: "units_held",
+        name: "units held",
+        definition: "the share of all gated hidden units that the tasks hold after the last task (largest gate over the tasks at least 0.5; HAT's compression, Serrà et al. 2018): what is left is free for later tasks; only methods that gate units have it",
+        higher_is_better: false,
+        percent: true,
+        reads_earlier_rows: false,
+        compute: |m| units_held(m.capacity),
+    },
 ];
+
+/// The share of gated units held after the last task recorded, or `None` without records.
+pub fn units_held(capacity: &[super::CapacityPoint]) -> Option<f64> {
+    let last = capacity.iter().map(|c| c.task).max()?;
+    let (held, units) = capacity
+        .iter()
+        .filter(|c| c.task == last)
+        .fold((0, 0), |(h, u), c| (h + c.held, u + c.units));
+    (units > 0).then(|| held as f64 / units as f64)
+}
 
 /// The entry of [`METRICS`] with this key.
 pub fn metric(key: &str) -> Option<&'static MetricDef> {
@@ -350,6 +371,7 @@ mod tests {
             joint: Some(&r),
             joint_final: Some(&[0.95, 0.97]),
             trained_once_at_end: true,
+            capacity: &[],
         };
         let shown: Vec<&str> = METRICS
             .iter()
@@ -377,6 +399,7 @@ mod tests {
             joint: None,
             joint_final: None,
             trained_once_at_end: false,
+            capacity: &[],
         };
         for key in ["fwt", "intransigence", "rho"] {
             assert_eq!((metric(key).unwrap().compute)(&inputs), None, "{key}");

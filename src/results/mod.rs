@@ -81,6 +81,10 @@ pub struct JobResult {
     /// methods that have one: EWC family, SI, MAS).
     #[serde(default)]
     pub importance: Vec<ImportanceSummary>,
+    /// For methods that gate hidden units (HAT): how many of each layer's units the tasks so
+    /// far hold, after each task. Left out of the file when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<CapacityPoint>,
     /// The settings the outcome depends on (see `JobSpec::settings`); a rerun skips a job whose
     /// saved result has equal settings.
     #[serde(default)]
@@ -115,6 +119,18 @@ pub struct Timings {
     pub eval_s: f64,
     /// Training samples processed per second.
     pub samples_per_s: f64,
+}
+
+/// The units of one gated layer that the tasks trained so far hold, after one task: those whose
+/// largest gate over these tasks (at evaluation) is at least 0.5 (HAT's compression analysis,
+/// Serrà et al. 2018, Sec. 4.4).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapacityPoint {
+    pub task: usize,
+    /// The layer, e.g. `trunk.0`.
+    pub layer: String,
+    pub held: usize,
+    pub units: usize,
 }
 
 /// Quantiles of one parameter tensor's importance values after one task.

@@ -44,6 +44,9 @@ pub struct JobProgress {
     pub test_accuracy: Vec<Vec<f64>>,
     pub curve: Vec<CurvePoint>,
     pub importance: Vec<ImportanceSummary>,
+    /// Gated units held after each finished task (see `JobResult::capacity`).
+    #[serde(default)]
+    pub capacity: Vec<crate::results::CapacityPoint>,
     pub timings: Timings,
     pub global_step: usize,
     pub samples_seen: usize,
@@ -68,6 +71,7 @@ impl JobProgress {
             test_accuracy: Vec::new(),
             curve: Vec::new(),
             importance: Vec::new(),
+            capacity: Vec::new(),
             timings: Timings::default(),
             global_step: 0,
             samples_seen: 0,

@@ -13,7 +13,7 @@ use tch::Device;
 use crate::config::{JobSpec, Plan};
 use crate::data::Dataset;
 use crate::model::{InputShape, Net, NetSpec};
-use crate::results::{ImportanceSummary, JobResult, Metrics, Provenance};
+use crate::results::{CapacityPoint, ImportanceSummary, JobResult, Metrics, Provenance};
 use crate::scenario::{Evaluate, Scenario, View};
 use crate::strategy::{
     registry::BuildContext, AttachContext, Boundary, GatePass, OptimizerAfterEdit, Registry,
@@ -229,6 +229,10 @@ pub fn run_job_with_model(
             );
         }
 
+        progress
+            .capacity
+            .extend(units_held(&model, strategy.as_mut(), t)?);
+
         let tick = Instant::now();
         let row = score(strategy.as_mut(), &test, t)?;
         if !also_test.is_empty() {
@@ -276,6 +280,7 @@ pub fn run_job_with_model(
         chance_accuracy: Some(scenario.chance_accuracy(&dataset.train, &dataset.test)),
         curve: progress.curve,
         importance: progress.importance,
+        capacity: progress.capacity,
         timings,
         device: format!("{device:?}"),
         provenance: provenance(),
@@ -309,6 +314,39 @@ fn score_tasks(
             Ok(accuracy(model, &data))
         })
         .collect()
+}
+
+/// For a method that gates units: per gated layer, the units whose largest evaluation gate over
+/// tasks `0..=after` is at least 0.5 (empty for a method without gates).
+fn units_held(
+    model: &Net,
+    strategy: &mut dyn Strategy,
+    after: usize,
+) -> Result<Vec<CapacityPoint>> {
+    let mut largest: std::collections::BTreeMap<String, tch::Tensor> = Default::default();
+    for task in 0..=after {
+        let Some(gates) = strategy.unit_gates(&GatePass::Eval { task })? else {
+            return Ok(Vec::new());
+        };
+        for (layer, gate) in gates {
+            let gate = gate.detach();
+            let merged = match largest.remove(&layer) {
+                Some(m) => m.maximum(&gate),
+                None => gate,
+            };
+            largest.insert(layer, merged);
+        }
+    }
+    let _ = model;
+    Ok(largest
+        .into_iter()
+        .map(|(layer, g)| CapacityPoint {
+            task: after,
+            held: g.ge(0.5).sum(tch::Kind::Int64).int64_value(&[]) as usize,
+            units: g.numel(),
+            layer,
+        })
+        .collect())
 }
 
 /// Writes a strategy's weight edit into the network and handles the optimizer as it asks.

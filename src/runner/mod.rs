@@ -22,7 +22,7 @@ use crate::results::{write_json_atomic, JobResult};
 use crate::scenario::Scenario;
 use crate::strategy::Registry;
 
-pub use job::{provenance, run_job, run_job_with_model};
+pub use job::{model_input, provenance, run_job, run_job_with_model};
 pub use progress::{JobEvent, Progress};
 
 /// How the runner talks.
