@@ -8,7 +8,10 @@
 //! - `libtorch_loop+ewc_penalty`: the same step plus EWC's `lambda/2 * sum F (theta -
 //!   theta_old)^2` through `weighted_squared_distance`, with a random positive F;
 //! - `clbench_trainer`: `Trainer::train_task` with a strategy that has no hooks (shuffling,
-//!   gathering batches, per-sample masks and the hook calls included).
+//!   gathering batches, per-sample masks and the hook calls included);
+//! - `clbench_trainer+hat`: the same with HAT on its second task (gates on both hidden layers,
+//!   its regularizer, gradient conditioning and compensation, the embeddings' clamp): the goal is
+//!   at most 1.3x `clbench_trainer`.
 //!
 //! Group `train_step_conv/<device>`: the same comparison (`libtorch_loop` against
 //! `clbench_trainer`) on the conv net of `split_fashion_mnist_task.yaml`, one epoch over 4 000
@@ -227,6 +230,27 @@ fn train_step(c: &mut Criterion) {
                 }
             })
         });
+        // HAT after one task: its cumulative gates and gradient masks exist, so every step pays
+        // for all of its hooks.
+        let mut hat = clbench::strategies::hat::Hat::new(Default::default());
+        hat.attach(&clbench::strategy::AttachContext {
+            model: &model,
+            num_tasks: 2,
+            device: DEVICE,
+            seed: 0,
+        })
+        .unwrap();
+        hat.after_task(&ctx).unwrap();
+        let mut trainer = Trainer::new(settings.clone());
+        group.bench_function("clbench_trainer+hat", |b| {
+            b.iter(|| {
+                trainer
+                    .train_task(&model, &mut hat, &set, 1, &mut rng, |_| {})
+                    .unwrap()
+            })
+        });
+        model.set_gates(None).unwrap();
+
         let mut trainer = Trainer::new(settings);
         group.bench_function("clbench_trainer+ewc", |b| {
             b.iter(|| {

@@ -528,3 +528,85 @@ fn xavier_init_covers_the_head_and_zeroes_the_biases() {
     assert!(head <= 0.1 + 1e-6 && head > 0.09, "head {head}");
     assert!(net("xavier").params()["trunk.0.weight"].equal(&xavier.params()["trunk.0.weight"]));
 }
+
+#[test]
+fn an_entry_can_set_its_own_model_parameters_and_optimizer() {
+    let dir = Path::new("/nonexistent");
+    let entries = "  - name: naive\n  - name: l2\n    model: {dropout: 0.2, hidden: [16]}\n    training: {optimizer: sgd}\n";
+    let plan = common::plan_from(&common::synthetic_yaml("m", dir, entries));
+    let (plain, own) = (&plan.jobs[0], &plan.jobs[2]);
+    assert_eq!(plain.model_params["hidden"], serde_json::json!([32]));
+    assert_eq!(own.model_params["hidden"], serde_json::json!([16]));
+    assert_eq!(own.model_params["dropout"], 0.2);
+    assert_eq!(own.settings["model"]["params"], own.model_params);
+    assert_eq!(own.train.optimizer, OptimizerKind::Sgd);
+    // The other entry keeps the id it has without the feature.
+    let alone = common::plan_from(&common::synthetic_yaml("m", dir, "  - name: naive\n"));
+    assert_eq!(alone.jobs[0].id, plain.id);
+    // A bad value is refused at the entry's `model:` line, naming the model.
+    let text = common::synthetic_yaml("m", dir, "  - name: l2\n    model: {dropout: 1.5}\n");
+    let registry = Registry::load().unwrap();
+    let e = clbench::config::Plan::from_str(&text, Path::new("t.yaml"), &registry)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    let line = text.lines().position(|l| l.contains("model: {")).unwrap() + 1;
+    assert!(e.starts_with(&format!("t.yaml:{line}:")), "{e}");
+    assert!(e.contains("model `mlp`") && e.contains("dropout"), "{e}");
+}
+
+/// `watch: criterion` scores held-out data with the method's whole loss: L2's penalty is in it
+/// from the second task on, so the watched loss exceeds the cross-entropy by the penalty.
+#[test]
+fn the_watched_criterion_is_the_task_loss_plus_the_penalty() {
+    let model = model();
+    let data = data(0);
+    let mut l2 = clbench::strategies::l2::L2::new(serde_yaml::from_str("lambda: 10.0").unwrap());
+    let ce = clbench::train::validation_loss(&model, &data);
+    let before = clbench::train::validation_criterion(&model, &mut l2, &data).unwrap();
+    assert!((before - ce).abs() < 1e-6, "{before} vs {ce}");
+    l2.after_task(&ctx(0, &model, &data)).unwrap();
+    tch::no_grad(|| {
+        for p in model.params().values() {
+            let _ = p.shallow_clone().g_add_scalar_(0.1);
+        }
+    });
+    let ce = clbench::train::validation_loss(&model, &data);
+    let watched = clbench::train::validation_criterion(&model, &mut l2, &data).unwrap();
+    let params = model.num_parameters();
+    // lambda/2 * sum (0.1)^2 over every parameter.
+    let penalty = 10.0 / 2.0 * 0.01 * params as f64;
+    assert!(
+        (watched - ce - penalty).abs() < 1e-4 * penalty,
+        "{watched} - {ce} vs {penalty}"
+    );
+}
+
+/// A cut with `restart_optimizer` starts Adam's moments again: the same job without it trains
+/// differently after the first cut, and identically before it.
+#[test]
+fn restart_optimizer_starts_adam_again_at_each_cut() {
+    let run = |restart: bool| {
+        let text = common::synthetic_yaml("cut", Path::new("/nonexistent"), "  - name: naive\n")
+            .replace("selection: {mode: test_oracle}", "selection: {mode: holdout, validation_fraction: 0.25}")
+            .replace(
+                "  epochs: 2\n",
+                &format!("  epochs: 8\n  lr_plateau: {{patience: 1, factor: 3.0, min_lr: 0.0, restart_optimizer: {restart}}}\n"),
+            );
+        common::run_first_job(&text).0
+    };
+    let (kept, restarted) = (run(false), run(true));
+    let losses = |r: &clbench::results::JobResult| -> Vec<f64> {
+        r.curve.iter().map(|p| p.task_loss).collect()
+    };
+    let first_cut = kept
+        .curve
+        .windows(2)
+        .position(|w| w[0].task == w[1].task && w[1].lr < w[0].lr)
+        .expect("the schedule cut the learning rate at least once")
+        + 1;
+    // Pass `first_cut` is the first at the lower learning rate, trained after the cut.
+    assert_eq!(losses(&kept)[..first_cut], losses(&restarted)[..first_cut]);
+    assert_ne!(losses(&kept)[first_cut], losses(&restarted)[first_cut]);
+    assert_ne!(losses(&kept), losses(&restarted));
+}
