@@ -2,8 +2,8 @@
 //! annealing, regularizer, gradient conditioning, embedding compensation and clamp against values
 //! computed by hand; a unit held by an earlier task gets no gradient and that task's logits stay
 //! bit-identical; `frozen` keeps the trunk; `restart` puts back the initial weights bit for bit;
-//! the reference EWC Fisher against a brute-force loop of the reference formula; and the plan's
-//! refusal of networks a gating method cannot run on.
+//! the reference EWC Fisher against a brute-force loop of the reference formula; LFL's distance
+//! and frozen heads; and the plan's refusal of networks a gating method cannot run on.
 
 mod common;
 
@@ -342,6 +342,14 @@ impl<S: Strategy> Strategy for Spy<S> {
     ) -> anyhow::Result<clbench::strategy::GradientEdits> {
         self.inner.gradient_edits(model, task)
     }
+    fn task_loss(
+        &mut self,
+        batch: &clbench::strategy::Batch,
+        logits: &Tensor,
+        ce: Tensor,
+    ) -> anyhow::Result<Tensor> {
+        self.inner.task_loss(batch, logits, ce)
+    }
 }
 
 fn run_spied<S: Strategy + 'static>(inner: S) -> (Vec<Vec<f32>>, Net) {
@@ -560,4 +568,50 @@ fn hat_runs_on_mlp_conv_and_alexnet_hat() {
             "{model}"
         );
     }
+}
+
+/// LFL's distance on hand-made features, in both conventions: lambda/2 * sum and lambda * mean.
+#[test]
+fn lfl_distance_matches_hand_computed_values() {
+    use clbench::strategies::lfl::{Config, Lfl, Reduction};
+    let f = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+    let old = Tensor::from_slice(&[1.0f32, 0.0, 4.0, 4.0]).view([2, 2]);
+    // Squares: 0, 4, 1, 0.
+    let sum_half = Lfl::new(Config {
+        lambda: 0.5,
+        reduction: Reduction::SumHalf,
+        freeze_head: false,
+    });
+    close(
+        &[sum_half.distance(&f, &old).double_value(&[])],
+        &[0.5 / 2.0 * 5.0],
+        "sum_half",
+    );
+    let mean = Lfl::new(Config {
+        lambda: 0.5,
+        reduction: Reduction::Mean,
+        freeze_head: false,
+    });
+    close(
+        &[mean.distance(&f, &old).double_value(&[])],
+        &[0.5 * 5.0 / 4.0],
+        "mean",
+    );
+}
+
+/// On the same seed LFL ends with other weights than naive, and with `freeze_head` the output
+/// layer does not move after the first task.
+#[test]
+fn lfl_changes_the_outcome_and_freeze_head_keeps_the_heads() {
+    let (naive, naive_w) = common::run_synthetic("naive", "");
+    let (lfl, lfl_w) = common::run_synthetic("lfl", "    lambda: 1.0\n");
+    assert_eq!(naive.accuracy[0], lfl.accuracy[0], "task 0 is the same");
+    assert_ne!(naive_w, lfl_w);
+    assert!(lfl.curve.iter().all(|p| p.task_loss.is_finite()));
+    let (seen, model) = run_spied(clbench::strategies::lfl::Lfl::new(
+        serde_yaml::from_str("freeze_head: true").unwrap(),
+    ));
+    let heads = model.params()["head.bias"].numel() + model.params()["head.weight"].numel();
+    assert_eq!(seen[1][..heads], seen[2][..heads], "the heads moved");
+    assert_ne!(seen[1][heads..], seen[2][heads..], "the backbone learns");
 }
