@@ -18,22 +18,24 @@
 //!       task_loss(batch, logits, ce) may change the task loss (LwF adds distillation; the batch
 //!                                   carries the backbone's features, the head's input)
 //!       after_task_backward(model)  the gradients of the task loss alone are in .grad() (SI)
+//!       gradient_edits(model, t)    how to scale or drop each parameter's whole gradient
+//!                                   (HAT, frozen): asked for here, applied below
 //!       penalty(model)              a regularization term; the loop adds its gradient
-//!       gradient_edits(t)           scale or drop each parameter's whole gradient (penalty
-//!                                   included), before clipping (HAT, frozen)
-//!       (clipping, optimizer step)
+//!       (the edits applied to the whole gradient, penalty's included; clipping; optimizer step)
 //!       after_step(model)           e.g. SI's path integral; HAT clamps its embeddings
-//!   unit_gates(Eval)                the gates of every later pass of task t (validation, the
-//!                                   Fisher of after_task, the evaluation of task t)
+//!     after each pass, with held-out data: unit_gates(Eval); with lr_plateau.watch:
+//!                                   criterion, task_loss and penalty on the held-out batches
+//!   unit_gates(Eval)                the gates of every later pass of task t (the Fisher of
+//!                                   after_task, the evaluation of task t)
 //!   after_task(ctx)                 e.g. EWC computes its Fisher and moves its anchor
 //!   weight_edit(ctx, AfterTask)     may overwrite parameters (a merge)
 //!   (evaluation of every task j, each under unit_gates(Eval) of task j)
 //!   save_state()                    what later tasks need, into the job's checkpoint
 //! ```
 //!
-//! A job resumed from a checkpoint builds a fresh strategy, calls `load_state` with what
-//! `save_state` returned after the last finished task, and goes on with `before_task` of the
-//! next one.
+//! A job resumed from a checkpoint builds a fresh strategy, calls `attach` on the fresh network,
+//! restores the network, calls `load_state` with what `save_state` returned after the last
+//! finished task, and goes on with `weight_edit(BeforeTask)` and `before_task` of the next one.
 //!
 //! Hooks return values and the loop applies them (a strategy never edits the loss in place), so a
 //! penalty that silently became zero is visible in the training curve. Every hook has a no-op
