@@ -229,9 +229,7 @@ pub fn run_job_with_model(
             );
         }
 
-        progress
-            .capacity
-            .extend(units_held(&model, strategy.as_mut(), t)?);
+        progress.capacity.extend(units_held(strategy.as_mut(), t)?);
 
         let tick = Instant::now();
         let row = score(strategy.as_mut(), &test, t)?;
@@ -318,11 +316,7 @@ fn score_tasks(
 
 /// For a method that gates units: per gated layer, the units whose largest evaluation gate over
 /// tasks `0..=after` is at least 0.5 (empty for a method without gates).
-fn units_held(
-    model: &Net,
-    strategy: &mut dyn Strategy,
-    after: usize,
-) -> Result<Vec<CapacityPoint>> {
+fn units_held(strategy: &mut dyn Strategy, after: usize) -> Result<Vec<CapacityPoint>> {
     let mut largest: std::collections::BTreeMap<String, tch::Tensor> = Default::default();
     for task in 0..=after {
         let Some(gates) = strategy.unit_gates(&GatePass::Eval { task })? else {
@@ -337,7 +331,6 @@ fn units_held(
             largest.insert(layer, merged);
         }
     }
-    let _ = model;
     Ok(largest
         .into_iter()
         .map(|(layer, g)| CapacityPoint {
