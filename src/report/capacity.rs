@@ -13,7 +13,7 @@ use plotters::prelude::*;
 use super::chart::{color, draw_err, left_out, svg_and_png_noted, titled_body, FONT};
 use super::summary::Group;
 
-const PANEL: (u32, u32) = (560, 360);
+const PANEL: (u32, u32) = (640, 360);
 
 /// Writes the chart of the groups that recorded held units.
 pub fn units_held(groups: &[Group], base: &Path, selection: &str) -> Result<()> {
