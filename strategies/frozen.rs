@@ -16,7 +16,8 @@ use tch::Device;
 
 use clbench::model::Net;
 use clbench::strategy::{
-    registry::resolve_with, GradientEdit, GradientEdits, Registration, SavedState, Strategy,
+    drop_gradients, registry::resolve_with, GradientEdits, Registration, SavedState, Strategy,
+    HEAD_PREFIX,
 };
 
 /// `frozen` takes no parameters.
@@ -26,20 +27,12 @@ pub struct Config {}
 
 pub struct Frozen;
 
-/// The name prefix of the output layer's parameters (the heads).
-const HEAD: &str = "head.";
-
 impl Strategy for Frozen {
     fn gradient_edits(&mut self, model: &Net, task: usize) -> Result<GradientEdits> {
         if task == 0 {
             return Ok(GradientEdits::new());
         }
-        Ok(model
-            .params()
-            .into_keys()
-            .filter(|name| !name.starts_with(HEAD))
-            .map(|name| (name, GradientEdit::Drop))
-            .collect())
+        Ok(drop_gradients(model, |name| !name.starts_with(HEAD_PREFIX)))
     }
 
     /// Nothing to carry: whether the trunk is frozen follows from the task's index.

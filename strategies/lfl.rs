@@ -30,7 +30,7 @@ use clbench::core::{ParamSpec, Range};
 use clbench::model::{Forward, Net};
 use clbench::strategy::{
     registry::{config_from, resolve_with, Registration},
-    Batch, GradientEdit, GradientEdits, SavedState, Strategy, TaskContext,
+    drop_gradients, Batch, GradientEdits, SavedState, Strategy, TaskContext, HEAD_PREFIX,
 };
 
 /// How the squared feature distance is reduced.
@@ -111,12 +111,7 @@ impl Strategy for Lfl {
         if !self.config.freeze_head || task == 0 {
             return Ok(GradientEdits::new());
         }
-        Ok(model
-            .params()
-            .into_keys()
-            .filter(|name| name.starts_with("head."))
-            .map(|name| (name, GradientEdit::Drop))
-            .collect())
+        Ok(drop_gradients(model, |name| name.starts_with(HEAD_PREFIX)))
     }
 
     /// Nothing to carry: the previous network is the model itself at the next `before_task`.

@@ -132,6 +132,20 @@ pub enum GradientEdit {
 /// The edits of one step, by parameter name; parameters not named are left as they are.
 pub type GradientEdits = std::collections::BTreeMap<String, GradientEdit>;
 
+/// The name prefix of the output layer's parameters, the heads (`head.weight`, `head.bias`).
+pub const HEAD_PREFIX: &str = "head.";
+
+/// Edits that drop the gradient of every network parameter whose name `drop` accepts (a
+/// frozen trunk: `|n| !n.starts_with(HEAD_PREFIX)`; frozen heads: the reverse).
+pub fn drop_gradients(model: &Net, drop: impl Fn(&str) -> bool) -> GradientEdits {
+    model
+        .params()
+        .into_keys()
+        .filter(|name| drop(name))
+        .map(|name| (name, GradientEdit::Drop))
+        .collect()
+}
+
 /// When a [`WeightEdit`] is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boundary {
