@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::core::params::{add_into, zeros_like, ParamMap};
-use crate::model::{masked_logits, Net, Record};
+use crate::model::{mask_rows, masked_logits, Net, Record};
 use layer::Reduction;
 
 /// Unweighted squared per-sample gradients.
@@ -159,7 +159,7 @@ pub fn diagonal_fisher(
         .min(n - start);
         let xs = x.narrow(0, start as i64, len as i64);
         let ys = y.narrow(0, start as i64, len as i64);
-        let ms = rows_of_mask(mask, start as i64, len as i64);
+        let ms = mask_rows(mask, start as i64, len as i64);
         accumulate_chunk(model, &coverage, &xs, &ys, &ms, opts, &mut rng, &mut sums)?;
         start += len;
     }
@@ -433,7 +433,7 @@ fn per_sample_loop_of(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     for i in 0..n as i64 {
         let xi = x.narrow(0, i, 1);
-        let mi = rows_of_mask(mask, i, 1);
+        let mi = mask_rows(mask, i, 1);
         let log_probs = masked_logits(&model.forward(&xi), &mi).log_softmax(-1, Kind::Float);
         let probs: Vec<f32> = Vec::try_from(
             log_probs
@@ -485,16 +485,6 @@ fn per_sample_loop_of(
     Ok(sums)
 }
 
-/// Rows `start..start + len` of a per-sample mask [n, outputs], or a shared mask [outputs] as it
-/// is.
-fn rows_of_mask(mask: &Tensor, start: i64, len: i64) -> Tensor {
-    if mask.dim() == 2 {
-        mask.narrow(0, start, len)
-    } else {
-        mask.shallow_clone()
-    }
-}
-
 /// The `reference` estimator over the first `n` samples (see the module docs).
 fn reference_loop(
     model: &Net,
@@ -513,7 +503,7 @@ fn reference_loop(
     let (n, mut start) = (n as i64, 0);
     while start < n {
         let len = b.min(n - start);
-        let mb = rows_of_mask(mask, start, len);
+        let mb = mask_rows(mask, start, len);
         let logits = model.forward_t(
             &x.narrow(0, start, len),
             &mut crate::model::Forward::train(&mut rng),
@@ -558,7 +548,7 @@ fn batch_loop(
     let mut start = 0;
     while start < n {
         let len = b.min(n - start);
-        let mb = rows_of_mask(mask, start, len);
+        let mb = mask_rows(mask, start, len);
         let log_probs = masked_logits(&model.forward(&x.narrow(0, start, len)), &mb)
             .log_softmax(-1, Kind::Float);
         let loss = -log_probs

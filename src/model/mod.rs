@@ -251,6 +251,16 @@ pub fn masked_logits(logits: &Tensor, mask: &Tensor) -> Tensor {
     logits.masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
 }
 
+/// Rows `start..start + len` of a per-sample mask [n, outputs], or a shared mask [outputs] as it
+/// is: the mask of a chunk of samples.
+pub fn mask_rows(mask: &Tensor, start: i64, len: i64) -> Tensor {
+    if mask.dim() == 2 {
+        mask.narrow(0, start, len)
+    } else {
+        mask.shallow_clone()
+    }
+}
+
 /// Mean cross-entropy over the masked logits (targets are output columns).
 pub fn masked_cross_entropy(logits: &Tensor, mask: &Tensor, targets: &Tensor) -> Tensor {
     masked_logits(logits, mask)

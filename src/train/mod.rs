@@ -511,38 +511,11 @@ fn zero_own_grads(own: &ParamMap) {
     }
 }
 
-/// Mean masked cross-entropy of `model` on `data` in eval mode: the validation loss the
-/// schedule watches.
-pub fn validation_loss(model: &Net, data: &TaskData) -> f64 {
-    let _guard = tch::no_grad_guard();
-    let n = data.x.size()[0];
-    if n == 0 {
-        return f64::NAN;
-    }
-    let (mut sum, chunk) = (0.0, 8192);
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
-        let logits = model.forward(&data.x.narrow(0, start, len));
-        let mask = if data.mask.dim() == 2 {
-            data.mask.narrow(0, start, len)
-        } else {
-            data.mask.shallow_clone()
-        };
-        let ce = masked_cross_entropy(&logits, &mask, &data.y.narrow(0, start, len));
-        sum += ce.double_value(&[]) * len as f64;
-        start += len;
-    }
-    sum / n as f64
-}
-
-/// The strategy's whole criterion on `data` in eval mode (its `task_loss` of the masked
-/// cross-entropy, plus its penalty), sample-weighted over chunks: what the HAT and UCL trainers'
-/// `eval` returns as the validation loss.
-pub fn validation_criterion(
-    model: &Net,
-    strategy: &mut dyn Strategy,
+/// The sample-weighted mean of `loss(x, y, mask)` over `data` in chunks, in eval mode without
+/// gradients; `mask` is the chunk's rows of a per-sample mask, or the shared one. NaN for no data.
+fn mean_over_chunks(
     data: &TaskData,
+    mut loss: impl FnMut(&Tensor, &Tensor, &Tensor) -> Result<f64>,
 ) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     let n = data.x.size()[0];
@@ -553,32 +526,54 @@ pub fn validation_criterion(
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
+        let mask = crate::model::mask_rows(&data.mask, start, len);
         let x = data.x.narrow(0, start, len);
-        let (features, logits) = model.forward_features_t(&x, &mut Forward::eval());
-        let mask = if data.mask.dim() == 2 {
-            data.mask.narrow(0, start, len)
-        } else {
-            data.mask.unsqueeze(0).expand([len, -1], false)
+        sum += loss(&x, &data.y.narrow(0, start, len), &mask)? * len as f64;
+        start += len;
+    }
+    Ok(sum / n as f64)
+}
+
+/// Mean masked cross-entropy of `model` on `data` in eval mode: the validation loss the
+/// schedule watches.
+pub fn validation_loss(model: &Net, data: &TaskData) -> f64 {
+    mean_over_chunks(data, |x, y, mask| {
+        Ok(masked_cross_entropy(&model.forward(x), mask, y).double_value(&[]))
+    })
+    .expect("the cross-entropy of a chunk cannot fail")
+}
+
+/// The strategy's whole criterion on `data` in eval mode (its `task_loss` of the masked
+/// cross-entropy, plus its penalty), sample-weighted over chunks: what the HAT and UCL trainers'
+/// `eval` returns as the validation loss.
+pub fn validation_criterion(
+    model: &Net,
+    strategy: &mut dyn Strategy,
+    data: &TaskData,
+) -> Result<f64> {
+    let task_loss = mean_over_chunks(data, |x, y, mask| {
+        let (features, logits) = model.forward_features_t(x, &mut Forward::eval());
+        // A batch carries a per-sample mask.
+        let mask = match mask.dim() {
+            1 => mask.unsqueeze(0).expand([x.size()[0], -1], false),
+            _ => mask.shallow_clone(),
         };
-        let y = data.y.narrow(0, start, len);
-        let ce = masked_cross_entropy(&logits, &mask, &y);
+        let ce = masked_cross_entropy(&logits, &mask, y);
         let batch = Batch {
-            x: &x,
-            y: &y,
+            x,
+            y,
             mask: &mask,
             task: data.task,
             features: &features,
         };
-        let loss = strategy.task_loss(&batch, &logits, ce)?;
-        sum += loss.double_value(&[]) * len as f64;
-        start += len;
-    }
+        Ok(strategy.task_loss(&batch, &logits, ce)?.double_value(&[]))
+    })?;
     let params = model.params();
-    let penalty = match strategy.penalty(model)? {
+    let penalty = match tch::no_grad(|| strategy.penalty(model))? {
         None => 0.0,
-        Some(p) => p.value(&params).double_value(&[]),
+        Some(p) => tch::no_grad(|| p.value(&params)).double_value(&[]),
     };
-    Ok(sum / n as f64 + penalty)
+    Ok(task_loss + penalty)
 }
 
 /// Test accuracy of `model` on `data` (targets scored over `data.mask`'s columns only).
