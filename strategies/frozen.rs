@@ -1,4 +1,5 @@
-//! `frozen`: sgd-frozen of the HAT reference code (joansj/hat `src/approaches/sgd_frozen.py`).
+//! `frozen`: sgd-frozen of the HAT reference code (joansj/hat 6fd0b9d,
+//! `src/approaches/sgd_frozen.py`).
 //!
 //! The first task is trained as `naive`; from the second on only the heads learn. The reference
 //! sets `requires_grad = False` on every parameter not named `last*` after its first task, so the

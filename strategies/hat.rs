@@ -1,6 +1,7 @@
 //! `hat`: Hard Attention to the Task (Serrà et al. 2018, "Overcoming catastrophic forgetting
-//! with hard attention to the task", ICML), ported from joansj/hat `src/approaches/hat.py` with
-//! the networks' gating of `src/networks/mlp_hat.py` and `alexnet_hat.py`.
+//! with hard attention to the task", ICML), ported from joansj/hat at 6fd0b9d:
+//! `src/approaches/hat.py`, with the networks' gating of `src/networks/mlp_hat.py` and
+//! `alexnet_hat.py`.
 //!
 //! Every hidden layer l (a linear layer's units, a convolution's channels; never the heads) has
 //! one embedding row e_l^t per task, initialised N(0, 1) (`torch.nn.Embedding`'s default). On

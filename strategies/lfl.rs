@@ -1,6 +1,7 @@
 //! `lfl`: Less-Forgetting Learning (Jung et al. 2016, "Less-forgetting learning in deep neural
-//! networks"), as the HAT reference code writes it (joansj/hat `src/approaches/lfl.py`) and as
-//! Avalanche's `LFLPlugin` does.
+//! networks"), as the HAT reference code writes it (joansj/hat 6fd0b9d,
+//! `src/approaches/lfl.py`) and as Avalanche's `LFLPlugin` does (ContinualAI/avalanche eb075be,
+//! as `shared/notes/reference-methods.md` and issue 21 describe it; not read here).
 //!
 //! Before each task after the first, the network is frozen as the previous task's network (its
 //! forward in eval mode, as the reference's `model_old.eval()`). On every batch the loss becomes

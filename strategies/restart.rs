@@ -1,4 +1,5 @@
-//! `restart`: sgd-restart of the HAT reference code (joansj/hat `src/approaches/sgd_restart.py`).
+//! `restart`: sgd-restart of the HAT reference code (joansj/hat 6fd0b9d,
+//! `src/approaches/sgd_restart.py`).
 //!
 //! Before every task the network is put back to its initial weights, heads included, from one
 //! copy made when the job starts (`self.initial_model = deepcopy(model)`: the same weights each

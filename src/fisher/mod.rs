@@ -20,8 +20,8 @@
 //! for gradients dominated by noise it is about 1/B of `empirical`, so a lambda tuned with it does
 //! not transfer.
 //!
-//! `reference` is the HAT reference code's `utils.fisher_matrix_diag` (joansj/hat `src/utils.py`)
-//! exactly: consecutive mini-batches of `fisher_batch` (20) in data order, each batch's mean
+//! `reference` is the HAT reference code's `utils.fisher_matrix_diag` (joansj/hat 6fd0b9d,
+//! `src/utils.py`) exactly: consecutive mini-batches of `fisher_batch` (20) in data order, each batch's mean
 //! cross-entropy gradient squared and multiplied by `fisher_batch` (the last, smaller batch too,
 //! where `batch` multiplies by its size), summed and divided by N, with the network in training
 //! mode (`model.train()`: dropout on, its masks drawn from the estimate's seed; batch norm on
