@@ -180,7 +180,7 @@ inventory::submit! {
         summary: "Elastic Weight Consolidation: Fisher-weighted pull towards earlier tasks' parameters",
         paper: "Kirkpatrick et al. 2017, Overcoming catastrophic forgetting in neural networks, PNAS",
         params: &[
-            ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)").range(Range::non_negative()),
+            ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta_old - theta)^2 (default 100)").range(Range::non_negative()).strength(),
             ParamSpec::new("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) | reference (the HAT code's fisher_matrix_diag: batches of fisher_batch in training mode, each square times fisher_batch) (default empirical)"),
             ParamSpec::new("max_samples", "estimate the Fisher on at most this many samples (default: all)").range(Range::Count),
             ParamSpec::new("draws", "label draws per sample for fisher: sampled (default 1)").range(Range::Count),

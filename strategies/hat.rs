@@ -306,7 +306,7 @@ inventory::submit! {
         summary: "Hard Attention to the Task: learnt per-task gates on hidden units, gradients of units earlier tasks hold are blocked",
         paper: "Serra et al. 2018, ICML (joansj/hat src/approaches/hat.py)",
         params: &[
-            ParamSpec::new("c", "weight of the attention regularizer (default 0.75)").range(Range::non_negative()),
+            ParamSpec::new("c", "weight of the attention regularizer (default 0.75)").range(Range::non_negative()).strength(),
             ParamSpec::new("s_max", "largest slope of the gates, sigmoid(s e) (default 400)").range(Range::positive()),
         ],
         requires: &[Requirement::UnitGates],

@@ -83,7 +83,7 @@ inventory::submit! {
         summary: "quadratic pull towards the previous task's parameters, lambda/2 * sum (theta - theta_old)^2",
         paper: "",
         params: &[
-            ParamSpec::new("lambda", "strength of the pull (default 1)").range(Range::non_negative()),
+            ParamSpec::new("lambda", "strength of the pull (default 1)").range(Range::non_negative()).strength(),
         ],
         requires: &[],
         resolve: resolve_with::<Config>,

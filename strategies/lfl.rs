@@ -131,7 +131,7 @@ inventory::submit! {
         summary: "Less-Forgetting Learning: keeps the backbone's features close to the previous task's network's",
         paper: "Jung et al. 2016, Less-forgetting learning in deep neural networks (joansj/hat src/approaches/lfl.py)",
         params: &[
-            ParamSpec::new("lambda", "weight of the feature distance (default 0.05, the HAT code's)").range(Range::non_negative()),
+            ParamSpec::new("lambda", "weight of the feature distance (default 0.05, the HAT code's)").range(Range::non_negative()).strength(),
             ParamSpec::new("reduction", "sum_half: lambda/2 * sum (f_old - f)^2, the HAT code's (default); mean: lambda * mean (f_old - f)^2, Avalanche's"),
             ParamSpec::new("freeze_head", "freeze the output layer, every head, after the first task (default false)"),
         ],

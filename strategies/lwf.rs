@@ -199,7 +199,7 @@ inventory::submit! {
         summary: "Learning without Forgetting: distils the previous model's outputs on earlier heads",
         paper: "Li & Hoiem 2017, Learning without Forgetting, TPAMI",
         params: &[
-            ParamSpec::new("alpha", "weight of the distillation loss (default 1)").range(Range::non_negative()),
+            ParamSpec::new("alpha", "weight of the distillation loss (default 1)").range(Range::non_negative()).strength(),
             ParamSpec::new("temperature", "softening temperature T (default 2)").range(Range::positive()),
             ParamSpec::new("weighting", "fixed: CE + alpha KD (default); by_task: (1/t) CE + (1-1/t) alpha KD"),
         ],

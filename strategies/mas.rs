@@ -146,7 +146,7 @@ inventory::submit! {
         summary: "Memory Aware Synapses: label-free importance from the output norm's gradient",
         paper: "Aljundi et al. 2018, Memory Aware Synapses: Learning what (not) to forget, ECCV",
         params: &[
-            ParamSpec::new("lambda", "penalty strength; the penalty is lambda * sum Omega (theta - theta*)^2 (default 1)").range(Range::non_negative()),
+            ParamSpec::new("lambda", "penalty strength; the penalty is lambda * sum Omega (theta - theta*)^2 (default 1)").range(Range::non_negative()).strength(),
             ParamSpec::new("max_samples", "estimate the importance on at most this many samples (default: all)").range(Range::Count),
             ParamSpec::new("importance", "per_sample (Aljundi et al., default) or per_batch (|gradient of each mini-batch's mean|, as Avalanche)"),
             ParamSpec::new("importance_batch", "mini-batch size of importance: per_batch (default 32)").range(Range::Count),

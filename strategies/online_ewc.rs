@@ -136,7 +136,7 @@ inventory::submit! {
         summary: "online EWC: one running Fisher F <- gamma F_old + F_new and one anchor",
         paper: "Schwarz et al. 2018, Progress & Compress: A scalable framework for continual learning, ICML",
         params: &[
-            ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta - theta*)^2 (default 100)").range(Range::non_negative()),
+            ParamSpec::new("lambda", "penalty strength; the penalty is lambda/2 * sum F (theta - theta*)^2 (default 100)").range(Range::non_negative()).strength(),
             ParamSpec::new("gamma", "decay of the running Fisher per task (default 1: no decay)").range(Range::between(0.0, 1.0)),
             ParamSpec::new("fisher", "estimator: empirical | sampled | exact | argmax | batch | empirical_weighted (Mammoth's: each square times p(y|x)) (default empirical)"),
             ParamSpec::new("max_samples", "estimate the Fisher on at most this many samples (default: all)").range(Range::Count),

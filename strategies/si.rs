@@ -250,7 +250,7 @@ inventory::submit! {
         summary: "Synaptic Intelligence: importance from each parameter's path integral of -g * dtheta",
         paper: "Zenke, Poole & Ganguli 2017, Continual learning through synaptic intelligence, ICML",
         params: &[
-            ParamSpec::new("c", "penalty strength; the penalty is c * sum Omega (theta - theta*)^2 (default 1)").range(Range::non_negative()),
+            ParamSpec::new("c", "penalty strength; the penalty is c * sum Omega (theta - theta*)^2 (default 1)").range(Range::non_negative()).strength(),
             ParamSpec::new("xi", "damping xi in Omega += omega / (Delta^2 + xi) (default 1e-3)").range(Range::positive()),
             ParamSpec::new("gradient", "g in the path integral: task (the task loss's, default) or total (with the SI penalty's, as van de Ven's code)"),
         ],

@@ -136,6 +136,10 @@ pub struct ParamSpec {
     pub name: &'static str,
     pub range: Range,
     pub doc: &'static str,
+    /// Whether this is one of the method's strengths: a number that trades stability for
+    /// plasticity (a penalty's lambda, a distillation's weight), which `selection: continual`
+    /// decays until the new task is learnt well enough.
+    pub strength: bool,
 }
 
 impl ParamSpec {
@@ -146,6 +150,7 @@ impl ParamSpec {
             name,
             range: Range::Any,
             doc,
+            strength: false,
         }
     }
 
@@ -153,6 +158,24 @@ impl ParamSpec {
     pub const fn range(self, range: Range) -> ParamSpec {
         ParamSpec { range, ..self }
     }
+
+    /// The same parameter, marked as one of the method's strengths (see
+    /// [`strength`](Self::strength)); it must be a number.
+    pub const fn strength(self) -> ParamSpec {
+        ParamSpec {
+            strength: true,
+            ..self
+        }
+    }
+}
+
+/// The names of the strengths among `specs`, in display order.
+pub fn strengths(specs: &[ParamSpec]) -> Vec<&'static str> {
+    specs
+        .iter()
+        .filter(|s| s.strength)
+        .map(|s| s.name)
+        .collect()
 }
 
 /// A parameter value outside its declared range.
