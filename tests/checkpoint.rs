@@ -170,3 +170,18 @@ fn a_checkpoint_of_other_settings_is_ignored_and_a_corrupt_one_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_continually_selected_job_resumes_from_its_carried_strength() {
+    // Every attempt of l2 at 1e9 is rejected, so the third task starts from a strength the
+    // second one decayed: the resumed job must find it in the checkpoint.
+    check_resume(
+        "l2",
+        "    lambda: 1.0e9\n",
+        (
+            "selection: {mode: test_oracle}",
+            "selection: {mode: continual, validation_fraction: 0.2, lr_grid: [0.01, 0.001], drop_margin: 0.0, max_attempts: 2}",
+        ),
+        Expect::Checkpoint,
+    );
+}

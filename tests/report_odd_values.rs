@@ -125,6 +125,7 @@ fn result(
             after_task_s: pick(2),
             eval_s: pick(3),
             samples_per_s: pick(4),
+            selection_s: pick(5),
         },
         device: "cpu".into(),
         provenance: Provenance {
@@ -139,6 +140,7 @@ fn result(
         importance,
         // Gated layers: one as recorded, one with no units and one holding more than it has
         // (malformed), which the capacity chart leaves out and says so.
+        continual: Vec::new(),
         capacity: (0..3)
             .flat_map(|task| {
                 [("trunk.0", 3, 4), ("trunk.1", 1, 0), ("trunk.2", 9, 2)].map(

@@ -97,7 +97,7 @@ fn bad_selections_are_located_errors() {
         ),
         (
             "selection: {mode: test_oracle, validation_fraction: 0.2}",
-            "applies to mode: holdout only",
+            "applies to modes holdout and continual only",
         ),
         (
             "selection: {mode: fixed, tasks: 1}",
@@ -332,23 +332,6 @@ fn label(id: &str) -> String {
         .to_string()
 }
 
-/// Writes `split` as the IDX pair `<prefix>-images-idx3-ubyte` / `<prefix>-labels-idx1-ubyte`.
-fn write_idx(dir: &Path, prefix: &str, split: &clbench::data::Split, labels: &[u8]) {
-    let n = labels.len() as u32;
-    let mut images = Vec::new();
-    for v in [0x0803u32, n, split.rows as u32, split.cols as u32] {
-        images.extend_from_slice(&v.to_be_bytes());
-    }
-    images.extend_from_slice(&split.images);
-    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
-    let mut bytes = Vec::new();
-    for v in [0x0801u32, n] {
-        bytes.extend_from_slice(&v.to_be_bytes());
-    }
-    bytes.extend_from_slice(labels);
-    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), bytes).unwrap();
-}
-
 /// The acceptance test of honest selection: the same MNIST-format data twice, the second copy
 /// with its test labels shuffled. Every search run scores the same on validation data, bit for
 /// bit, so every chosen configuration is the same, while the test accuracies (which the report
@@ -373,8 +356,8 @@ fn shuffling_the_test_labels_leaves_every_choice_unchanged() {
     for (name, test_labels) in [("plain", &data.test.labels), ("shuffled", &shuffled)] {
         let folder = dir.path().join(format!("{name}-data"));
         std::fs::create_dir_all(&folder).unwrap();
-        write_idx(&folder, "train", &data.train, &data.train.labels);
-        write_idx(&folder, "t10k", &data.test, test_labels);
+        common::write_idx(&folder, "train", &data.train, &data.train.labels);
+        common::write_idx(&folder, "t10k", &data.test, test_labels);
         let strategies = "  - name: naive\n  - name: l2\n    lambda: [0.0, 30.0, 3000.0]\n  - name: ewc\n    lambda: [1.0, 1.0e5]\n";
         let text = yaml(
             name,

@@ -14,7 +14,9 @@ use serde::Serialize;
 use super::checks::{
     check_scenario, check_training, grid_size, in_range, resolve_plugin, training_values, MAX_JOBS,
 };
-use super::selection::{Selection, SelectionMode, DEFAULT_VALIDATION_FRACTION};
+use super::selection::{
+    Continual, LaterLrs, Selection, SelectionMode, CLSURVEY_LR_GRID, DEFAULT_VALIDATION_FRACTION,
+};
 use super::{identity, locate, ExperimentFile, ScenarioKind};
 use crate::core::param_spec::Range;
 use crate::data::{DatasetRegistry, DatasetShape};
@@ -74,6 +76,9 @@ pub struct JobSpec {
     /// The model's resolved parameters: the file's `model:`, with the strategy entry's own
     /// `model:` overrides (a paper's per-method dropout) applied.
     pub model_params: serde_json::Value,
+    /// Under `selection: continual`, its settings: the job chooses its learning rate and
+    /// strengths task by task (see `runner::continual`).
+    pub continual: Option<Continual>,
 }
 
 /// Which stage of the selection a job belongs to.
@@ -107,6 +112,8 @@ struct JobMaker {
     train: Vec<TrainSettings>,
     /// Each entry's model parameters (the file's, or its own overrides applied).
     model_params: Vec<serde_json::Value>,
+    /// `selection: continual`'s settings, which every job follows.
+    continual: Option<Continual>,
 }
 
 impl JobMaker {
@@ -155,6 +162,10 @@ impl JobMaker {
         if phase == Phase::Search {
             settings["phase"] = serde_json::json!(phase);
         }
+        // The choices a continual job makes follow from these settings, so they are part of it.
+        if let Some(continual) = &self.continual {
+            settings["continual"] = serde_json::json!(continual);
+        }
         let id = identity::job_id(strategy, &explicit, seed, &settings);
         // An earlier clbench could only have run this job with the file's own training settings
         // on the whole scenario; a job with either changed has no earlier result to adopt.
@@ -181,6 +192,7 @@ impl JobMaker {
             view: view.clone(),
             train,
             model_params,
+            continual: self.continual.clone(),
         }
     }
 }
@@ -608,7 +620,12 @@ impl Plan {
             ));
         }
         let selection = resolve_selection(&experiment, &entries, num_tasks, text, path)?;
-        if train.uses_validation() && !matches!(selection, Selection::Holdout { .. }) {
+        if train.uses_validation()
+            && !matches!(
+                selection,
+                Selection::Holdout { .. } | Selection::Continual(_)
+            )
+        {
             let key = if train.lr_plateau.is_some() {
                 "lr_plateau"
             } else {
@@ -618,7 +635,7 @@ impl Plan {
                 section_key(text, "training", key),
                 format!(
                     "training.{key} watches a loss on held-out data, which only `selection: {{mode: holdout}}` \
-                     keeps out of training; add it (with one setting per strategy it only holds the data out)"
+                     (or `continual`) keeps out of training; add it (with one setting per strategy it only holds the data out)"
                 ),
             ));
         }
@@ -628,6 +645,10 @@ impl Plan {
             defaults: entries.iter().map(|e| e.1.clone()).collect(),
             train: trains,
             model_params: models_of,
+            continual: match &selection {
+                Selection::Continual(c) => Some(c.clone()),
+                _ => None,
+            },
         };
         let report_view = selection.report_view(num_tasks);
         let search_view = selection.search_view();
@@ -836,17 +857,29 @@ fn resolve_selection(
             Ok(())
         }
     };
-    let holdout_only = mode != SelectionMode::Holdout;
+    let holds_out = matches!(mode, SelectionMode::Holdout | SelectionMode::Continual);
     only(
         "validation_fraction",
-        holdout_only && section.validation_fraction.is_some(),
-        "mode: holdout",
+        !holds_out && section.validation_fraction.is_some(),
+        "modes holdout and continual",
     )?;
     only(
         "split_seed",
-        holdout_only && section.split_seed.is_some(),
-        "mode: holdout",
+        !holds_out && section.split_seed.is_some(),
+        "modes holdout and continual",
     )?;
+    let not_continual = mode != SelectionMode::Continual;
+    for (key, given) in [
+        ("lr_grid", section.lr_grid.is_some()),
+        ("drop_margin", section.drop_margin.is_some()),
+        ("decay", section.decay.is_some()),
+        ("max_attempts", section.max_attempts.is_some()),
+        ("carry_over", section.carry_over.is_some()),
+        ("retrain", section.retrain.is_some()),
+        ("later_lrs", section.later_lrs.is_some()),
+    ] {
+        only(key, not_continual && given, "mode: continual")?;
+    }
     only(
         "tasks",
         mode != SelectionMode::FirstTasks && section.tasks.is_some(),
@@ -886,7 +919,27 @@ fn resolve_selection(
         }
         Ok(seeds)
     };
+    let holdout = || -> Result<Holdout, ConfigError> {
+        let fraction = section
+            .validation_fraction
+            .unwrap_or(DEFAULT_VALIDATION_FRACTION);
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(err(
+                at("validation_fraction"),
+                format!("selection.validation_fraction must be between 0 and 1 (exclusive), got {fraction}"),
+            ));
+        }
+        Ok(Holdout {
+            fraction,
+            seed: section.split_seed.unwrap_or(0),
+        })
+    };
     Ok(match mode {
+        SelectionMode::Continual => {
+            Selection::Continual(resolve_continual(section, holdout()?, &|key, message| {
+                err(at(key), message)
+            })?)
+        }
         SelectionMode::Fixed => {
             if let Some(k) = swept {
                 return Err(err(
@@ -902,24 +955,10 @@ fn resolve_selection(
             Selection::Fixed
         }
         SelectionMode::TestOracle => Selection::TestOracle,
-        SelectionMode::Holdout => {
-            let fraction = section
-                .validation_fraction
-                .unwrap_or(DEFAULT_VALIDATION_FRACTION);
-            if !(fraction > 0.0 && fraction < 1.0) {
-                return Err(err(
-                    at("validation_fraction"),
-                    format!("selection.validation_fraction must be between 0 and 1 (exclusive), got {fraction}"),
-                ));
-            }
-            Selection::Holdout {
-                holdout: Holdout {
-                    fraction,
-                    seed: section.split_seed.unwrap_or(0),
-                },
-                search_seeds: search_seeds()?,
-            }
-        }
+        SelectionMode::Holdout => Selection::Holdout {
+            holdout: holdout()?,
+            search_seeds: search_seeds()?,
+        },
         SelectionMode::FirstTasks => {
             let tasks = section.tasks.ok_or_else(|| {
                 err(at("mode"), format!("selection: first_tasks needs `tasks`, the number of leading tasks to choose on (1 to {})", num_tasks.saturating_sub(1)))
@@ -938,6 +977,58 @@ fn resolve_selection(
                 search_seeds: search_seeds()?,
             }
         }
+    })
+}
+
+/// The settings of `selection: continual`, CLsurvey's defaults filled in, each checked.
+fn resolve_continual(
+    section: &super::selection::SelectionSection,
+    holdout: Holdout,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Continual, ConfigError> {
+    let lr_grid = section
+        .lr_grid
+        .clone()
+        .unwrap_or_else(|| CLSURVEY_LR_GRID.to_vec());
+    if lr_grid.is_empty() || lr_grid.iter().any(|lr| !(lr.is_finite() && *lr > 0.0)) {
+        return Err(err(
+            "lr_grid",
+            format!(
+                "selection.lr_grid must list at least one learning rate, each > 0; got {lr_grid:?}"
+            ),
+        ));
+    }
+    let drop_margin = section.drop_margin.unwrap_or(0.2);
+    if !(0.0..=1.0).contains(&drop_margin) {
+        return Err(err(
+            "drop_margin",
+            format!("selection.drop_margin is the accepted share of the fine-tuned accuracy lost, in [0, 1]; got {drop_margin}"),
+        ));
+    }
+    let decay = section.decay.unwrap_or(0.5);
+    if !(decay > 0.0 && decay < 1.0) {
+        return Err(err(
+            "decay",
+            format!("selection.decay multiplies a rejected strength, so it must lie in (0, 1); got {decay}"),
+        ));
+    }
+    let max_attempts = section.max_attempts.unwrap_or(10);
+    if max_attempts == 0 {
+        return Err(err(
+            "max_attempts",
+            "selection.max_attempts must be at least 1 (the method's first training is an attempt)"
+                .into(),
+        ));
+    }
+    Ok(Continual {
+        holdout,
+        lr_grid,
+        drop_margin,
+        decay,
+        max_attempts,
+        carry_over: section.carry_over.unwrap_or(true),
+        retrain: section.retrain.unwrap_or(false),
+        later_lrs: section.later_lrs.unwrap_or(LaterLrs::All),
     })
 }
 

@@ -12,6 +12,11 @@
 //!   the remaining tasks, which alone are reported (Chaudhry et al.'s A-GEM protocol).
 //! - `test_oracle`: every grid point on every seed, the best by test ACC: what most papers'
 //!   code does, kept for comparison and labelled "selected on test data (optimistic)".
+//! - `continual`: De Lange et al.'s framework ("A continual learning survey", TPAMI 2021):
+//!   inside every run, task by task, a learning rate is chosen by fine-tuning on the new task and
+//!   the method's strengths are decayed until the new task is learnt well enough, both judged on
+//!   the new task's held-out data only (see [`Continual`] and `runner::continual`). No search
+//!   runs: every grid point is a starting strength, run on `seeds` and reported on the test set.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +43,85 @@ pub struct SelectionSection {
     /// first_tasks: how many leading tasks the configuration is chosen on.
     #[serde(default)]
     pub tasks: Option<usize>,
+    /// continual: the learning rates of the maximal-plasticity search (default CLsurvey's
+    /// `1e-2, 5e-3, 1e-3, 5e-4, 1e-4`).
+    #[serde(default)]
+    pub lr_grid: Option<Vec<f64>>,
+    /// continual: the accepted drop p below the fine-tuned accuracy (default 0.2).
+    #[serde(default)]
+    pub drop_margin: Option<f64>,
+    /// continual: the factor a rejected strength is multiplied by (default 0.5).
+    #[serde(default)]
+    pub decay: Option<f64>,
+    /// continual: trainings of the method per task at most (default 10).
+    #[serde(default)]
+    pub max_attempts: Option<usize>,
+    /// continual: whether a task starts from the strengths the previous task ended with
+    /// (CLsurvey, the default) or from the configured ones (FACIL).
+    #[serde(default)]
+    pub carry_over: Option<bool>,
+    /// continual: whether the method is trained once more after a search that accepted nothing,
+    /// at the strengths decayed once more (FACIL), instead of keeping the last attempt (CLsurvey,
+    /// the default).
+    #[serde(default)]
+    pub retrain: Option<bool>,
+    /// continual: the learning rates searched after the first task: `all` of the grid (CLsurvey,
+    /// the default) or `below_first`, the three largest below the first task's (FACIL).
+    #[serde(default)]
+    pub later_lrs: Option<LaterLrs>,
+}
+
+/// Which learning rates `continual` searches on the tasks after the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaterLrs {
+    /// The whole grid, on every task (CLsurvey).
+    All,
+    /// The three largest rates of the grid below the first task's choice (FACIL's
+    /// `gridsearch.py`, `lr_searches` 3); the first task's own rate when none is below it.
+    BelowFirst,
+}
+
+/// The settings of `selection: continual`, recorded in every job's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Continual {
+    /// The validation split every task's choice is judged on.
+    pub holdout: Holdout,
+    pub lr_grid: Vec<f64>,
+    pub drop_margin: f64,
+    pub decay: f64,
+    pub max_attempts: usize,
+    pub carry_over: bool,
+    pub retrain: bool,
+    pub later_lrs: LaterLrs,
+}
+
+/// CLsurvey's `--lr_grid` default (`src/framework/main.py`).
+pub const CLSURVEY_LR_GRID: [f64; 5] = [1e-2, 5e-3, 1e-3, 5e-4, 1e-4];
+
+impl Continual {
+    /// The learning rates searched on `task`, given the first task's choice (none yet on the
+    /// first task).
+    pub fn lrs_for(&self, task: usize, first_choice: Option<f64>) -> Vec<f64> {
+        match (self.later_lrs, task, first_choice) {
+            (LaterLrs::BelowFirst, t, Some(first)) if t > 0 => {
+                let mut below: Vec<f64> = self
+                    .lr_grid
+                    .iter()
+                    .copied()
+                    .filter(|&lr| lr < first)
+                    .collect();
+                below.sort_by(|a, b| b.total_cmp(a));
+                below.truncate(3);
+                if below.is_empty() {
+                    vec![first]
+                } else {
+                    below
+                }
+            }
+            _ => self.lr_grid.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +131,7 @@ pub enum SelectionMode {
     Holdout,
     FirstTasks,
     TestOracle,
+    Continual,
 }
 
 impl SelectionMode {
@@ -57,6 +142,7 @@ impl SelectionMode {
             SelectionMode::Holdout => "holdout",
             SelectionMode::FirstTasks => "first_tasks",
             SelectionMode::TestOracle => "test_oracle",
+            SelectionMode::Continual => "continual",
         }
     }
 }
@@ -74,6 +160,7 @@ pub enum Selection {
         tasks: usize,
         search_seeds: Vec<u64>,
     },
+    Continual(Continual),
 }
 
 /// The default validation fraction.
@@ -87,6 +174,7 @@ impl Selection {
             Selection::TestOracle => SelectionMode::TestOracle,
             Selection::Holdout { .. } => SelectionMode::Holdout,
             Selection::FirstTasks { .. } => SelectionMode::FirstTasks,
+            Selection::Continual(_) => SelectionMode::Continual,
         }
     }
 
@@ -111,6 +199,18 @@ impl Selection {
                 "chosen on the first {tasks} task(s) (search seeds {}), reported on the remaining tasks",
                 seeds_text(search_seeds)
             ),
+            Selection::Continual(c) => format!(
+                "chosen continually, task by task, on the new task's held-out data only ({}% of each class's \
+                 training samples, split seed {}): learning rate by fine-tuning, strengths decayed by {} until \
+                 within {}% of it, at most {} attempts{}{}",
+                c.holdout.fraction * 100.0,
+                c.holdout.seed,
+                c.decay,
+                c.drop_margin * 100.0,
+                c.max_attempts,
+                if c.carry_over { ", carried over" } else { ", reset each task" },
+                if c.retrain { ", retrained after a failed search" } else { "" },
+            ),
         }
     }
 
@@ -121,6 +221,7 @@ impl Selection {
             Selection::TestOracle => "test_oracle (optimistic)",
             Selection::Holdout { .. } => "holdout",
             Selection::FirstTasks { .. } => "first_tasks",
+            Selection::Continual(_) => "continual",
         }
     }
 
@@ -161,6 +262,10 @@ impl Selection {
         match self {
             Selection::Holdout { holdout, .. } => View {
                 holdout: Some(*holdout),
+                ..View::default()
+            },
+            Selection::Continual(c) => View {
+                holdout: Some(c.holdout),
                 ..View::default()
             },
             Selection::FirstTasks { tasks, .. } => View {

@@ -34,6 +34,17 @@ impl SavedState {
         self.tensors
     }
 
+    /// A copy whose tensors are copied too, so that training, which updates a strategy's or an
+    /// optimizer's tensors in place, cannot change it (a rollback point).
+    pub fn deep_copy(&self) -> SavedState {
+        SavedState::from_tensors(
+            self.tensors
+                .iter()
+                .map(|(k, v)| (k.clone(), v.detach().copy()))
+                .collect(),
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }

@@ -359,6 +359,29 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
         );
     }
 
+    let continual = super::continual::rows(page.groups);
+    if !continual.is_empty() {
+        h.push_str("<h2>Continual selection: the choice on each task</h2>\n<table>\n<thead><tr>");
+        for head in super::continual::HEADER {
+            let _ = write!(h, "<th>{}</th>", escape(head));
+        }
+        h.push_str("</tr></thead>\n<tbody>\n");
+        for row in &continual {
+            h.push_str("<tr>");
+            for (i, cell) in row.iter().enumerate() {
+                let class = if i == 0 { " class=\"text\"" } else { "" };
+                let _ = write!(h, "<td{class}>{}</td>", escape(cell));
+            }
+            h.push_str("</tr>\n");
+        }
+        let _ = writeln!(
+            h,
+            "</tbody>\n</table>\n<p class=\"note\">{} Configurations {}.</p>",
+            escape(super::continual::NOTE),
+            escape(page.selection)
+        );
+    }
+
     if !page.comparisons.is_empty() {
         h.push_str("<h2>Paired comparisons</h2>\n<table>\n<thead><tr>");
         for head in page.comparisons.header() {
@@ -493,6 +516,22 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
     }
     m.push_str("## Chosen configuration of each strategy\n\n");
     m.push_str(&super::reference::markdown(page.best_rows, page.reference));
+    let continual = super::continual::rows(page.groups);
+    if !continual.is_empty() {
+        m.push_str("\n## Continual selection: the choice on each task\n\n");
+        let _ = writeln!(m, "| {} |", super::continual::HEADER.join(" | "));
+        let _ = writeln!(m, "|{}", " --- |".repeat(super::continual::HEADER.len()));
+        for row in &continual {
+            let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
+            let _ = writeln!(m, "| {} |", cells.join(" | "));
+        }
+        let _ = writeln!(
+            m,
+            "\n{} Configurations {}.",
+            super::continual::NOTE,
+            md_cell(page.selection)
+        );
+    }
     if !page.comparisons.is_empty() {
         m.push_str("\n## Paired comparisons\n\n");
         m.push_str(&page.comparisons.markdown());

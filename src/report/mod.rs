@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod chart;
 pub mod comparison;
+pub mod continual;
 pub mod curves;
 pub mod final_metrics;
 pub mod forgetting;

@@ -138,6 +138,8 @@ pub struct Group {
     pub importance: Vec<ImportanceSummary>,
     /// Gated units held after each task, of the smallest seed's job (methods that gate).
     pub capacity: Vec<crate::results::CapacityPoint>,
+    /// Under `selection: continual`, each seed's choices task by task, in seed order.
+    pub continual: Vec<(u64, Vec<crate::results::ContinualChoice>)>,
 }
 
 impl Group {
@@ -385,6 +387,11 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 curve: first.curve.clone(),
                 importance: first.importance.clone(),
                 capacity: first.capacity.clone(),
+                continual: rs
+                    .iter()
+                    .filter(|r| !r.continual.is_empty())
+                    .map(|r| (r.seed, r.continual.clone()))
+                    .collect(),
             }
         })
         .collect();
@@ -663,6 +670,7 @@ pub(crate) fn test_group(
         curve: Vec::new(),
         importance: Vec::new(),
         capacity: Vec::new(),
+        continual: Vec::new(),
     }
 }
 

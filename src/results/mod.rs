@@ -85,6 +85,10 @@ pub struct JobResult {
     /// far hold, after each task. Left out of the file when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capacity: Vec<CapacityPoint>,
+    /// Under `selection: continual`, what was chosen on each task: the learning rate, the
+    /// strengths and every attempt. Left out of the file otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continual: Vec<ContinualChoice>,
     /// The settings the outcome depends on (see `JobSpec::settings`); a rerun skips a job whose
     /// saved result has equal settings.
     #[serde(default)]
@@ -119,6 +123,14 @@ pub struct Timings {
     pub eval_s: f64,
     /// Training samples processed per second.
     pub samples_per_s: f64,
+    /// Wall time of `selection: continual`'s fine-tunes and rejected attempts, in seconds (the
+    /// kept training is in `train_s`). Left out of the file when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub selection_s: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// The units of one gated layer that the tasks trained so far hold, after one task: those whose
@@ -131,6 +143,64 @@ pub struct CapacityPoint {
     pub layer: String,
     pub held: usize,
     pub units: usize,
+}
+
+/// What `selection: continual` chose on one task (De Lange et al. 2021's framework): every
+/// figure here is an accuracy on the task's own held-out data, the only data the choice reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContinualChoice {
+    pub task: usize,
+    /// The maximal-plasticity search: each learning rate tried and the held-out accuracy of
+    /// fine-tuning at it, in the order tried.
+    pub lr_search: Vec<LrScore>,
+    /// The rate chosen (the best of `lr_search`; the first on ties).
+    pub lr: f64,
+    /// A_ft: the best fine-tuned accuracy.
+    pub ft_accuracy: f64,
+    /// `(1 - drop_margin) * A_ft`, the accuracy an attempt must reach (none on the first task
+    /// and for a method without strengths: nothing is decayed there).
+    pub threshold: Option<f64>,
+    /// The method's trainings at `lr`, in order.
+    pub attempts: Vec<Attempt>,
+    /// How the task ended.
+    pub outcome: ContinualOutcome,
+    /// The strengths of the model kept.
+    pub strengths: std::collections::BTreeMap<String, f64>,
+    /// The strengths the next task starts from (with `carry_over`).
+    pub carried: std::collections::BTreeMap<String, f64>,
+    /// Seconds spent on the whole choice (every fine-tune and attempt).
+    pub search_s: f64,
+}
+
+/// One learning rate of the maximal-plasticity search.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LrScore {
+    pub lr: f64,
+    pub accuracy: f64,
+}
+
+/// One training of the method on the task, at the chosen learning rate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub strengths: std::collections::BTreeMap<String, f64>,
+    /// Held-out accuracy on the task after it.
+    pub accuracy: f64,
+    pub accepted: bool,
+}
+
+/// How `selection: continual` ended on a task.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContinualOutcome {
+    /// The first task or a method without strengths: one training at the chosen rate.
+    NotDecayed,
+    /// An attempt reached the threshold and was kept.
+    Accepted,
+    /// No attempt reached it; the last one was kept (CLsurvey).
+    KeptLast,
+    /// No attempt reached it; the method was trained once more at the strengths decayed once
+    /// more (FACIL, `retrain: true`).
+    Retrained,
 }
 
 /// Quantiles of one parameter tensor's importance values after one task.

@@ -47,6 +47,9 @@ pub struct JobProgress {
     /// Gated units held after each finished task (see `JobResult::capacity`).
     #[serde(default)]
     pub capacity: Vec<crate::results::CapacityPoint>,
+    /// `selection: continual`'s choice on each finished task (see `JobResult::continual`).
+    #[serde(default)]
+    pub continual: Vec<crate::results::ContinualChoice>,
     pub timings: Timings,
     pub global_step: usize,
     pub samples_seen: usize,
@@ -72,6 +75,7 @@ impl JobProgress {
             curve: Vec::new(),
             importance: Vec::new(),
             capacity: Vec::new(),
+            continual: Vec::new(),
             timings: Timings::default(),
             global_step: 0,
             samples_seen: 0,

@@ -11,8 +11,10 @@ use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
 use crate::config::{JobSpec, Plan};
+use crate::core::param_spec::strengths;
 use crate::data::Dataset;
 use crate::model::{InputShape, Net, NetSpec};
+use crate::results::CurvePoint;
 use crate::results::{CapacityPoint, ImportanceSummary, JobResult, Metrics, Provenance};
 use crate::scenario::{Evaluate, Scenario, View};
 use crate::strategy::{
@@ -22,6 +24,7 @@ use crate::strategy::{
 use crate::train::{accuracy, TrainSet, Trainer};
 
 use super::checkpoint::{self, JobProgress};
+use super::continual;
 use super::progress::JobEvent;
 
 /// Runs `job` of `plan` on `device`, checkpointing to (and resuming from) `checkpoint` if given.
@@ -69,15 +72,13 @@ pub fn run_job_with_model(
     let registration = registry
         .get(&job.strategy)
         .ok_or_else(|| anyhow!(registry.unknown_name_message(&job.strategy)))?;
-    let mut strategy = (registration.build)(
-        &job.params,
-        &BuildContext {
-            device,
-            num_tasks,
-            seed: job.seed,
-            clip: job.train.clip,
-        },
-    )?;
+    let build_context = BuildContext {
+        device,
+        num_tasks,
+        seed: job.seed,
+        clip: job.train.clip,
+    };
+    let mut strategy = (registration.build)(&job.params, &build_context)?;
     let transforms = &plan.experiment.transforms;
     let input = model_input(plan, dataset);
     let spec = NetSpec {
@@ -165,62 +166,63 @@ pub fn run_job_with_model(
     }
     for t in progress.tasks_done()..num_tasks {
         let current = prepare(scenario.train_data(&dataset.train, t, device));
-        let ctx = TaskContext {
-            task: t,
-            num_tasks,
-            model: &model,
-            data: &current,
-            device,
-        };
         if job.train.uses_validation() {
             let held_out = scenario.validation_data(&dataset.train, t, device);
             trainer.set_validation((held_out.x.size()[0] > 0).then(|| prepare(held_out)));
         }
+        let run = TaskRun {
+            model: &model,
+            scenario,
+            dataset,
+            prepare: &prepare,
+            current: &current,
+            num_tasks,
+            device,
+            on_event,
+        };
         let tick = Instant::now();
-        let edit = strategy.weight_edit(&ctx, Boundary::BeforeTask)?;
-        apply_weight_edit(&model, &mut trainer, edit)?;
-        strategy.before_task(&ctx)?;
-        let tasks = strategy.training_tasks(t);
-        let earlier: Vec<TaskData> = tasks
-            .iter()
-            .filter(|&&k| k != t)
-            .map(|&k| prepare(scenario.train_data(&dataset.train, k, device)))
-            .collect();
-        let parts: Vec<(&TaskData, tch::Tensor)> = tasks
-            .iter()
-            .map(|&k| {
-                let data = match earlier.iter().find(|d| d.task == k) {
-                    Some(d) => d,
-                    None => &current,
+        let (points, selection_s) = match &job.continual {
+            None => (run.train(strategy.as_mut(), &mut trainer, &mut rng)?, 0.0),
+            Some(settings) => {
+                let held_out = prepare(scenario.validation_data(&dataset.train, t, device));
+                let rebuild = |params: &serde_json::Value| -> Result<Box<dyn Strategy>> {
+                    let mut fresh = (registration.build)(params, &build_context)?;
+                    // As a resumed job does: attached to the network as first built.
+                    let initial = Net::new(&spec, device, job.seed)?;
+                    fresh.attach(&AttachContext {
+                        model: &initial,
+                        num_tasks,
+                        device,
+                        seed: job.seed,
+                    })?;
+                    Ok(fresh)
                 };
-                let mask = scenario.train_mask_during(k, t);
-                (data, Scenario::mask_tensor(&mask, device))
-            })
-            .collect();
-        // A strategy may train nothing on a task (joint's `at_end` schedule).
-        let points = if parts.is_empty() {
-            Vec::new()
-        } else {
-            let set = TrainSet::from_parts(&parts);
-            drop(parts);
-            drop(earlier);
-            trainer.train_task(&model, strategy.as_mut(), &set, t, &mut rng, |p| {
-                on_event(JobEvent::Epoch {
-                    task: t,
-                    num_tasks,
-                    epoch: p.epoch,
-                    task_loss: p.task_loss,
-                })
-            })?
+                let choice = continual::choose(
+                    &run,
+                    &continual::Method {
+                        params: &job.params,
+                        strengths: &strengths(registration.params),
+                        rebuild: &rebuild,
+                    },
+                    settings,
+                    &mut strategy,
+                    &mut trainer,
+                    &mut rng,
+                    &held_out,
+                    &progress.continual,
+                )?;
+                progress.continual.push(choice.record);
+                (choice.points, choice.selection_s)
+            }
         };
         progress.curve.extend(points);
-        progress.timings.train_s += tick.elapsed().as_secs_f64();
+        // Only the kept training counts as training; the fine-tunes and rejected attempts are
+        // the selection's cost.
+        progress.timings.train_s += tick.elapsed().as_secs_f64() - selection_s;
+        progress.timings.selection_s += selection_s;
 
         let tick = Instant::now();
-        model.set_gates(strategy.unit_gates(&GatePass::Eval { task: t })?)?;
-        strategy.after_task(&ctx)?;
-        let edit = strategy.weight_edit(&ctx, Boundary::AfterTask)?;
-        apply_weight_edit(&model, &mut trainer, edit)?;
+        run.finish(strategy.as_mut(), &mut trainer)?;
         progress.timings.after_task_s += tick.elapsed().as_secs_f64();
         if let Some(map) = strategy.importance() {
             progress.importance.extend(
@@ -279,6 +281,7 @@ pub fn run_job_with_model(
         curve: progress.curve,
         importance: progress.importance,
         capacity: progress.capacity,
+        continual: progress.continual,
         timings,
         device: format!("{device:?}"),
         provenance: provenance(),
@@ -286,6 +289,118 @@ pub fn run_job_with_model(
         settings: job.settings.clone(),
     };
     Ok((result, model))
+}
+
+/// One task of a job: what every training of it shares (the network, the scenario, the task's
+/// data). A job trains each task once; `selection: continual` trains it several times from
+/// the same starting state (`runner::continual`).
+pub(super) struct TaskRun<'a> {
+    pub model: &'a Net,
+    pub scenario: &'a Scenario,
+    pub dataset: &'a Dataset,
+    /// The experiment's padding and normalization, applied to a task's tensors.
+    pub prepare: &'a dyn Fn(TaskData) -> TaskData,
+    /// The task's training data (its `task` is the task being trained).
+    pub current: &'a TaskData,
+    pub num_tasks: usize,
+    pub device: Device,
+    pub on_event: &'a (dyn Fn(JobEvent) + Sync),
+}
+
+impl TaskRun<'_> {
+    /// The task being trained.
+    pub fn task(&self) -> usize {
+        self.current.task
+    }
+
+    fn context(&self) -> TaskContext<'_> {
+        TaskContext {
+            task: self.task(),
+            num_tasks: self.num_tasks,
+            model: self.model,
+            data: self.current,
+            device: self.device,
+        }
+    }
+
+    /// The task's training with `strategy`'s hooks, up to the end of its last pass:
+    /// `weight_edit(BeforeTask)`, `before_task`, then the passes over the data of the tasks the
+    /// strategy trains on. Returns one curve point per pass.
+    pub fn train(
+        &self,
+        strategy: &mut dyn Strategy,
+        trainer: &mut Trainer,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<CurvePoint>> {
+        let (t, device, scenario) = (self.task(), self.device, self.scenario);
+        let ctx = self.context();
+        let edit = strategy.weight_edit(&ctx, Boundary::BeforeTask)?;
+        apply_weight_edit(self.model, trainer, edit)?;
+        strategy.before_task(&ctx)?;
+        let tasks = strategy.training_tasks(t);
+        let earlier: Vec<TaskData> = tasks
+            .iter()
+            .filter(|&&k| k != t)
+            .map(|&k| (self.prepare)(scenario.train_data(&self.dataset.train, k, device)))
+            .collect();
+        let parts: Vec<(&TaskData, tch::Tensor)> = tasks
+            .iter()
+            .map(|&k| {
+                let data = match earlier.iter().find(|d| d.task == k) {
+                    Some(d) => d,
+                    None => self.current,
+                };
+                let mask = scenario.train_mask_during(k, t);
+                (data, Scenario::mask_tensor(&mask, device))
+            })
+            .collect();
+        // A strategy may train nothing on a task (joint's `at_end` schedule).
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = TrainSet::from_parts(&parts);
+        drop(parts);
+        drop(earlier);
+        let num_tasks = self.num_tasks;
+        trainer.train_task(self.model, strategy, &set, t, rng, |p| {
+            (self.on_event)(JobEvent::Epoch {
+                task: t,
+                num_tasks,
+                epoch: p.epoch,
+                task_loss: p.task_loss,
+            })
+        })
+    }
+
+    /// The end of the task: the gates of its later passes, `after_task` (e.g. a Fisher) and
+    /// `weight_edit(AfterTask)`.
+    pub fn finish(&self, strategy: &mut dyn Strategy, trainer: &mut Trainer) -> Result<()> {
+        let ctx = self.context();
+        self.model
+            .set_gates(strategy.unit_gates(&GatePass::Eval { task: ctx.task })?)?;
+        strategy.after_task(&ctx)?;
+        let edit = strategy.weight_edit(&ctx, Boundary::AfterTask)?;
+        apply_weight_edit(self.model, trainer, edit)
+    }
+
+    /// The accuracy on `held_out`, the task's own held-out data, of the network as trained so
+    /// far, under the gates `strategy` gives the task.
+    pub fn held_out_accuracy(
+        &self,
+        strategy: &mut dyn Strategy,
+        held_out: &TaskData,
+    ) -> Result<f64> {
+        let t = self.task();
+        self.model
+            .set_gates(strategy.unit_gates(&GatePass::Eval { task: t })?)?;
+        let data = TaskData {
+            task: t,
+            x: held_out.x.shallow_clone(),
+            y: held_out.y.shallow_clone(),
+            mask: Scenario::mask_tensor(&self.scenario.eval_mask(t, t), self.device),
+        };
+        Ok(accuracy(self.model, &data))
+    }
 }
 
 /// The accuracy on each of `sets` after task `after`, each task scored under the gates the

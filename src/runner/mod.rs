@@ -6,6 +6,7 @@
 //! recorded with its id and the others go on; the caller turns failures into the exit code.
 
 pub mod checkpoint;
+mod continual;
 pub mod denormals;
 pub mod devices;
 mod job;

@@ -321,6 +321,15 @@ impl Trainer {
         Ok(())
     }
 
+    /// Trains at `lr` from now on, the optimizer's rate and the configured one alike (the rate
+    /// `selection: continual` chose for a task).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.settings.lr = lr;
+        if let Some(optimizer) = self.optimizer.as_mut() {
+            optimizer.set_lr(lr);
+        }
+    }
+
     /// Drops the optimizer's state: the next task starts with a fresh optimizer (a strategy's
     /// weight edit asked for it).
     pub fn reset_optimizer(&mut self) {

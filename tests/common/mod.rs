@@ -160,3 +160,20 @@ pub fn shipped_experiments() -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+/// Writes `split` as the IDX pair `<prefix>-images-idx3-ubyte` / `<prefix>-labels-idx1-ubyte`.
+pub fn write_idx(dir: &Path, prefix: &str, split: &clbench::data::Split, labels: &[u8]) {
+    let n = labels.len() as u32;
+    let mut images = Vec::new();
+    for v in [0x0803u32, n, split.rows as u32, split.cols as u32] {
+        images.extend_from_slice(&v.to_be_bytes());
+    }
+    images.extend_from_slice(&split.images);
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    let mut bytes = Vec::new();
+    for v in [0x0801u32, n] {
+        bytes.extend_from_slice(&v.to_be_bytes());
+    }
+    bytes.extend_from_slice(labels);
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), bytes).unwrap();
+}
