@@ -312,3 +312,38 @@ fn shuffling_the_test_labels_changes_no_continual_choice() {
     assert_eq!(choices(plain), choices(shuffled));
     assert_ne!(plain.accuracy, shuffled.accuracy);
 }
+
+#[test]
+fn the_report_tables_every_task_choice_and_names_the_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = yaml(
+        dir.path(),
+        &format!("  - name: naive\n{FROZEN_L2}"),
+        &strict(", max_attempts: 2"),
+    );
+    let file = dir.path().join("continual.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clbench"))
+        .args(["run", "--quiet", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folder = dir.path().join("continual");
+    for page in ["index.html", "README.md"] {
+        let text = std::fs::read_to_string(folder.join(page)).unwrap();
+        assert!(
+            text.contains("Continual selection: the choice on each task"),
+            "{page}"
+        );
+        // l2's second task: two attempts, 1e9 rejected, 5e8 kept as the last.
+        assert!(text.contains("lambda=5e8"), "{page}");
+        assert!(text.contains("kept last 2"), "{page}");
+        assert!(text.contains("chosen continually, task by task"), "{page}");
+    }
+    let csv = std::fs::read_to_string(folder.join("summary.csv")).unwrap();
+    assert!(csv.contains("continual"), "{csv}");
+}
