@@ -72,6 +72,9 @@ enum Command {
     Models,
     /// Rebuild the table, summary.csv and charts of an experiment folder from its saved results.
     Report { folder: PathBuf },
+    /// Compare the strategies of two experiment folders (two selection modes or protocols of
+    /// one benchmark), paired by seed: each strategy's reported configuration in B against A.
+    Compare { a: PathBuf, b: PathBuf },
     /// Load a dataset and describe it (checks its folder; downloads missing files unless
     /// --offline).
     Data {
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         (Some(Command::Datasets), _) => datasets(),
         (Some(Command::Models), _) => models(),
         (Some(Command::Report { folder }), _) => rebuild_report(&folder),
+        (Some(Command::Compare { a, b }), _) => compare_folders(&a, &b),
         (
             Some(Command::Data {
                 dataset,
@@ -379,10 +383,13 @@ fn models() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
+/// The results of `folder` that belong to its saved experiment (a result of settings since
+/// changed, another id kept on disk, is left out, as `clbench run` leaves it out), with the
+/// experiment's selection label when the saved file still plans.
+fn saved_experiment_results(
+    folder: &std::path::Path,
+) -> Result<(Vec<clbench::results::JobResult>, Option<String>)> {
     let mut results = report::load_results(folder)?;
-    // The report covers the saved experiment's jobs: a result of settings since changed (another
-    // id, kept on disk) is left out, as `clbench run` leaves it out.
     let saved = folder.join("experiment.yaml");
     let mut selection = None;
     if let Ok(mut plan) = Plan::from_file(&saved, &Registry::load()?) {
@@ -397,7 +404,7 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
         results.retain(|r| ids.contains(&r.id));
         if results.len() < before {
             eprintln!(
-                "clbench: {} result(s) of other settings than {} left out of the report",
+                "clbench: {} result(s) of other settings than {} left out",
                 before - results.len(),
                 saved.display()
             );
@@ -409,11 +416,41 @@ fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
             folder.display()
         );
     }
+    Ok((results, selection))
+}
+
+fn rebuild_report(folder: &std::path::Path) -> Result<ExitCode> {
+    let (results, selection) = saved_experiment_results(folder)?;
     let experiment = report::load_experiment(folder)?;
     print!(
         "{}",
         report::write_report(folder, &results, experiment.as_ref(), selection.as_deref())?
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare_folders(a: &std::path::Path, b: &std::path::Path) -> Result<ExitCode> {
+    let groups = |folder: &std::path::Path| -> Result<(Vec<report::summary::Group>, String)> {
+        let (results, selection) = saved_experiment_results(folder)?;
+        let reported: Vec<_> = results
+            .into_iter()
+            .filter(|r| !report::summary::is_search(r))
+            .collect();
+        let label = selection.unwrap_or_else(|| "selection unknown".into());
+        Ok((report::summary::group(&reported), label))
+    };
+    let (ga, la) = groups(a)?;
+    let (gb, lb) = groups(b)?;
+    let name = |p: &std::path::Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let (na, nb) = (name(a), name(b));
+    let between = report::between::Between::of_groups(&ga, &gb);
+    println!("A = {na}: configurations {la}.\nB = {nb}: configurations {lb}.\n");
+    print!("{}", between.markdown("A", "B"));
     Ok(ExitCode::SUCCESS)
 }
 

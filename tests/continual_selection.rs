@@ -347,3 +347,51 @@ fn the_report_tables_every_task_choice_and_names_the_mode() {
     let csv = std::fs::read_to_string(folder.join("summary.csv")).unwrap();
     assert!(csv.contains("continual"), "{csv}");
 }
+
+#[test]
+fn compare_pairs_each_strategy_of_two_folders_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let strategies = format!("  - name: naive\n{FROZEN_L2}");
+    let run_named = |name: &str, selection: &str| {
+        let text = yaml(dir.path(), &strategies, selection)
+            .replace("name: continual\n", &format!("name: {name}\n"));
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clbench"))
+            .args(["run", "--quiet", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir.path().join(name)
+    };
+    let a = run_named(
+        "held",
+        "selection: {mode: holdout, validation_fraction: 0.2}",
+    );
+    let b = run_named("chosen", &strict(", max_attempts: 2"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clbench"))
+        .args(["compare", a.to_str().unwrap(), b.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("B = chosen: configurations chosen continually"),
+        "{text}"
+    );
+    for strategy in ["| naive |", "| l2 |"] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(strategy))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(row.contains("(n=2)"), "{row}");
+    }
+}

@@ -59,37 +59,14 @@ impl Comparisons {
             .max_by(|a, b| a.1.acc.mean.total_cmp(&b.1.acc.mean))
             .map(|(k, _)| k);
         let against = |reference: Option<usize>| -> Vec<Option<Versus>> {
-            let raw: Vec<Option<PairedComparison>> = (0..groups.len())
-                .map(|k| {
-                    let r = reference.filter(|&r| r != k)?;
-                    compare(&groups[k], &groups[r])
-                })
-                .collect();
-            let adjust = |p: Vec<Option<f64>>| -> Vec<Option<f64>> {
-                let present: Vec<f64> = p.iter().flatten().copied().collect();
-                let mut adjusted = holm(&present).into_iter();
-                p.iter().map(|v| v.and_then(|_| adjusted.next())).collect()
-            };
-            let t = adjust(
-                raw.iter()
-                    .map(|c| c.as_ref()?.t_test.as_ref().map(|t| t.p_value))
-                    .collect(),
-            );
-            let w = adjust(
-                raw.iter()
-                    .map(|c| c.as_ref()?.wilcoxon.as_ref().map(|t| t.p_value))
-                    .collect(),
-            );
-            raw.into_iter()
-                .zip(t.into_iter().zip(w))
-                .map(|(c, (t_holm, wilcoxon_holm))| {
-                    c.map(|comparison| Versus {
-                        comparison,
-                        t_holm,
-                        wilcoxon_holm,
+            with_holm(
+                (0..groups.len())
+                    .map(|k| {
+                        let r = reference.filter(|&r| r != k)?;
+                        compare(&groups[k], &groups[r])
                     })
-                })
-                .collect()
+                    .collect(),
+            )
         };
         let vs_naive = against(naive);
         let vs_best = against(best);
@@ -195,7 +172,37 @@ impl Comparisons {
 }
 
 /// `a` against `b` on the seeds both ran; `None` without a common seed.
-fn compare(a: &Group, b: &Group) -> Option<PairedComparison> {
+/// Each comparison with its p-values Holm-adjusted across the list (the rows of one column).
+pub(super) fn with_holm(raw: Vec<Option<PairedComparison>>) -> Vec<Option<Versus>> {
+    let adjust = |p: Vec<Option<f64>>| -> Vec<Option<f64>> {
+        let present: Vec<f64> = p.iter().flatten().copied().collect();
+        let mut adjusted = holm(&present).into_iter();
+        p.iter().map(|v| v.and_then(|_| adjusted.next())).collect()
+    };
+    let t = adjust(
+        raw.iter()
+            .map(|c| c.as_ref()?.t_test.as_ref().map(|t| t.p_value))
+            .collect(),
+    );
+    let w = adjust(
+        raw.iter()
+            .map(|c| c.as_ref()?.wilcoxon.as_ref().map(|t| t.p_value))
+            .collect(),
+    );
+    raw.into_iter()
+        .zip(t.into_iter().zip(w))
+        .map(|(c, (t_holm, wilcoxon_holm))| {
+            c.map(|comparison| Versus {
+                comparison,
+                t_holm,
+                wilcoxon_holm,
+            })
+        })
+        .collect()
+}
+
+/// `a` against `b`, paired by the seeds both ran.
+pub(super) fn compare(a: &Group, b: &Group) -> Option<PairedComparison> {
     let (x, y): (Vec<f64>, Vec<f64>) = a
         .acc_by_seed
         .iter()
@@ -208,7 +215,7 @@ fn compare(a: &Group, b: &Group) -> Option<PairedComparison> {
 }
 
 /// Δ with its interval, then the t-test's and the Wilcoxon test's p (Holm, raw in parentheses).
-fn versus_cells(versus: Option<&Versus>) -> [String; 3] {
+pub(super) fn versus_cells(versus: Option<&Versus>) -> [String; 3] {
     let Some(v) = versus else {
         return ["—".into(), "—".into(), "—".into()];
     };

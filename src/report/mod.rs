@@ -3,6 +3,7 @@
 //! `index.html` (self-contained) and `README.md`. Colours follow the configurations of
 //! [`summary::group`] across every chart.
 
+pub mod between;
 pub mod capacity;
 pub mod chart;
 pub mod comparison;
