@@ -395,3 +395,81 @@ fn compare_pairs_each_strategy_of_two_folders_by_seed() {
         assert!(row.contains("(n=2)"), "{row}");
     }
 }
+
+/// The other half of the honesty test: two datasets that differ only in the held-out images of
+/// the first task's classes (inverted in the second). The first task's choice sees them (its
+/// recorded fine-tuned accuracy changes), but nothing after it may: every later choice and the
+/// whole accuracy matrix stay the same, bit for bit, so no later task's choice read an earlier
+/// task's held-out data.
+#[test]
+fn an_earlier_tasks_held_out_data_changes_no_later_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = clbench::data::synthetic(&clbench::data::SyntheticSpec {
+        seed: 5,
+        train_per_class: 40,
+        test_per_class: 30,
+        noise: 0.9,
+        ..Default::default()
+    })
+    .unwrap();
+    let holdout = clbench::scenario::Holdout {
+        fraction: 0.2,
+        seed: 0,
+    };
+    let held = clbench::scenario::holdout_mask(&data.train, holdout);
+    let mut altered = data.train.clone();
+    let size = altered.channels * altered.rows * altered.cols;
+    let mut changed = 0;
+    for (i, (&h, &label)) in held.iter().zip(&data.train.labels).enumerate() {
+        if h && label < 2 {
+            for p in &mut altered.images[i * size..(i + 1) * size] {
+                *p = 255 - *p;
+            }
+            changed += 1;
+        }
+    }
+    assert!(changed > 0);
+    let mut outcomes = Vec::new();
+    for (name, train) in [("plain", &data.train), ("altered", &altered)] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        common::write_idx(&folder, "train", train, &train.labels);
+        common::write_idx(&folder, "t10k", &data.test, &data.test.labels);
+        // One rate, so the first task's choice cannot change what is trained after it; a
+        // strength strong enough that later tasks decay (and read their own data again).
+        let text = yaml(
+            dir.path(),
+            "  - name: l2\n    lambda: 1.0e4\n",
+            "selection: {mode: continual, validation_fraction: 0.2, lr_grid: [0.01], max_attempts: 3}",
+        )
+        .replace(
+            "  name: synthetic\n  synthetic: {seed: 3, train_per_class: 60, test_per_class: 20}",
+            &format!(
+                "  name: mnist\n  dir: {}\n  download: false",
+                folder.display()
+            ),
+        );
+        outcomes.push(run(&text));
+    }
+    let (plain, altered) = (&outcomes[0], &outcomes[1]);
+    assert_ne!(
+        plain.continual[0].ft_accuracy,
+        altered.continual[0].ft_accuracy
+    );
+    let later = |r: &JobResult| -> Vec<ContinualChoice> {
+        r.continual[1..]
+            .iter()
+            .map(|c| ContinualChoice {
+                search_s: 0.0,
+                ..c.clone()
+            })
+            .collect()
+    };
+    assert!(
+        later(plain).iter().any(|c| c.attempts.len() > 1),
+        "{:?}",
+        later(plain)
+    );
+    assert_eq!(later(plain), later(altered));
+    assert_eq!(plain.accuracy, altered.accuracy);
+}
