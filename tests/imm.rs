@@ -420,3 +420,55 @@ fn mnist_yaml(data: &Path, strategies: &str) -> String {
         .replace("epochs: 2", "epochs: 1")
         .replace("seeds: [1, 2]", "seeds: [1]")
 }
+
+/// Runs the first job of `text`, checkpointing to `ckpt` if given; with `stop_in_task` it panics
+/// (as a kill would stop it) on the first pass of that task. Returns the accuracy matrix, the
+/// curve's losses and the final weights.
+fn run_job(
+    text: &str,
+    ckpt: Option<&Path>,
+    stop_in_task: Option<usize>,
+) -> Option<(Vec<Vec<f64>>, Vec<(f64, f64)>, Vec<f32>)> {
+    let on_event = |event: clbench::runner::JobEvent| {
+        if let (clbench::runner::JobEvent::Epoch { task, .. }, Some(stop)) = (event, stop_in_task) {
+            if task == stop {
+                panic!("simulated kill in task {task}");
+            }
+        }
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        common::run_first_job_with(text, ckpt, &on_event)
+    }));
+    let (result, model) = outcome.ok()?;
+    let curve = result
+        .curve
+        .iter()
+        .map(|p| (p.task_loss, p.penalty))
+        .collect();
+    Some((result.accuracy, curve, common::flat_weights(&model)))
+}
+
+/// tests/checkpoint.rs resumes imm at its defaults; these are the other paths: mode-IMM's
+/// Fishers, drop-transfer's mask stream, and the merge trained on. A job killed in task 2 and
+/// resumed from the checkpoint after task 1 (a merge in the model, the end point in the state)
+/// ends bit for bit as an uninterrupted one.
+#[test]
+fn imm_resumes_after_a_merge_exactly_in_every_mode() {
+    for params in [
+        "    merge: mode\n    transfer: drop\n",
+        "    merge: mean\n    transfer: l2\n    lambda: 0.01\n    merged_weights: train_on\n    merge_heads: true\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = format!("  - name: imm\n{params}");
+        let text = common::synthetic_yaml("imm_ckpt", dir.path(), &entry)
+            .replace("seeds: [1, 2]", "seeds: [4]")
+            .replace("optimizer: adam", "optimizer: sgd");
+        let reference = run_job(&text, None, None).unwrap();
+        let ckpt = dir.path().join("job.safetensors");
+        assert!(run_job(&text, Some(&ckpt), Some(2)).is_none(), "not interrupted");
+        let resumed = run_job(&text, Some(&ckpt), None).unwrap();
+        assert_eq!(resumed.0, reference.0, "{params}: accuracy matrix");
+        assert_eq!(resumed.1, reference.1, "{params}: curve");
+        assert_eq!(resumed.2, reference.2, "{params}: weights");
+    }
+}
