@@ -421,14 +421,13 @@ fn mnist_yaml(data: &Path, strategies: &str) -> String {
         .replace("seeds: [1, 2]", "seeds: [1]")
 }
 
+/// A job's accuracy matrix, its curve's (task loss, penalty) and its final weights.
+type Outcome = (Vec<Vec<f64>>, Vec<(f64, f64)>, Vec<f32>);
+
 /// Runs the first job of `text`, checkpointing to `ckpt` if given; with `stop_in_task` it panics
 /// (as a kill would stop it) on the first pass of that task. Returns the accuracy matrix, the
 /// curve's losses and the final weights.
-fn run_job(
-    text: &str,
-    ckpt: Option<&Path>,
-    stop_in_task: Option<usize>,
-) -> Option<(Vec<Vec<f64>>, Vec<(f64, f64)>, Vec<f32>)> {
+fn run_job(text: &str, ckpt: Option<&Path>, stop_in_task: Option<usize>) -> Option<Outcome> {
     let on_event = |event: clbench::runner::JobEvent| {
         if let (clbench::runner::JobEvent::Epoch { task, .. }, Some(stop)) = (event, stop_in_task) {
             if task == stop {
