@@ -15,6 +15,10 @@
 //!   before_task(ctx)                e.g. LwF snapshots the model as its teacher
 //!   for each epoch, for each batch:
 //!       unit_gates(Train{i, N})     gates on hidden units for this batch's forward pass (HAT)
+//!       forward_weights(model, t)   weights this batch's forward and backward passes run at in
+//!                                   place of the stored ones (IMM's drop-transfer); the stored
+//!                                   ones are put back after the backward pass, before
+//!                                   after_task_backward, and the gradient is chain-ruled to them
 //!       task_loss(batch, logits, ce) may change the task loss (LwF adds distillation; the batch
 //!                                   carries the backbone's features, the head's input)
 //!       after_task_backward(model)  the gradients of the task loss alone are in .grad() (SI)
@@ -146,6 +150,21 @@ pub fn drop_gradients(model: &Net, drop: impl Fn(&str) -> bool) -> GradientEdits
         .collect()
 }
 
+/// The weights one training batch's forward and backward passes run at, for one parameter:
+/// `scale * theta + offset` (each broadcast to the parameter's shape), `theta` the stored value.
+/// IMM's drop-transfer runs at `mu + m/keep * (theta - mu)`: `scale = m/keep`,
+/// `offset = (1 - m/keep) * mu`.
+pub struct ForwardWeight {
+    pub scale: Tensor,
+    pub offset: Tensor,
+}
+
+/// The forward weights of one step, by parameter name; parameters not named run at their stored
+/// values. After the backward pass the loop puts the stored values back and multiplies each
+/// named parameter's gradient by its `scale` (the chain rule through `scale * theta + offset`),
+/// before the penalty's gradient is added, so a penalty is taken at the stored weights.
+pub type ForwardWeights = std::collections::BTreeMap<String, ForwardWeight>;
+
 /// When a [`WeightEdit`] is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boundary {
@@ -202,6 +221,13 @@ pub trait Strategy: Send {
     /// [`Requirement::UnitGates`](registry::Requirement), so models it cannot gate are refused.
     fn unit_gates(&mut self, _pass: &GatePass) -> Result<Option<UnitGates>> {
         Ok(None)
+    }
+
+    /// Weights the next training batch's forward and backward passes of task `task` run at in
+    /// place of the stored ones (see [`ForwardWeight`]); empty, the default, changes nothing.
+    /// The optimizer steps the stored weights, with the gradient taken through the map.
+    fn forward_weights(&mut self, _model: &Net, _task: usize) -> Result<ForwardWeights> {
+        Ok(ForwardWeights::new())
     }
 
     /// The tasks whose training data are used while training task `task`; none means nothing is

@@ -5,6 +5,9 @@
 //! (`task_loss`), backpropagates it, lets the strategy read the task-only gradients, adds the
 //! gradient of the strategy's penalty (in closed form for quadratic penalties, else by a second
 //! backward pass through the parameters only), steps the optimizer and calls `after_step`.
+//! A strategy may have a batch's forward and backward passes run at other weights than the
+//! stored ones (`forward_weights`): the loop writes them in, puts the stored ones back after the
+//! backward pass and takes the gradient to them by the chain rule.
 //! Losses are summed on the device and read once per epoch, so a GPU is not synchronised on every
 //! step; a NaN or infinite loss stops the job with the task, epoch and step where it showed.
 //!
@@ -16,7 +19,7 @@ mod adam;
 pub mod schedule;
 mod sgd;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -28,8 +31,8 @@ use crate::model::{masked_cross_entropy, Forward, InputShape, Net};
 
 use crate::results::CurvePoint;
 use crate::strategy::{
-    Batch, GatePass, GradientEdit, GradientEdits, ParamMap, Penalty, QuadraticPenalty, SavedState,
-    Strategy, TaskData,
+    Batch, ForwardWeights, GatePass, GradientEdit, GradientEdits, ParamMap, Penalty,
+    QuadraticPenalty, SavedState, Strategy, TaskData,
 };
 pub use adam::Adam;
 pub use sgd::Sgd;
@@ -201,6 +204,41 @@ fn apply_step(
     });
     clip.apply(&mut grads);
     opt.step(None, &dropped);
+}
+
+/// Writes `scale * theta + offset` into each parameter that `weights` names (see
+/// [`ForwardWeight`](crate::strategy::ForwardWeight)) and returns the stored values, for [`swap_back`]; empty when none is named.
+fn swap_in(params: &ParamMap, weights: &ForwardWeights) -> Result<ParamMap> {
+    let _guard = tch::no_grad_guard();
+    weights
+        .iter()
+        .map(|(name, w)| {
+            let Some(p) = params.get(name) else {
+                bail!("the strategy's forward weights name `{name}`, which is not a trained parameter");
+            };
+            let stored = p.copy();
+            p.shallow_clone()
+                .f_copy_(&(&stored * &w.scale + &w.offset))
+                .map_err(|e| anyhow!("the forward weights of `{name}`: {e}"))?;
+            Ok((name.clone(), stored))
+        })
+        .collect()
+}
+
+/// Puts back the stored values [`swap_in`] replaced, once the backward pass is done (its graph
+/// holds the forward weights), and takes each gradient through `scale * theta + offset` to the
+/// stored weights: `dL/dtheta = scale * dL/dw`.
+fn swap_back(params: &ParamMap, weights: &ForwardWeights, stored: &ParamMap) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, w) in weights {
+        let p = &params[name];
+        p.shallow_clone().f_copy_(&stored[name])?;
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.f_mul_(&w.scale)?;
+        }
+    }
+    Ok(())
 }
 
 /// Adam's epsilon (PyTorch's default).
@@ -396,6 +434,9 @@ impl Trainer {
                     first_sample: start,
                     samples: n,
                 })?)?;
+                // Empty for every method but those that train through other weights.
+                let forward_weights = strategy.forward_weights(model, task)?;
+                let stored = swap_in(&params, &forward_weights)?;
                 // Training mode: dropout masks come from the job's stream (a model without
                 // dropout draws nothing from it, so the shuffling order is unchanged).
                 let (features, logits) = model.forward_features_t(&x, &mut Forward::train(rng));
@@ -411,6 +452,7 @@ impl Trainer {
                 opt.zero_grad();
                 zero_own_grads(&own);
                 loss.backward();
+                swap_back(&params, &forward_weights, &stored)?;
                 strategy.after_task_backward(model)?;
                 let last_of_epoch = start + len >= n || step + 1 == total_steps;
                 let log_penalty = (steps_this_epoch + 1) % PENALTY_LOG_EVERY == 0 || last_of_epoch;
