@@ -15,6 +15,9 @@
 //! code does). So in the class scenario distillation holds back the new classes' share of the
 //! probability, which is what lets LwF keep anything of the old classes there.
 //!
+//! The distillation and the teacher's bookkeeping are `clbench::strategy::distill`, which `ebll`
+//! shares.
+//!
 //! `weighting` chooses how the two losses are combined on task t (1-based):
 //! - `fixed` (Li & Hoiem): `CE + alpha * KD`;
 //! - `by_task` (van de Ven & Tolias 2019, "Three scenarios for continual learning", whose code
@@ -27,10 +30,12 @@
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use clbench::model::{masked_logits, Net};
+/// LwF's distillation loss (kept reachable here for the code that has imported it from here).
+pub use clbench::strategy::distill::distillation;
 use clbench::strategy::{
+    distill::Teacher,
     registry::{config_from, resolve_with, Registration},
     Batch, SavedState, Strategy, TaskContext,
 };
@@ -70,87 +75,34 @@ impl Default for Config {
 
 pub struct Lwf {
     config: Config,
-    teacher: Option<Net>,
-    /// Output masks of earlier tasks (Bool [outputs]), none a subset of another.
-    old_outputs: Vec<Tensor>,
-    /// For each of `old_outputs`, the outputs the student's softmax runs over during the
-    /// current task (set by `before_task`).
-    student_outputs: Vec<Tensor>,
+    /// The previous task's network and the earlier outputs distilled from it.
+    teacher: Teacher,
 }
 
 impl Lwf {
     pub fn new(config: Config) -> Lwf {
         Lwf {
             config,
-            teacher: None,
-            old_outputs: Vec::new(),
-            student_outputs: Vec::new(),
+            teacher: Teacher::new(),
         }
     }
-}
-
-/// Whether every output in `inner` is in `outer` (Bool masks of one shape).
-fn is_subset(inner: &Tensor, outer: &Tensor) -> bool {
-    inner.logical_and(&outer.logical_not()).any().int64_value(&[]) == 0
-}
-
-/// `-sum softmax(teacher/T) * log_softmax(student/T) * T^2`, batch mean: the teacher's softmax
-/// over `teacher_mask`'s columns, the student's over `student_mask`'s (which must contain
-/// `teacher_mask`; the targets are zero on the extra columns).
-pub fn distillation(
-    student: &Tensor,
-    teacher: &Tensor,
-    teacher_mask: &Tensor,
-    student_mask: &Tensor,
-    temperature: f64,
-) -> Tensor {
-    let target = (masked_logits(teacher, teacher_mask) / temperature).softmax(-1, Kind::Float);
-    let log_p = (masked_logits(student, student_mask) / temperature).log_softmax(-1, Kind::Float);
-    // Columns outside the teacher's have target 0 and maybe log_p -inf: take them out first.
-    let terms = (target * log_p).masked_fill(&teacher_mask.logical_not(), 0.0);
-    -terms
-        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
-        .mean(Kind::Float)
-        * (temperature * temperature)
 }
 
 impl Strategy for Lwf {
     fn before_task(&mut self, ctx: &TaskContext) -> Result<()> {
-        if ctx.task > 0 {
-            self.teacher = Some(ctx.model.frozen_copy()?);
-        }
-        let current = &ctx.data.mask;
-        self.student_outputs = self
-            .old_outputs
-            .iter()
-            .map(|old| match is_subset(old, current) {
-                true => current.shallow_clone(),
-                false => old.shallow_clone(),
-            })
-            .collect();
-        Ok(())
+        self.teacher.before_task(ctx)
     }
 
     fn task_loss(&mut self, batch: &Batch, logits: &Tensor, ce: Tensor) -> Result<Tensor> {
-        let Some(teacher) = &self.teacher else {
+        let Some(teacher) = self.teacher.network() else {
             return Ok(ce);
         };
         let old = tch::no_grad(|| teacher.forward(batch.x));
+        let temperature = self.config.temperature;
         let kd = self
-            .old_outputs
-            .iter()
-            .zip(&self.student_outputs)
-            .map(|(teacher_mask, student_mask)| {
-                distillation(
-                    logits,
-                    &old,
-                    teacher_mask,
-                    student_mask,
-                    self.config.temperature,
-                )
-            })
-            .reduce(|a, b| a + b)
-            .map(|sum| sum / self.old_outputs.len() as f64);
+            .teacher
+            .summed(logits, &old, |s, t, tm, sm| distillation(s, t, tm, sm, temperature))
+            .map(|sum| sum / self.teacher.groups() as f64);
         let Some(kd) = kd else { return Ok(ce) };
         let kd = kd * self.config.alpha;
         Ok(match self.config.weighting {
@@ -163,13 +115,7 @@ impl Strategy for Lwf {
     }
 
     fn after_task(&mut self, ctx: &TaskContext) -> Result<()> {
-        let mask = ctx.data.mask.shallow_clone();
-        // Nested masks (the class scenario) keep the largest; equal ones (domain) keep one.
-        if self.old_outputs.iter().any(|m| is_subset(&mask, m)) {
-            return Ok(());
-        }
-        self.old_outputs.retain(|m| !is_subset(m, &mask));
-        self.old_outputs.push(mask);
+        self.teacher.after_task(ctx);
         Ok(())
     }
 
@@ -177,18 +123,12 @@ impl Strategy for Lwf {
     /// `before_task`, so it is rebuilt from the checkpoint's model.
     fn save_state(&self) -> Option<SavedState> {
         let mut state = SavedState::new();
-        state.put_count("masks", self.old_outputs.len());
-        for (i, mask) in self.old_outputs.iter().enumerate() {
-            state.put(format!("mask{i}"), mask);
-        }
+        self.teacher.save_into(&mut state);
         Some(state)
     }
 
     fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
-        let n = state.take_count("masks")?;
-        self.old_outputs = (0..n)
-            .map(|i| state.take(&format!("mask{i}"), device))
-            .collect::<Result<_>>()?;
+        self.teacher.load_from(&mut state, device)?;
         state.finish("lwf")
     }
 }

@@ -48,6 +48,7 @@
 //! Strategies register themselves with [`inventory`] through a [`Registration`]; see
 //! [`registry`].
 
+pub mod distill;
 pub mod penalty;
 pub mod registry;
 

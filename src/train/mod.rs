@@ -15,6 +15,7 @@
 //! [`PENALTY_LOG_EVERY`]-th step of an epoch and on its last step, and the curve reports the mean
 //! of those values; its gradient is applied on every step.
 
+mod adadelta;
 mod adam;
 pub mod schedule;
 mod sgd;
@@ -34,6 +35,7 @@ use crate::strategy::{
     Batch, ForwardWeights, GatePass, GradientEdit, GradientEdits, ParamMap, Penalty,
     QuadraticPenalty, SavedState, Strategy, TaskData,
 };
+pub use adadelta::Adadelta;
 pub use adam::Adam;
 pub use sgd::Sgd;
 
