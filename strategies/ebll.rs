@@ -417,9 +417,9 @@ inventory::submit! {
         summary: "Encoder Based Lifelong Learning: LwF plus keeping each old task's autoencoder codes of the features",
         paper: "Rannen Triki, Aljundi, Blaschko & Tuytelaars 2017, Encoder Based Lifelong Learning, ICCV (Mattdl/CLsurvey src/methods/EBLL)",
         params: &[
-            ParamSpec::new("alpha", "weight of the distillation loss, summed over the earlier heads, no T^2 (default 10, CLsurvey's)").range(Range::non_negative()),
+            ParamSpec::new("alpha", "weight of the distillation loss, summed over the earlier heads, no T^2 (default 10, CLsurvey's)").range(Range::non_negative()).strength(),
             ParamSpec::new("temperature", "softening temperature T of the distillation (default 2)").range(Range::positive()),
-            ParamSpec::new("code_weight", "weight of the code distance, sum over old tasks of mean (code(f) - code(f_old))^2 (default 1, CLsurvey's)").range(Range::non_negative()),
+            ParamSpec::new("code_weight", "weight of the code distance, sum over old tasks of mean (code(f) - code(f_old))^2 (default 1, CLsurvey's)").range(Range::non_negative()).strength(),
             ParamSpec::new("code_size", "code units of each task's autoencoder (default 100)").range(Range::Count),
             ParamSpec::new("ae_epochs", "epochs of each autoencoder's training (default 50)").range(Range::Count),
             ParamSpec::new("ae_lr", "Adadelta's learning rate for the autoencoders (default 0.01)").range(Range::positive()),
