@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use clbench::fisher::running::{
-    is_default_alpha, is_default_interval, task_gradients, FisherSource, RunningFisher, Window,
+    is_default_alpha, is_default_interval, FisherSource, RunningFisher, Window,
     DEFAULT_ALPHA, DEFAULT_INTERVAL,
 };
 use clbench::fisher::{diagonal_fisher, FisherOptions};
@@ -149,7 +149,7 @@ impl Strategy for OnlineEwc {
 
     fn after_task_backward(&mut self, model: &Net) -> Result<()> {
         if let Some(running) = &mut self.running {
-            running.observe(&task_gradients(model));
+            running.observe_model(model);
         }
         Ok(())
     }

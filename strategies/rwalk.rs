@@ -48,7 +48,8 @@
 //! per task, `relu(w / (F (theta - theta_old)^2 + 0.1))` over the task's whole displacement with
 //! the merged `F`, then `score <- (score + s)/2` (halved on the first task too); no
 //! normalisation; `lambda` 1; the heads carry no importance (only the feature extractor's
-//! parameters are penalised).
+//! parameters are penalised). Its `w` integrates the gradient of the cross-entropy over all
+//! heads' outputs concatenated, while without exemplars it trains on the current head's alone.
 //!
 //! The default variant is `avalanche`: it is the implementation behind the published
 //! reproduction clbench ships (`experiments/clb_split_mnist_rwalk.yaml`, continual-learning-
@@ -62,7 +63,7 @@ use tch::{Device, Tensor};
 
 use clbench::core::{ParamSpec, Range};
 use clbench::fisher::running::{
-    blend, task_gradients, RunningFisher, Window, DEFAULT_ALPHA, DEFAULT_INTERVAL,
+    blend_into, copy_task_gradients, RunningFisher, Window, DEFAULT_ALPHA, DEFAULT_INTERVAL,
 };
 use clbench::model::Net;
 use clbench::strategy::{
@@ -158,10 +159,12 @@ struct TaskWalk {
     interval_loss: ParamMap,
     /// The parameters where the interval began (`weights_delta_old`, `checkpoint_params`).
     interval_start: ParamMap,
-    /// The parameters before the current step.
+    /// The parameters before the current step (`after_step` leaves `-delta_theta` in it).
     before_step: ParamMap,
-    /// The current step's task-loss gradients, between `after_task_backward` and `after_step`.
-    grads: Option<ParamMap>,
+    /// The current step's task-loss gradients.
+    grads: ParamMap,
+    /// Whether `grads` and `before_step` wait for the step's `after_step`.
+    pending: bool,
 }
 
 impl TaskWalk {
@@ -172,7 +175,8 @@ impl TaskWalk {
             interval_loss: zeros_like(&start),
             interval_start: snapshot(&start),
             before_step: snapshot(&start),
-            grads: None,
+            grads: zeros_like(&start),
+            pending: false,
         }
     }
 
@@ -341,6 +345,16 @@ impl RWalk {
     }
 }
 
+/// Avalanche's `F <- alpha g^2 + (1 - alpha) F`, or `F = g^2` at the job's first iteration.
+fn avalanche_fisher_step(fisher: &mut Option<ParamMap>, grads: &ParamMap, alpha: f64) {
+    let squares: ParamMap =
+        tch::no_grad(|| grads.iter().map(|(k, g)| (k.clone(), g.square())).collect());
+    match fisher {
+        None => *fisher = Some(squares),
+        Some(f) => blend_into(f, &squares, alpha),
+    }
+}
+
 /// The error of a training step or task end without `before_task`.
 fn no_walk() -> anyhow::Error {
     anyhow!("rwalk: a training step or task end without before_task")
@@ -356,34 +370,26 @@ impl Strategy for RWalk {
     }
 
     fn after_task_backward(&mut self, model: &Net) -> Result<()> {
-        let grads = task_gradients(model);
         let params = model.params();
         let (variant, alpha) = (self.variant, self.alpha);
         let walk = self.walk.as_mut().ok_or_else(no_walk)?;
+        copy_task_gradients(model, &mut walk.grads);
         tch::no_grad(|| {
             for (k, p) in &params {
                 walk.before_step.get_mut(k).unwrap().copy_(p);
             }
         });
+        walk.pending = true;
         match &mut self.fisher {
             Fisher::Authors(running) => {
                 // The code's loop closes the interval, then updates F, before this iteration.
                 if running.update_due() {
                     walk.close_interval(&params, running.fisher(), variant);
                 }
-                running.observe(&grads);
+                running.observe(&walk.grads);
             }
-            Fisher::Avalanche(fisher) => {
-                let squares: ParamMap = tch::no_grad(|| {
-                    grads.iter().map(|(k, g)| (k.clone(), g.square())).collect()
-                });
-                *fisher = Some(match fisher.take() {
-                    None => squares,
-                    Some(old) => tch::no_grad(|| blend(&old, &squares, alpha)),
-                });
-            }
+            Fisher::Avalanche(fisher) => avalanche_fisher_step(fisher, &walk.grads, alpha),
         }
-        walk.grads = Some(grads);
         Ok(())
     }
 
@@ -394,13 +400,15 @@ impl Strategy for RWalk {
     fn after_step(&mut self, model: &Net) -> Result<()> {
         let params = model.params();
         let walk = self.walk.as_mut().ok_or_else(no_walk)?;
-        let Some(grads) = walk.grads.take() else {
+        if !std::mem::take(&mut walk.pending) {
             return Ok(());
-        };
+        }
+        // w -= g * (theta - before), as w += g * (before - theta), in place.
         tch::no_grad(|| {
             for (k, p) in &params {
-                let w = walk.interval_loss.get_mut(k).unwrap();
-                *w = &*w - &grads[k] * (p - &walk.before_step[k]);
+                let before = walk.before_step.get_mut(k).unwrap();
+                let _ = before.g_sub_(p);
+                let _ = walk.interval_loss.get_mut(k).unwrap().addcmul_(&walk.grads[k], before);
             }
         });
         if self.variant == Variant::Avalanche {

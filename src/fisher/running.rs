@@ -4,9 +4,9 @@
 //! the task. Shared by `rwalk` and by `ewc`/`online_ewc` under `fisher: ema`.
 //!
 //! In: at every training iteration, the gradient `g` of the task loss alone (the batch's mean
-//! cross-entropy), read from `.grad()` in the strategy's `after_task_backward` hook (see
-//! [`task_gradients`]). Out: the running Fisher `F`, one tensor per parameter. Nothing here
-//! touches the parameters or their gradients.
+//! cross-entropy), read from `.grad()` in the strategy's `after_task_backward` hook
+//! ([`RunningFisher::observe_model`], [`copy_task_gradients`]). Out: the running Fisher `F`, one
+//! tensor per parameter. Nothing here touches the parameters or their gradients.
 //!
 //! [`RunningFisher`] is the authors' schedule (facebookresearch/agem 4542149, `model/model.py`
 //! `create_fisher_ops` and the training loop of `fc_permute_mnist.py`): at iteration `i` of a
@@ -28,7 +28,7 @@
 //! last update do not reach `F`. Defaults: `alpha` 0.9 (`FISHER_EMA_DECAY`, the weight of the
 //! new term) and `interval` 10 (`FISHER_UPDATE_AFTER`).
 //!
-//! [`blend`] is the update alone, which Avalanche's `RWalkPlugin` applies at every iteration to
+//! [`blend_into`] is the update alone, which Avalanche's `RWalkPlugin` applies at every iteration to
 //! that iteration's `g^2` (see `strategies/rwalk.rs`).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -53,31 +53,31 @@ pub fn is_default_interval(interval: &usize) -> bool {
     *interval == DEFAULT_INTERVAL
 }
 
-/// `(1 - alpha) old + alpha * new`, parameter by parameter.
-pub fn blend(old: &ParamMap, new: &ParamMap, alpha: f64) -> ParamMap {
-    old.iter()
-        .map(|(k, f)| (k.clone(), f * (1.0 - alpha) + &new[k] * alpha))
-        .collect()
+/// `old <- (1 - alpha) old + alpha * new` in place, parameter by parameter (as `lerp`:
+/// `old + alpha (new - old)`, one pass and no new tensor).
+pub fn blend_into(old: &mut ParamMap, new: &ParamMap, alpha: f64) {
+    tch::no_grad(|| {
+        for (k, f) in old.iter_mut() {
+            let _ = f.lerp_(&new[k], alpha);
+        }
+    });
 }
 
-/// Detached copies of the gradients now in the parameters' `.grad()` (in `after_task_backward`:
-/// the task loss's alone); zeros for a parameter the loss did not reach, which has none.
-pub fn task_gradients(model: &Net) -> ParamMap {
+/// Copies the gradients now in `model`'s `.grad()` (in `after_task_backward`: the task loss's
+/// alone) into `into`, which holds a tensor of each parameter's shape; zeros for a parameter the
+/// loss did not reach, which has none.
+pub fn copy_task_gradients(model: &Net, into: &mut ParamMap) {
     tch::no_grad(|| {
-        model
-            .params()
-            .iter()
-            .map(|(k, p)| {
-                let g = p.grad();
-                let g = if g.defined() {
-                    g.detach().copy()
-                } else {
-                    p.zeros_like()
-                };
-                (k.clone(), g)
-            })
-            .collect()
-    })
+        for (k, p) in model.params() {
+            let g = p.grad();
+            let slot = into.get_mut(&k).unwrap();
+            if g.defined() {
+                slot.copy_(&g);
+            } else {
+                let _ = slot.zero_();
+            }
+        }
+    });
 }
 
 /// Which iterations the sum of squares `G` covers when `F` is updated.
@@ -130,25 +130,55 @@ impl RunningFisher {
     /// One training iteration with the task loss's gradients `grads`: `F` is updated first when
     /// it is due, then `g^2` joins `G`.
     pub fn observe(&mut self, grads: &ParamMap) {
-        let due = self.update_due();
-        let fisher = self.fisher.get_or_insert_with(|| zeros_like(grads));
-        let squares = self.squares.get_or_insert_with(|| zeros_like(grads));
+        self.update_if_due(grads);
+        let squares = self.squares.as_mut().unwrap();
         tch::no_grad(|| {
-            if due {
-                let mean: ParamMap = squares
-                    .iter()
-                    .map(|(k, s)| (k.clone(), s / self.interval as f64))
-                    .collect();
-                *fisher = blend(fisher, &mean, self.alpha);
-                if self.window == Window::SinceUpdate {
-                    squares.values_mut().for_each(|s| *s = s.zeros_like());
-                }
-            }
             for (k, s) in squares.iter_mut() {
-                *s = &*s + grads[k].square();
+                let _ = s.addcmul_(&grads[k], &grads[k]);
             }
         });
         self.iteration += 1;
+    }
+
+    /// [`observe`](Self::observe) with the gradients in `model`'s `.grad()`, read in place (in
+    /// `after_task_backward`: the task loss's alone); a parameter without one adds nothing.
+    pub fn observe_model(&mut self, model: &Net) {
+        let params = model.params();
+        self.update_if_due(&params);
+        let squares = self.squares.as_mut().unwrap();
+        tch::no_grad(|| {
+            for (k, p) in &params {
+                let g = p.grad();
+                if g.defined() {
+                    let _ = squares.get_mut(k).unwrap().addcmul_(&g, &g);
+                }
+            }
+        });
+        self.iteration += 1;
+    }
+
+    /// Makes `F` and `G` (zeros shaped like `like`) if they are not there yet, and updates `F`
+    /// when this iteration is due.
+    fn update_if_due(&mut self, like: &ParamMap) {
+        let due = self.update_due();
+        let zeros = || tch::no_grad(|| zeros_like(like));
+        let fisher = self.fisher.get_or_insert_with(zeros);
+        let squares = self.squares.get_or_insert_with(zeros);
+        if !due {
+            return;
+        }
+        tch::no_grad(|| {
+            let mean: ParamMap = squares
+                .iter()
+                .map(|(k, s)| (k.clone(), s / self.interval as f64))
+                .collect();
+            blend_into(fisher, &mean, self.alpha);
+            if self.window == Window::SinceUpdate {
+                squares.values_mut().for_each(|s| {
+                    let _ = s.zero_();
+                });
+            }
+        });
     }
 
     /// `F` as it stands; `None` before the first iteration.
