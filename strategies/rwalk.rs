@@ -412,7 +412,7 @@ impl Strategy for RWalk {
             }
         });
         if self.variant == Variant::Avalanche {
-            if (self.iterations + 1) % self.delta_t == 0 {
+            if (self.iterations + 1).is_multiple_of(self.delta_t) {
                 walk.close_interval(&params, self.fisher.current(), Variant::Avalanche);
             }
             self.iterations += 1;

@@ -124,7 +124,7 @@ impl RunningFisher {
 
     /// Whether the next [`observe`](Self::observe) updates `F` before adding its squares.
     pub fn update_due(&self) -> bool {
-        (self.iteration + 1) % self.interval == 0
+        (self.iteration + 1).is_multiple_of(self.interval)
     }
 
     /// One training iteration with the task loss's gradients `grads`: `F` is updated first when
