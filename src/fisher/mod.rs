@@ -42,10 +42,14 @@
 //! checked to hold exactly the model's parameters, so a parameter is never left without an
 //! estimate silently.
 //!
+//! [`running`] holds the other kind of Fisher: EWC++'s running average of squared gradients,
+//! kept during training (`fisher: ema` of `ewc` and `online_ewc`, and `rwalk`'s).
+//!
 //! The Fisher pass never touches the parameters' `.grad()`, and runs in eval mode (no dropout,
 //! batch norm on its running statistics): no mode is switched, so none has to be restored.
 
 pub mod layer;
+pub mod running;
 
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
