@@ -60,7 +60,8 @@ pub fn section_key(text: &str, section: &str, key: Option<&str>) -> Option<(usiz
         l.strip_prefix(section)
             .is_some_and(|rest| rest.trim_start().starts_with(':'))
     })?;
-    let Some(key) = key else {
+    // An empty key (a YAML key `''`) would match everywhere without moving on: the section.
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
         return Some((start + 1, 1));
     };
     let pattern = |line: &str| -> Option<usize> {
@@ -108,6 +109,12 @@ mod tests {
         assert_eq!(strategy_key(TEXT, 1, Some("name")), Some((4, 5)));
         assert_eq!(strategy_key(TEXT, 0, None), Some((3, 3)));
         assert_eq!(strategy_key(TEXT, 2, None), None);
+    }
+
+    #[test]
+    fn an_empty_key_is_the_section_itself_not_an_endless_search() {
+        let text = "model:\n  channels: [16, {'': -.inf}]\n";
+        assert_eq!(section_key(text, "model", Some("")), Some((1, 1)));
     }
 
     #[test]

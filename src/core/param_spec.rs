@@ -248,6 +248,8 @@ pub fn first_non_finite(mapping: &serde_yaml::Mapping) -> Option<(String, f64)> 
 /// A mapping key as text, for messages (keys are strings in every file clbench reads).
 fn key_text(key: &serde_yaml::Value) -> String {
     match key {
+        // An empty key is written as YAML writes it, so the path stays readable.
+        serde_yaml::Value::String(s) if s.is_empty() => "''".into(),
         serde_yaml::Value::String(s) => s.clone(),
         other => serde_yaml::to_string(other)
             .map(|s| s.trim().to_string())
