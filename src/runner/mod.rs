@@ -497,7 +497,7 @@ fn run_jobs(
                     skipped.len() + finished_elsewhere.load(SeqCst),
                     elsewhere.load(SeqCst),
                 );
-                (job.id.clone(), Ran::Here(result))
+                (job.id.clone(), Ran::Here(Box::new(result)))
             })
             .collect()
     });
@@ -507,8 +507,10 @@ fn run_jobs(
     let mut elsewhere = Vec::new();
     for (id, outcome) in outcomes {
         match outcome {
-            Ran::Here(Ok(r)) => results.push(r),
-            Ran::Here(Err(e)) => failures.push((id, format!("{e:#}"))),
+            Ran::Here(result) => match *result {
+                Ok(r) => results.push(r),
+                Err(e) => failures.push((id, format!("{e:#}"))),
+            },
             Ran::Elsewhere(holder) => elsewhere.push((id, holder)),
             Ran::FinishedElsewhere => {}
         }
@@ -527,7 +529,8 @@ fn run_jobs(
 
 /// What became of a job this process set out to run.
 enum Ran {
-    Here(Result<JobResult>),
+    /// Boxed: a result is large beside the other variants.
+    Here(Box<Result<JobResult>>),
     /// Left to the live process that holds its claim (described).
     Elsewhere(String),
     /// Another process wrote its result before this one claimed it.
