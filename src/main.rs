@@ -40,7 +40,8 @@ enum Command {
         experiment: PathBuf,
         #[arg(long, short)]
         quiet: bool,
-        /// List the jobs (and which are already finished) without running them.
+        /// List the jobs (and which are already finished, or running in another process) without
+        /// running them.
         #[arg(long)]
         dry_run: bool,
         /// Rerun jobs whose results are already saved.
@@ -49,8 +50,9 @@ enum Command {
         /// Jobs at once, overriding the file's runner.workers.
         #[arg(long, value_parser = at_least_one())]
         workers: Option<usize>,
-        /// Run only shard I of N (0-based): the jobs whose position in the plan is I modulo N,
-        /// so N processes (e.g. a Slurm job array) share one grid and one results folder.
+        /// Run only shard I of N (0-based): the jobs whose position in the plan is I modulo N.
+        /// Not needed to share a grid: processes on one results folder claim jobs as they start
+        /// them and skip those claimed by others.
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<(usize, usize)>,
     },
@@ -227,14 +229,40 @@ fn run(
         serde_yaml::to_string(&saved)?.as_bytes(),
     )?;
     let outcome = runner::run_plan(&plan, &registry, Arc::new(dataset), opts)?;
+    let elsewhere = if outcome.elsewhere.is_empty() {
+        String::new()
+    } else {
+        format!(", {} left to other processes", outcome.elsewhere.len())
+    };
+    // Jobs other processes (sharing the folder) still run: the report waits for them.
+    let pending = runner::running_elsewhere(&plan);
     if let Some((i, n)) = shard {
         // Shards share one folder: the report is built once, after all of them.
         println!(
-            "shard {i}/{n}: {} jobs run ({} skipped as finished) in {:.1} s; when every shard has finished, \
+            "shard {i}/{n}: {} jobs run ({} skipped as finished{elsewhere}) in {:.1} s; when every shard has finished, \
              `clbench report {}` builds the report",
             outcome.results.len(),
             outcome.skipped,
             outcome.wall_s,
+            plan.out_dir.display()
+        );
+    } else if !pending.is_empty() {
+        // Processes sharing the folder: the one that finishes last (finding no live claim on
+        // the plan's jobs) builds the report from every saved result; this one leaves it.
+        println!(
+            "{} jobs run ({} skipped as finished{elsewhere}) in {:.1} s; {} job(s) still run in \
+             other processes:",
+            outcome.results.len(),
+            outcome.skipped,
+            outcome.wall_s,
+            pending.len()
+        );
+        for (id, holder) in &pending {
+            println!("  {id}: {holder}");
+        }
+        println!(
+            "the report is left to the process that finishes last (or `clbench report {}` once \
+             they are done)",
             plan.out_dir.display()
         );
     } else {
@@ -257,7 +285,7 @@ fn run(
         println!("\n{}", plan.experiment.name);
         print!("{table}");
         println!(
-            "{} jobs run ({} skipped as finished) in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
+            "{} jobs run ({} skipped as finished{elsewhere}) in {:.1} s on {} worker(s) x {} thread(s); results, summary.csv and charts in {}",
             outcome.results.len(),
             outcome.skipped,
             outcome.wall_s,
@@ -265,6 +293,23 @@ fn run(
             outcome.threads_per_worker,
             plan.out_dir.display()
         );
+        // Jobs left to other processes that ended without a result (failed there).
+        let saved: std::collections::BTreeSet<&str> =
+            results.iter().map(|r| r.id.as_str()).collect();
+        let missing: Vec<&str> = outcome
+            .elsewhere
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .filter(|id| !saved.contains(id))
+            .collect();
+        if !missing.is_empty() {
+            println!(
+                "{} job(s) left to other processes have no result (failed there?); the report \
+                 leaves them out and a rerun retries them: {}",
+                missing.len(),
+                missing.join(", ")
+            );
+        }
     }
     if outcome.failures.is_empty() {
         Ok(ExitCode::SUCCESS)

@@ -4,15 +4,25 @@
 //! the scenario's index lists go in, a [`JobResult`] comes out. Each worker sets its own libtorch
 //! intra-op thread count so that workers x threads does not exceed the cores. A job that fails is
 //! recorded with its id and the others go on; the caller turns failures into the exit code.
+//! Each job is claimed (see [`claim`]) just before it starts, so that processes sharing the
+//! results folder spread the grid between them; a job claimed by a live process is left to it.
 
 pub mod checkpoint;
+pub mod claim;
 mod continual;
 pub mod denormals;
 pub mod devices;
 mod job;
 pub mod progress;
 
-use std::{collections::BTreeSet, sync::Arc, time::Instant};
+use std::{
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+    time::Instant,
+};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
@@ -44,6 +54,8 @@ pub struct RunOptions {
 pub struct RunOutcome {
     /// Jobs not run because a result with the same settings was already saved.
     pub skipped: usize,
+    /// (job id, who holds it) of each job not run because another live process claimed it.
+    pub elsewhere: Vec<(String, String)>,
     pub results: Vec<JobResult>,
     /// (job id, error chain) of each job that failed.
     pub failures: Vec<(String, String)>,
@@ -232,6 +244,23 @@ pub fn planned_jobs(plan: &Plan) -> Vec<JobSpec> {
     jobs
 }
 
+/// (job id, holder) of each job of `plan` (as [`planned_jobs`] knows them) that a live process
+/// has claimed: running elsewhere now. What a run checks before building the report.
+pub fn running_elsewhere(plan: &Plan) -> Vec<(String, String)> {
+    let claims = claims_of(plan);
+    planned_jobs(plan)
+        .into_iter()
+        .filter_map(|job| Some((job.id.clone(), claims.live_holder(&job.id)?.to_string())))
+        .collect()
+}
+
+/// The claims of `plan`'s folder, for looking only: the default lease if the variable is bad
+/// (the run that claims says so).
+fn claims_of(plan: &Plan) -> claim::Claims {
+    claim::Claims::new(&plan.out_dir)
+        .unwrap_or_else(|_| claim::Claims::with_lease(&plan.out_dir, claim::DEFAULT_LEASE))
+}
+
 /// The jobs of one phase that shard `shard` (`i` of `n`) runs: every `n`-th from the `i`-th.
 pub fn shard_of(jobs: Vec<JobSpec>, shard: Option<(usize, usize)>) -> Vec<JobSpec> {
     match shard {
@@ -296,6 +325,7 @@ pub fn run_plan(
         opts,
     )?;
     outcome.skipped += second.skipped;
+    outcome.elsewhere.extend(second.elsewhere);
     outcome.results.extend(second.results);
     outcome.failures.extend(second.failures);
     outcome.wall_s = started.elapsed().as_secs_f64();
@@ -319,6 +349,7 @@ fn run_jobs(
     if todo.is_empty() && skipped.is_empty() {
         return Ok(RunOutcome {
             skipped: 0,
+            elsewhere: Vec::new(),
             results: Vec::new(),
             failures: Vec::new(),
             wall_s: 0.0,
@@ -349,6 +380,10 @@ fn run_jobs(
     if checkpoints_dir.exists() {
         remove_stale_temp_files(&checkpoints_dir)?;
     }
+    let claims = claim::Claims::new(&plan.out_dir)?;
+    if claims.dir().exists() {
+        remove_stale_temp_files(claims.dir())?;
+    }
     if !opts.quiet {
         if !skipped.is_empty() {
             eprintln!(
@@ -376,9 +411,34 @@ fn run_jobs(
         .build()?;
     let progress = Progress::new(opts.quiet, todo.len(), skipped.len(), workers);
     let failed = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: Vec<(String, Result<JobResult>)> = pool.install(|| {
+    let (finished_elsewhere, elsewhere) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let outcomes: Vec<(String, Ran)> = pool.install(|| {
         todo.par_iter()
             .map(|job| {
+                // Claimed here, as the job starts, so that the grid spreads over the processes
+                // sharing the folder as they free up; held until the result is written.
+                let claimed = match claims.acquire(&job.id) {
+                    Ok(claim::Acquired::Busy(holder)) => {
+                        let n = elsewhere.fetch_add(1, SeqCst) + 1;
+                        let done = skipped.len() + finished_elsewhere.load(SeqCst);
+                        let why = format!("running elsewhere ({holder})");
+                        progress.job_left(&job.id, &why, failed.load(SeqCst), done, n);
+                        return (job.id.clone(), Ran::Elsewhere(holder.to_string()));
+                    }
+                    // Another process may have finished it and let go of its claim just now.
+                    Ok(claim::Acquired::Mine(claim))
+                        if !opts.force && finished(&jobs_dir, job).is_some() =>
+                    {
+                        drop(claim);
+                        let done = skipped.len() + finished_elsewhere.fetch_add(1, SeqCst) + 1;
+                        let n = elsewhere.load(SeqCst);
+                        let why = "finished elsewhere";
+                        progress.job_left(&job.id, why, failed.load(SeqCst), done, n);
+                        return (job.id.clone(), Ran::FinishedElsewhere);
+                    }
+                    Ok(claim::Acquired::Mine(claim)) => Ok(claim),
+                    Err(e) => Err(e.context("claiming the job")),
+                };
                 tch::set_num_threads(threads as i32);
                 let worker = rayon::current_thread_index().unwrap_or(0);
                 let on_event = |event| progress.job_event(worker, &job.id, event);
@@ -386,6 +446,7 @@ fn run_jobs(
                     .checkpoints
                     .then(|| checkpoint::path(&plan.out_dir, &job.id));
                 let result = (|| -> Result<JobResult> {
+                    let _claim = claimed?;
                     if let (Some(path), true) = (&checkpoint, opts.force) {
                         // --force reruns from the first task.
                         remove_if_present(path)?;
@@ -429,22 +490,34 @@ fn run_jobs(
                 if result.is_err() {
                     failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                progress.job_finished(&job.id, &result, failures, skipped.len());
-                (job.id.clone(), result)
+                progress.job_finished(
+                    &job.id,
+                    &result,
+                    failures,
+                    skipped.len() + finished_elsewhere.load(SeqCst),
+                    elsewhere.load(SeqCst),
+                );
+                (job.id.clone(), Ran::Here(Box::new(result)))
             })
             .collect()
     });
     progress.finish();
     let mut results = Vec::new();
     let mut failures = Vec::new();
+    let mut elsewhere = Vec::new();
     for (id, outcome) in outcomes {
         match outcome {
-            Ok(r) => results.push(r),
-            Err(e) => failures.push((id, format!("{e:#}"))),
+            Ran::Here(result) => match *result {
+                Ok(r) => results.push(r),
+                Err(e) => failures.push((id, format!("{e:#}"))),
+            },
+            Ran::Elsewhere(holder) => elsewhere.push((id, holder)),
+            Ran::FinishedElsewhere => {}
         }
     }
     Ok(RunOutcome {
-        skipped: skipped.len(),
+        skipped: skipped.len() + finished_elsewhere.into_inner(),
+        elsewhere,
         results,
         failures,
         wall_s: started.elapsed().as_secs_f64(),
@@ -452,6 +525,16 @@ fn run_jobs(
         threads_per_worker: threads,
         devices: devices.iter().map(|d| format!("{d:?}")).collect(),
     })
+}
+
+/// What became of a job this process set out to run.
+enum Ran {
+    /// Boxed: a result is large beside the other variants.
+    Here(Box<Result<JobResult>>),
+    /// Left to the live process that holds its claim (described).
+    Elsewhere(String),
+    /// Another process wrote its result before this one claimed it.
+    FinishedElsewhere,
 }
 
 /// Runs `f`, turning a panic inside it into an error with the panic's message, so that the job
@@ -489,7 +572,7 @@ pub fn check_output_folder(plan: &Plan) -> Result<()> {
 }
 
 /// What `clbench run --dry-run` prints: each planned job of the shard (search runs marked), which
-/// of them are finished, the counts, and how a selection will add its chosen runs. Reads only the
+/// of them are finished and which claimed by a live process (running elsewhere), the counts, and how a selection will add its chosen runs. Reads only the
 /// results folder; trains and writes nothing.
 pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> String {
     use std::fmt::Write;
@@ -497,6 +580,8 @@ pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> Strin
     let planned = shard_of(planned_jobs(plan), shard);
     let mut out = String::new();
     let mut finished = 0;
+    let mut elsewhere = 0;
+    let claims = claims_of(plan);
     let scenario = &plan.experiment.scenario;
     if scenario.draw_per_seed {
         for seed in distinct_seeds(planned.iter()) {
@@ -507,23 +592,25 @@ pub fn dry_run(plan: &Plan, force: bool, shard: Option<(usize, usize)>) -> Strin
     }
     for job in &planned {
         let done = !force && self::finished(&jobs_dir, job).is_some();
+        let holder = (!done).then(|| claims.live_holder(&job.id)).flatten();
         finished += usize::from(done);
+        elsewhere += usize::from(holder.is_some());
         let phase = match job.phase {
             crate::config::Phase::Search => "  [search]",
             crate::config::Phase::Report => "",
         };
-        let _ = writeln!(
-            out,
-            "{}{phase}{}",
-            job.id,
-            if done { "  (finished: would skip)" } else { "" }
-        );
+        let state = match (done, holder) {
+            (true, _) => "  (finished: would skip)".to_string(),
+            (false, Some(holder)) => format!("  (running elsewhere: {holder}; would skip)"),
+            (false, None) => String::new(),
+        };
+        let _ = writeln!(out, "{}{phase}{state}", job.id);
     }
     let _ = writeln!(
         out,
-        "{} jobs, {} to run, {finished} finished; results in {}",
+        "{} jobs, {} to run, {finished} finished, {elsewhere} running elsewhere; results in {}",
         planned.len(),
-        planned.len() - finished,
+        planned.len() - finished - elsewhere,
         plan.out_dir.display()
     );
     if plan.searches() {

@@ -65,7 +65,7 @@ impl Progress {
             )
             .expect("a valid template"),
         );
-        grid.set_message(format!("(0 failed, {skipped} skipped as finished)"));
+        grid.set_message(counts(0, skipped, 0));
         let workers = (0..workers)
             .map(|_| {
                 let bar = multi.add(ProgressBar::new_spinner());
@@ -155,13 +155,15 @@ impl Progress {
         }
     }
 
-    /// A job ended; `failed` counts failures so far.
+    /// A job ended; `failed` counts failures so far, `skipped` the jobs skipped as finished and
+    /// `elsewhere` those left to other processes.
     pub fn job_finished(
         &self,
         id: &str,
         result: &anyhow::Result<JobResult>,
         failed: usize,
         skipped: usize,
+        elsewhere: usize,
     ) {
         match self {
             Progress::Quiet => {}
@@ -179,7 +181,23 @@ impl Progress {
                 if let Err(e) = result {
                     grid.println(format!("{id} FAILED: {e:#}"));
                 }
-                grid.set_message(format!("({failed} failed, {skipped} skipped as finished)"));
+                grid.set_message(counts(failed, skipped, elsewhere));
+                grid.inc(1);
+            }
+        }
+    }
+
+    /// A job was not run here: `why` (another process runs it or has finished it); the counts
+    /// as for [`Progress::job_finished`].
+    pub fn job_left(&self, id: &str, why: &str, failed: usize, skipped: usize, elsewhere: usize) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Lines { total, done } => {
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                eprintln!("[{n}/{total}] {id}: skipped, {why}");
+            }
+            Progress::Bars { grid, .. } => {
+                grid.set_message(counts(failed, skipped, elsewhere));
                 grid.inc(1);
             }
         }
@@ -202,4 +220,9 @@ impl Progress {
             grid.finish();
         }
     }
+}
+
+/// The grid bar's counts: "(F failed, S skipped as finished, E running elsewhere)".
+fn counts(failed: usize, skipped: usize, elsewhere: usize) -> String {
+    format!("({failed} failed, {skipped} skipped as finished, {elsewhere} running elsewhere)")
 }
