@@ -127,6 +127,7 @@ fn result(
             samples_per_s: pick(4),
             selection_s: pick(5),
         },
+        cost: None,
         device: "cpu".into(),
         provenance: Provenance {
             clbench_version: "test".into(),

@@ -10,6 +10,7 @@ mod continual;
 pub mod denormals;
 pub mod devices;
 mod job;
+pub mod memory;
 pub mod progress;
 
 use std::{collections::BTreeSet, sync::Arc, time::Instant};
