@@ -71,9 +71,7 @@ pub fn status_bytes(key: &str) -> Option<u64> {
 }
 
 fn parse_kb(status: &str, key: &str) -> Option<u64> {
-    let line = status
-        .lines()
-        .find(|l| l.split(':').next() == Some(key))?;
+    let line = status.lines().find(|l| l.split(':').next() == Some(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
