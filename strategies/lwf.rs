@@ -127,6 +127,11 @@ impl Strategy for Lwf {
         Some(state)
     }
 
+    /// The saved masks (and autoencoders), plus the teacher network held until the next task.
+    fn state_bytes(&self) -> Option<u64> {
+        Some(self.save_state()?.bytes() + self.teacher.network_bytes())
+    }
+
     fn load_state(&mut self, mut state: SavedState, device: Device) -> Result<()> {
         self.teacher.load_from(&mut state, device)?;
         state.finish("lwf")

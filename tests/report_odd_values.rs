@@ -127,6 +127,7 @@ fn result(
             samples_per_s: pick(4),
             selection_s: pick(5),
         },
+        cost: None,
         device: "cpu".into(),
         provenance: Provenance {
             clbench_version: "test".into(),
@@ -386,6 +387,8 @@ fn a_report_of_ordinary_values_says_nothing_was_left_out() {
                 s.quantiles = vec![1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0];
             }
             r.capacity.retain(|c| c.units > 0 && c.held <= c.units);
+            // The cost chart reads the total time.
+            r.timings.total_s = 10.0 + r.seed as f64;
             r
         })
         .collect();
@@ -404,7 +407,8 @@ fn chart_in_time(
     results: &[JobResult],
 ) -> Result<Duration, String> {
     use clbench::report::{
-        capacity, chart, curves, final_metrics, forgetting, heatmap, importance, summary,
+        capacity, chart, cost_chart, curves, final_metrics, forgetting, heatmap, importance,
+        summary,
     };
     let groups = summary::group(results);
     let base = dir.join(name);
@@ -420,6 +424,7 @@ fn chart_in_time(
             "curves" => curves::training_curves(&groups, &base, "odd"),
             "importance" => importance::importance_distributions(&groups, &base, "odd"),
             "capacity" => capacity::units_held(&groups, &base, "odd"),
+            "cost" => cost_chart::acc_against_time(&groups, &base, "odd"),
             _ => unreachable!(),
         };
         let _ = send.send(done.map_err(|e| format!("{e:#}")));

@@ -49,6 +49,13 @@ impl SavedState {
         self.tensors.is_empty()
     }
 
+    /// The bytes of its tensors' elements, numel × element size summed over every entry (the
+    /// counts of [`put_count`](Self::put_count) are 8 bytes each): what the state holds in
+    /// memory, not the size of a checkpoint file.
+    pub fn bytes(&self) -> u64 {
+        self.tensors.values().map(tensor_bytes).sum()
+    }
+
     /// Stores `tensor` (shared, not copied: the checkpoint writes it out at once).
     pub fn put(&mut self, name: impl Into<String>, tensor: &Tensor) {
         self.tensors.insert(name.into(), tensor.shallow_clone());
@@ -165,6 +172,11 @@ impl SavedState {
     }
 }
 
+/// numel × element size of `t`, in bytes.
+pub fn tensor_bytes(t: &Tensor) -> u64 {
+    t.numel() as u64 * t.kind().elt_size_in_bytes() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +222,15 @@ mod tests {
         assert!(half.take_term("omega", "anchor", Device::Cpu).is_err());
         let err = state.finish("ewc").unwrap_err().to_string();
         assert!(err.contains("ewc") && err.contains("unexpected"), "{err}");
+    }
+
+    #[test]
+    fn bytes_are_numel_times_element_size() {
+        let mut state = SavedState::new();
+        state.put("w", &Tensor::zeros([3, 4], (tch::Kind::Float, Device::Cpu)));
+        state.put("d", &Tensor::zeros([5], (tch::Kind::Double, Device::Cpu)));
+        state.put_count("tasks", 2);
+        assert_eq!(state.bytes(), 12 * 4 + 5 * 8 + 8);
+        assert_eq!(SavedState::new().bytes(), 0);
     }
 }

@@ -23,7 +23,7 @@ pub struct Chart {
 }
 
 /// Every chart the report may write, in the order the pages show them.
-pub const CHARTS: [Chart; 8] = [
+pub const CHARTS: [Chart; 9] = [
     Chart {
         base: "final_metrics",
         title: "Final ACC, BWT and forgetting",
@@ -48,6 +48,11 @@ pub const CHARTS: [Chart; 8] = [
         base: "sensitivity",
         title: "Sensitivity to the swept strength",
         about: "Final ACC (left) and BWT (right) against each swept parameter, mean with 95% confidence bars, each point in its configuration's colour; the ring marks the best test ACC. Under holdout selection the points are the search runs' test ACC, the dashed line their validation ACC, and the square the value the validation chose.",
+    },
+    Chart {
+        base: "cost",
+        title: "Accuracy against cost",
+        about: "Final ACC (mean over seeds with 95% confidence bars) against the total time per job (mean over seeds; log scale when the times span more than a factor of 10), a labelled point per configuration; the black step line is the Pareto front, the configurations that no other beats on both ACC and time: the best ACC reachable within a time budget.",
     },
     Chart {
         base: "curves",
@@ -164,6 +169,43 @@ const SUMMARY_HEAD: [&str; 6] = [
     "forgetting (points)",
     "wall s per job",
 ];
+
+/// The cost table (time, peak memory, strategy state beside ACC) as an HTML section.
+fn cost_html(groups: &[Group]) -> String {
+    let mut h = String::from("<h3>Cost</h3>\n<table>\n<thead><tr><th>configuration</th>");
+    for head in super::cost::HEAD {
+        let _ = write!(h, "<th>{}</th>", escape(head));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    for g in groups {
+        let _ = write!(h, "<tr><td>{}</td>", escape(&g.label));
+        for cell in super::cost::cells(g) {
+            h.push_str(&td(&cell, false));
+        }
+        h.push_str("</tr>\n");
+    }
+    let _ = writeln!(
+        h,
+        "</tbody>\n</table>\n<p class=\"note\">{} The chart <a href=\"#cost\">Accuracy against cost</a> draws ACC against total time.</p>",
+        escape(super::cost::NOTE)
+    );
+    h
+}
+
+/// The cost table as a Markdown section.
+fn cost_markdown(groups: &[Group]) -> String {
+    let mut m = format!(
+        "### Cost\n\n| configuration | {} |\n|{}\n",
+        super::cost::HEAD.join(" | "),
+        " --- |".repeat(super::cost::HEAD.len() + 1)
+    );
+    for g in groups {
+        let cells: Vec<String> = super::cost::cells(g).iter().map(|c| md_cell(c)).collect();
+        let _ = writeln!(m, "| {} | {} |", md_cell(&g.label), cells.join(" | "));
+    }
+    let _ = writeln!(m, "\n{}\n", super::cost::NOTE);
+    m
+}
 
 /// The machine, versions and times, as (what, value) lines.
 fn provenance(results: &[JobResult]) -> Vec<(&'static str, String)> {
@@ -332,6 +374,7 @@ pub fn write_html(page: &Page, out_dir: &Path) -> Result<()> {
             escape(FAMILY_NOTE)
         );
     }
+    h.push_str(&cost_html(page.groups));
 
     h.push_str("<h2>Chosen configuration of each strategy</h2>\n");
     if let Some(r) = page.reference {
@@ -514,6 +557,7 @@ pub fn write_readme(page: &Page, out_dir: &Path) -> Result<()> {
         }
         let _ = writeln!(m, "\n{FAMILY_NOTE}\n");
     }
+    m.push_str(&cost_markdown(page.groups));
     m.push_str("## Chosen configuration of each strategy\n\n");
     m.push_str(&super::reference::markdown(page.best_rows, page.reference));
     let continual = super::continual::rows(page.groups);

@@ -8,6 +8,8 @@ pub mod capacity;
 pub mod chart;
 pub mod comparison;
 pub mod continual;
+pub mod cost;
+pub mod cost_chart;
 pub mod curves;
 pub mod final_metrics;
 pub mod forgetting;
@@ -116,10 +118,11 @@ fn sweep_groups(search: &[JobResult], reported: &[summary::Group]) -> Vec<summar
 
 /// The charts [`write_report`] draws, each as `<name>.svg` and `<name>.png` (a chart with nothing
 /// to show, e.g. importances of methods without one, is left out).
-pub const CHARTS: [&str; 8] = [
+pub const CHARTS: [&str; 9] = [
     "accuracy",
     "avg_accuracy",
     "capacity",
+    "cost",
     "curves",
     "final_metrics",
     "forgetting",
@@ -155,6 +158,7 @@ pub fn write_report(
     curves::training_curves(&groups, &out_dir.join("curves"), note)?;
     importance::importance_distributions(&groups, &out_dir.join("importance"), note)?;
     capacity::units_held(&groups, &out_dir.join("capacity"), note)?;
+    cost_chart::acc_against_time(&groups, &out_dir.join("cost"), note)?;
     let best_rows = reference::best_per_strategy(&groups, &swept, reference);
     let best = reference::markdown(&best_rows, reference);
     let comparisons = comparison::Comparisons::of(&groups);

@@ -118,6 +118,8 @@ pub struct Group {
     /// forgetting and the other metrics that read earlier rows are shown as "—".
     pub trained_once_at_end: bool,
     pub wall_s: Stat,
+    /// Time, memory and state per job, mean over seeds (the cost table and chart).
+    pub cost: super::cost::CostStats,
     /// For the grid points of a search: the mean final ACC on the data the choice was made on
     /// (validation), when `acc` is the test ACC of the same runs; `None` otherwise.
     pub selection_acc: Option<Stat>,
@@ -378,6 +380,7 @@ pub fn group(results: &[JobResult]) -> Vec<Group> {
                 forgetting: of_metrics(&|m| m.forgetting),
                 trained_once_at_end: rs.iter().all(|r| r.trained_once_at_end()),
                 wall_s: collect(&|r| r.timings.total_s),
+                cost: super::cost::CostStats::of(&rs),
                 selection_acc: None,
                 family,
                 avg_accuracy_curve,
@@ -612,7 +615,7 @@ pub fn csv(results: &[JobResult], selection: &str) -> String {
         out.push_str(m.key);
         out.push(',');
     }
-    out.push_str("total_s,train_s,after_task_s,samples_per_s,device\n");
+    out.push_str("total_s,train_s,after_task_s,samples_per_s,device,eval_s,selection_s,peak_rss_bytes,state_bytes\n");
     for r in results {
         let metrics: String = job_metrics(r, results)
             .iter()
@@ -635,6 +638,21 @@ pub fn csv(results: &[JobResult], selection: &str) -> String {
             number(r.timings.after_task_s, 3),
             number(r.timings.samples_per_s, 1),
             r.device
+        ));
+        // Columns added later go last, so readers of the older columns by position still work.
+        let bytes = |f: fn(&crate::results::Cost) -> Option<u64>| {
+            r.cost
+                .as_ref()
+                .and_then(f)
+                .map_or_else(String::new, |b| b.to_string())
+        };
+        out.pop();
+        out.push_str(&format!(
+            ",{},{},{},{}\n",
+            number(r.timings.eval_s, 3),
+            number(r.timings.selection_s, 3),
+            bytes(|c| c.peak_rss_bytes),
+            bytes(|c| c.state_bytes)
         ));
     }
     out
@@ -661,6 +679,7 @@ pub(crate) fn test_group(
         forgetting: stat,
         trained_once_at_end: false,
         wall_s: stat,
+        cost: Default::default(),
         selection_acc: None,
         family: Vec::new(),
         avg_accuracy_curve: Vec::new(),

@@ -73,6 +73,10 @@ pub struct JobResult {
     /// Mean task loss and mean penalty per epoch of each task, in training order.
     pub curve: Vec<CurvePoint>,
     pub timings: Timings,
+    /// Memory and state the job cost (see [`Cost`]). Absent from results written before it was
+    /// recorded; reports show "—" for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
     pub device: String,
     pub provenance: Provenance,
     /// The resolved experiment (after defaults), so the file alone says how it was made.
@@ -127,6 +131,41 @@ pub struct Timings {
     /// kept training is in `train_s`). Left out of the file when zero.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub selection_s: f64,
+}
+
+/// What a job cost besides time: memory, and the state its strategy keeps. Measurements, like
+/// [`Timings`]: they vary from run to run and take no part in the job's id or its accuracies.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cost {
+    /// The process's peak resident memory (Linux `VmHWM` of `/proc/self/status`) read at the
+    /// job's end, in bytes; `None` where the system does not say. `VmHWM` is per process and
+    /// only grows, so the job resets it at its start (writing `5` to `/proc/self/clear_refs`)
+    /// when it is the only job running in its process; then this is the peak of the job's own
+    /// lifetime ([`peak_since_start`](Self::peak_since_start)). It is the whole process's
+    /// memory either way: the dataset loaded once per process and libtorch count in it, and
+    /// with several workers in one process (`runner.workers` > 1,
+    /// [`jobs_overlapping`](Self::jobs_overlapping) > 1) the other jobs' memory does too, so it
+    /// is an upper bound on the job's. Host memory only; a GPU's memory is not in it. A job
+    /// resumed from a checkpoint records the last run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
+    /// The process's resident memory (`VmRSS`) at the job's start, in bytes: the peak less this
+    /// is the job's own increase when it ran alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_rss_bytes: Option<u64>,
+    /// Whether the peak was reset at the job's start, so that it covers the job's lifetime
+    /// only (false: it covers the process's from its start, or from another job's reset).
+    #[serde(default)]
+    pub peak_since_start: bool,
+    /// How many jobs of this process ran during this one, itself included: 1 when it ran alone
+    /// and the peak is its own.
+    #[serde(default)]
+    pub jobs_overlapping: usize,
+    /// The bytes of the tensors the strategy keeps after the last task (anchors, Fishers,
+    /// importances, old models, autoencoders; `Strategy::state_bytes`); `None` for a strategy
+    /// that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_bytes: Option<u64>,
 }
 
 fn is_zero(x: &f64) -> bool {

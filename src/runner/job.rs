@@ -58,6 +58,7 @@ pub fn run_job_with_model(
     on_event: &(dyn Fn(JobEvent) + Sync),
 ) -> Result<(JobResult, Net)> {
     let started = Instant::now();
+    let memory = super::memory::MemoryWatch::start();
     // The part of the scenario this job sees (all of it unless selection holds data out).
     let viewed;
     let scenario = if job.view == View::default() {
@@ -265,6 +266,10 @@ pub fn run_job_with_model(
     timings.total_s = earlier_s + started.elapsed().as_secs_f64();
     timings.samples_per_s = trainer.samples_seen as f64 / timings.train_s.max(1e-9);
     let accuracy_matrix = progress.accuracy;
+    let cost = crate::results::Cost {
+        state_bytes: strategy.state_bytes(),
+        ..memory.finish()
+    };
     let result = JobResult {
         format_version: crate::results::FORMAT_VERSION,
         id: job.id.clone(),
@@ -283,6 +288,7 @@ pub fn run_job_with_model(
         capacity: progress.capacity,
         continual: progress.continual,
         timings,
+        cost: Some(cost),
         device: format!("{device:?}"),
         provenance: provenance(),
         config: serde_json::to_value(&plan.experiment)?,

@@ -13,6 +13,7 @@ mod continual;
 pub mod denormals;
 pub mod devices;
 mod job;
+pub mod memory;
 pub mod progress;
 
 use std::{

@@ -101,6 +101,18 @@ impl Teacher {
         self.network.as_ref()
     }
 
+    /// The bytes of the frozen network's parameters and buffers (0 before the second task):
+    /// what the teacher keeps beyond [`save_into`](Self::save_into)'s masks.
+    pub fn network_bytes(&self) -> u64 {
+        self.network.as_ref().map_or(0, |net| {
+            net.params()
+                .values()
+                .chain(net.buffers().values())
+                .map(crate::core::state::tensor_bytes)
+                .sum()
+        })
+    }
+
     /// How many groups of earlier outputs are distilled.
     pub fn groups(&self) -> usize {
         self.old_outputs.len()

@@ -297,6 +297,15 @@ pub trait Strategy: Send {
         None
     }
 
+    /// The bytes of the tensors the method keeps from finished tasks, read once after the last
+    /// task into the job's `Cost`. By default those of [`save_state`](Self::save_state)
+    /// (numel × element size, [`SavedState::bytes`]); a method that keeps more than it saves
+    /// (LwF's teacher network, rebuilt by `before_task`) adds it. `None` when the method saves
+    /// no state.
+    fn state_bytes(&self) -> Option<u64> {
+        self.save_state().map(|s| s.bytes())
+    }
+
     /// Restores what [`save_state`](Self::save_state) returned into a freshly built strategy,
     /// before `before_task` of the next task. Entries are on the CPU; move them to `device`.
     fn load_state(&mut self, _state: SavedState, _device: Device) -> Result<()> {
