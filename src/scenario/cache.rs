@@ -252,3 +252,109 @@ impl<'a> TaskTensors<'a> {
 fn tensor_bytes(t: &Tensor) -> usize {
     t.numel() * t.kind().elt_size_in_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Heads, Mode};
+
+    fn dataset() -> Arc<Dataset> {
+        // 6 images of 2x2, labels 0, 1, 0, 1, 0, 1.
+        let split = Split {
+            images: (0..24).map(|i| (i * 10) as u8).collect(),
+            labels: vec![0, 1, 0, 1, 0, 1],
+            channels: 1,
+            rows: 2,
+            cols: 2,
+            classes: 2,
+        };
+        Arc::new(Dataset {
+            name: "tiny".into(),
+            train: split.clone(),
+            test: split,
+            source: "test".into(),
+        })
+    }
+
+    fn same(a: &TaskData, b: &TaskData) -> bool {
+        a.task == b.task && a.x.equal(&b.x) && a.y.equal(&b.y) && a.mask.equal(&b.mask)
+    }
+
+    #[test]
+    fn cached_tensors_equal_fresh_ones_and_are_built_once() {
+        clear();
+        let data = dataset();
+        let (train, test) = (&data.train, &data.test);
+        let scenario = Arc::new(
+            Scenario::permuted(train, test, 3, false, 5, Mode::Domain, Heads::Single).unwrap(),
+        );
+        let view = View::default();
+        let cpu = Device::Cpu;
+        let fresh = TaskTensors::new(&data, &scenario, &view, &scenario, cpu);
+        assert!(!fresh.is_shared(), "no scope, no cache");
+        let _scope = Scope::enter(&data, &scenario);
+        let first = TaskTensors::new(&data, &scenario, &view, &scenario, cpu);
+        assert!(first.is_shared());
+        for t in 0..3 {
+            assert!(same(&first.train_data(t), &scenario.train_data(train, t, cpu)));
+            assert!(same(&first.test_data(t, 2), &scenario.test_data(test, t, 2, cpu)));
+            assert!(same(
+                &first.eval_data(t, 1),
+                &scenario.eval_data(train, test, t, 1, cpu)
+            ));
+        }
+        let bytes = cached_bytes();
+        assert!(bytes > 0);
+        // A later job gets the same storage; nothing new is built.
+        let second = TaskTensors::new(&data, &scenario, &view, &scenario, cpu);
+        let (a, b) = (first.train_data(1), second.train_data(1));
+        assert_eq!(a.x.data_ptr(), b.x.data_ptr());
+        assert_eq!(cached_bytes(), bytes);
+        // Another scenario over the same data is another entry, and a scenario the scope does
+        // not name is not cached.
+        let other = Arc::new(
+            Scenario::permuted(train, test, 3, false, 6, Mode::Domain, Heads::Single).unwrap(),
+        );
+        let outside = TaskTensors::new(&data, &other, &view, &other, cpu);
+        assert!(!outside.is_shared());
+        assert!(same(&outside.train_data(2), &other.train_data(train, 2, cpu)));
+        assert_ne!(
+            outside.train_data(2).x.data_ptr(),
+            first.train_data(2).x.data_ptr()
+        );
+    }
+
+    #[test]
+    fn a_view_is_keyed_apart_and_entries_are_bounded() {
+        clear();
+        let data = dataset();
+        let (train, test) = (&data.train, &data.test);
+        let cpu = Device::Cpu;
+        let view = View {
+            holdout: Some(crate::scenario::Holdout {
+                fraction: 0.34,
+                seed: 1,
+            }),
+            ..View::default()
+        };
+        for seed in 0..(MAX_ENTRIES as u64 + 2) {
+            let scenario = Arc::new(
+                Scenario::permuted(train, test, 2, false, seed, Mode::Domain, Heads::Single)
+                    .unwrap(),
+            );
+            let viewed = scenario.view(train, &view).unwrap();
+            let _scope = Scope::enter(&data, &scenario);
+            let all = TaskTensors::new(&data, &scenario, &View::default(), &scenario, cpu);
+            let part = TaskTensors::new(&data, &scenario, &view, &viewed, cpu);
+            assert!(all.is_shared() && part.is_shared());
+            assert!(same(&part.train_data(1), &viewed.train_data(train, 1, cpu)));
+            assert!(same(
+                &part.validation_data(1),
+                &viewed.validation_data(train, 1, cpu)
+            ));
+            assert!(same(&all.train_data(1), &scenario.train_data(train, 1, cpu)));
+            assert_ne!(part.train_data(1).x.size(), all.train_data(1).x.size());
+            CACHE.with(|c| assert!(c.borrow().len() <= MAX_ENTRIES));
+        }
+    }
+}

@@ -750,3 +750,65 @@ pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
     }
     correct.int64_value(&[]) as f64 / n as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three tasks' data of 5, 7 and 4 samples with 6 features, in `kind`, each with its mask.
+    fn parts(kind: Kind) -> Vec<(TaskData, Tensor)> {
+        tch::manual_seed(3);
+        [5, 7, 4]
+            .iter()
+            .enumerate()
+            .map(|(t, &n)| {
+                let data = TaskData {
+                    task: t,
+                    x: Tensor::rand([n, 6], (kind, tch::Device::Cpu)),
+                    y: Tensor::randint(4, [n], (Kind::Int64, tch::Device::Cpu)),
+                    mask: Tensor::from_slice(&[false; 4]),
+                };
+                let mut mask = [false; 4];
+                mask[t] = true;
+                (data, Tensor::from_slice(&mask))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_union_gives_the_batches_of_the_concatenated_tensors() {
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        // Float on the CPU copies rows directly; Double takes the per-part path a GPU takes.
+        for kind in [Kind::Float, Kind::Double] {
+            let parts = parts(kind);
+            let refs: Vec<(&TaskData, Tensor)> =
+                parts.iter().map(|(d, m)| (d, m.shallow_clone())).collect();
+            let set = TrainSet::from_parts(&refs);
+            assert_eq!(set.len(), 16);
+            let xs: Vec<&Tensor> = parts.iter().map(|(d, _)| &d.x).collect();
+            let ys: Vec<&Tensor> = parts.iter().map(|(d, _)| &d.y).collect();
+            let masks: Vec<Tensor> = parts
+                .iter()
+                .map(|(d, m)| m.unsqueeze(0).expand([d.x.size()[0], -1], false))
+                .collect();
+            let (x, y, mask) = (
+                Tensor::cat(&xs, 0),
+                Tensor::cat(&ys, 0),
+                Tensor::cat(&masks, 0),
+            );
+            let mut order: Vec<i64> = (0..16).collect();
+            order.shuffle(&mut rng);
+            for batch in order.chunks(5) {
+                let idx = Tensor::from_slice(batch);
+                assert!(set.x_rows(&idx, batch).equal(&x.index_select(0, &idx)));
+                assert!(set.y.index_select(0, &idx).equal(&y.index_select(0, &idx)));
+                assert!(set.mask.index_select(0, &idx).equal(&mask.index_select(0, &idx)));
+            }
+            let one = TrainSet::from_task(&parts[1].0);
+            let idx = Tensor::from_slice(&[6i64, 0, 3]);
+            assert!(one
+                .x_rows(&idx, &[6, 0, 3])
+                .equal(&parts[1].0.x.index_select(0, &idx)));
+        }
+    }
+}
