@@ -19,11 +19,7 @@
 //! always kept. The output masks are not cached (they depend on the row of the accuracy matrix
 //! and cost nothing to build).
 
-use std::{
-    cell::RefCell,
-    collections::HashMap,
-    sync::Arc,
-};
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
 
 use tch::{Device, Tensor};
 
@@ -130,13 +126,14 @@ impl<'a> TaskTensors<'a> {
     ) -> TaskTensors<'a> {
         let key = SCOPE.with(|s| {
             s.borrow().as_ref().and_then(|(d, sc)| {
-                (std::ptr::eq(Arc::as_ptr(d), dataset) && std::ptr::eq(Arc::as_ptr(sc), base))
-                    .then(|| Key {
+                (std::ptr::eq(Arc::as_ptr(d), dataset) && std::ptr::eq(Arc::as_ptr(sc), base)).then(
+                    || Key {
                         dataset: d.clone(),
                         scenario: sc.clone(),
                         view: view.clone(),
                         device,
-                    })
+                    },
+                )
             })
         });
         TaskTensors {
@@ -296,8 +293,14 @@ mod tests {
         let first = TaskTensors::new(&data, &scenario, &view, &scenario, cpu);
         assert!(first.is_shared());
         for t in 0..3 {
-            assert!(same(&first.train_data(t), &scenario.train_data(train, t, cpu)));
-            assert!(same(&first.test_data(t, 2), &scenario.test_data(test, t, 2, cpu)));
+            assert!(same(
+                &first.train_data(t),
+                &scenario.train_data(train, t, cpu)
+            ));
+            assert!(same(
+                &first.test_data(t, 2),
+                &scenario.test_data(test, t, 2, cpu)
+            ));
             assert!(same(
                 &first.eval_data(t, 1),
                 &scenario.eval_data(train, test, t, 1, cpu)
@@ -317,7 +320,10 @@ mod tests {
         );
         let outside = TaskTensors::new(&data, &other, &view, &other, cpu);
         assert!(!outside.is_shared());
-        assert!(same(&outside.train_data(2), &other.train_data(train, 2, cpu)));
+        assert!(same(
+            &outside.train_data(2),
+            &other.train_data(train, 2, cpu)
+        ));
         assert_ne!(
             outside.train_data(2).x.data_ptr(),
             first.train_data(2).x.data_ptr()
@@ -352,7 +358,10 @@ mod tests {
                 &part.validation_data(1),
                 &viewed.validation_data(train, 1, cpu)
             ));
-            assert!(same(&all.train_data(1), &scenario.train_data(train, 1, cpu)));
+            assert!(same(
+                &all.train_data(1),
+                &scenario.train_data(train, 1, cpu)
+            ));
             assert_ne!(part.train_data(1).x.size(), all.train_data(1).x.size());
             CACHE.with(|c| assert!(c.borrow().len() <= MAX_ENTRIES));
         }

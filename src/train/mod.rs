@@ -184,7 +184,10 @@ impl TrainSet {
         let part_of = |i: i64| self.starts.partition_point(|&s| s <= i as usize) - 1;
         let on_cpu_f32 = self.device() == tch::Device::Cpu
             && kind == Kind::Float
-            && self.xs.iter().all(|x| x.is_contiguous() && x.kind() == kind);
+            && self
+                .xs
+                .iter()
+                .all(|x| x.is_contiguous() && x.kind() == kind);
         if on_cpu_f32 {
             let width = width as usize;
             let dst = out.data_ptr() as *mut f32;
@@ -742,7 +745,9 @@ pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
         let len = EVAL_BATCH.min(n - start);
         let logits = model.forward(&data.x.narrow(0, start, len));
         let mask = crate::model::mask_rows(&hidden, start, len);
-        let pred = logits.masked_fill(&mask, f64::NEG_INFINITY).argmax(-1, false);
+        let pred = logits
+            .masked_fill(&mask, f64::NEG_INFINITY)
+            .argmax(-1, false);
         correct += pred
             .eq_tensor(&data.y.narrow(0, start, len))
             .sum(Kind::Int64);
@@ -802,7 +807,10 @@ mod tests {
                 let idx = Tensor::from_slice(batch);
                 assert!(set.x_rows(&idx, batch).equal(&x.index_select(0, &idx)));
                 assert!(set.y.index_select(0, &idx).equal(&y.index_select(0, &idx)));
-                assert!(set.mask.index_select(0, &idx).equal(&mask.index_select(0, &idx)));
+                assert!(set
+                    .mask
+                    .index_select(0, &idx)
+                    .equal(&mask.index_select(0, &idx)));
             }
             let one = TrainSet::from_task(&parts[1].0);
             let idx = Tensor::from_slice(&[6i64, 0, 3]);
