@@ -17,6 +17,11 @@
 //! `clbench_trainer`) on the conv net of `split_fashion_mnist_task.yaml`, one epoch over 4 000
 //! Fashion-MNIST images (random ones when the dataset is not installed) of two classes.
 //!
+//! Group `train_step_joint/<device>`: `joint`'s loop against naive's on the MLP, one epoch of
+//! 12 000 samples each: `naive` trains on one task's tensor, `joint` on the union of
+//! [`JOINT_PARTS`] tasks' tensors (as `joint` trains on the tasks so far), its batches gathered
+//! from them by index. A line after the group prints joint's samples/s over naive's.
+//!
 //! Quick run: `cargo bench --bench train_step -- --warm-up-time 0.5 --measurement-time 1`.
 
 mod common;
@@ -38,8 +43,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::OptimizerConfig, Tensor};
 
 use common::{
-    column_mask, fashion_conv, fashion_or_random, mnist_like, mnist_mlp, DEVICE, DEVICE_NAME,
-    THREADS,
+    column_mask, fashion_conv, fashion_or_random, median_secs, mnist_like, mnist_mlp, DEVICE,
+    DEVICE_NAME, THREADS,
 };
 
 /// About one split-MNIST task (digits 0 and 1: 12 665 training images).
@@ -294,9 +299,66 @@ fn train_step_conv(c: &mut Criterion) {
     group.finish();
 }
 
+/// Tasks in the union `joint` trains on in `train_step_joint`.
+const JOINT_PARTS: usize = 6;
+
+fn train_step_joint(c: &mut Criterion) {
+    clbench::runner::denormals::flush_denormals_to_zero();
+    tch::set_num_threads(THREADS);
+    let classes: Vec<i64> = (0..10).collect();
+    let (x, y) = mnist_like(SAMPLES, &classes, 8);
+    let mask = column_mask(&classes);
+    let task = task_data(&x, &y, &mask);
+    // The same samples as JOINT_PARTS tasks, each in its own tensor.
+    let per = SAMPLES.div_ceil(JOINT_PARTS) as i64;
+    let tasks: Vec<TaskData> = (0..JOINT_PARTS as i64)
+        .map(|k| {
+            let len = per.min(SAMPLES as i64 - k * per);
+            TaskData {
+                task: k as usize,
+                x: x.narrow(0, k * per, len).copy(),
+                y: y.narrow(0, k * per, len).copy(),
+                mask: mask.shallow_clone(),
+            }
+        })
+        .collect();
+    let parts: Vec<(&TaskData, Tensor)> = tasks.iter().map(|t| (t, mask.shallow_clone())).collect();
+    let sets = [
+        ("naive", TrainSet::from_task(&task)),
+        ("joint", TrainSet::from_parts(&parts)),
+    ];
+    let mut group = c.benchmark_group(format!("train_step_joint/{DEVICE_NAME}"));
+    group.throughput(Throughput::Elements(SAMPLES as u64));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let mut epochs: Vec<Box<dyn FnMut()>> = Vec::new();
+    for (name, set) in &sets {
+        let model = mnist_mlp(9);
+        let mut trainer = Trainer::new(one_epoch_of_adam());
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        let mut epoch = move || {
+            trainer
+                .train_task(&model, &mut Naive, set, 0, &mut rng, |_| {})
+                .unwrap();
+        };
+        group.bench_function(*name, |b| b.iter(&mut epoch));
+        epochs.push(Box::new(epoch));
+    }
+    group.finish();
+    let [naive, joint] = epochs.as_mut_slice() else {
+        unreachable!()
+    };
+    let (naive, joint) = (median_secs(3, naive), median_secs(3, joint));
+    println!(
+        "train_step_joint/{DEVICE_NAME}: joint {:.0} samples/s, naive {:.0} samples/s: joint/naive {:.2}x",
+        SAMPLES as f64 / joint,
+        SAMPLES as f64 / naive,
+        naive / joint
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    targets = train_step, train_step_conv
+    targets = train_step, train_step_conv, train_step_joint
 }
 criterion_main!(benches);

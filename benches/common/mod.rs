@@ -93,3 +93,19 @@ pub fn fashion_or_random(n: usize, seed: u64) -> (Tensor, Tensor) {
         }
     }
 }
+
+/// The median wall time of `runs` calls of `f`, in seconds (for the ratio lines printed after a
+/// group; criterion's own estimates are in its report). Unused by the fisher bench.
+#[allow(dead_code)]
+pub fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}

@@ -16,7 +16,7 @@ use crate::data::Dataset;
 use crate::model::{InputShape, Net, NetSpec};
 use crate::results::CurvePoint;
 use crate::results::{CapacityPoint, ImportanceSummary, JobResult, Metrics, Provenance};
-use crate::scenario::{Evaluate, Scenario, View};
+use crate::scenario::{Evaluate, Scenario, TaskTensors, View};
 use crate::strategy::{
     registry::BuildContext, AttachContext, Boundary, GatePass, OptimizerAfterEdit, Registry,
     Strategy, TaskContext, TaskData, WeightEdit,
@@ -60,15 +60,14 @@ pub fn run_job_with_model(
     let started = Instant::now();
     let memory = super::memory::MemoryWatch::start();
     // The part of the scenario this job sees (all of it unless selection holds data out).
-    let viewed;
-    let scenario = if job.view == View::default() {
-        scenario
-    } else {
-        viewed = scenario
-            .view(&dataset.train, &job.view)
-            .context("the job's view of the scenario")?;
-        &viewed
-    };
+    let base = scenario;
+    let viewed = (job.view != View::default())
+        .then(|| scenario.view(&dataset.train, &job.view))
+        .transpose()
+        .context("the job's view of the scenario")?;
+    let scenario = viewed.as_ref().unwrap_or(base);
+    // Each task's tensors, shared with the worker's other jobs over this scenario.
+    let tensors = TaskTensors::new(dataset, base, &job.view, scenario, device);
     let num_tasks = scenario.num_tasks();
     let registration = registry
         .get(&job.strategy)
@@ -114,12 +113,12 @@ pub fn run_job_with_model(
     // of holdout selection is scored on its held-out data, and also tested (for the sensitivity
     // chart only).
     let test: Vec<TaskData> = (0..num_tasks)
-        .map(|t| prepare(scenario.eval_data(&dataset.train, &dataset.test, t, t, device)))
+        .map(|t| prepare(tensors.eval_data(t, t)))
         .collect();
     let also_test: Vec<TaskData> = match scenario.evaluate {
         Evaluate::Test => Vec::new(),
         Evaluate::Validation => (0..num_tasks)
-            .map(|t| prepare(scenario.test_data(&dataset.test, t, t, device)))
+            .map(|t| prepare(tensors.test_data(t, t)))
             .collect(),
     };
 
@@ -166,15 +165,15 @@ pub fn run_job_with_model(
         progress.timings.eval_s += tick.elapsed().as_secs_f64();
     }
     for t in progress.tasks_done()..num_tasks {
-        let current = prepare(scenario.train_data(&dataset.train, t, device));
+        let current = prepare(tensors.train_data(t));
         if job.train.uses_validation() {
-            let held_out = scenario.validation_data(&dataset.train, t, device);
+            let held_out = tensors.validation_data(t);
             trainer.set_validation((held_out.x.size()[0] > 0).then(|| prepare(held_out)));
         }
         let run = TaskRun {
             model: &model,
             scenario,
-            dataset,
+            tensors: &tensors,
             prepare: &prepare,
             current: &current,
             num_tasks,
@@ -185,7 +184,7 @@ pub fn run_job_with_model(
         let (points, selection_s) = match &job.continual {
             None => (run.train(strategy.as_mut(), &mut trainer, &mut rng)?, 0.0),
             Some(settings) => {
-                let held_out = prepare(scenario.validation_data(&dataset.train, t, device));
+                let held_out = prepare(tensors.validation_data(t));
                 let rebuild = |params: &serde_json::Value| -> Result<Box<dyn Strategy>> {
                     let mut fresh = (registration.build)(params, &build_context)?;
                     // As a resumed job does: attached to the network as first built.
@@ -303,7 +302,8 @@ pub fn run_job_with_model(
 pub(super) struct TaskRun<'a> {
     pub model: &'a Net,
     pub scenario: &'a Scenario,
-    pub dataset: &'a Dataset,
+    /// Each task's tensors (shared with the worker's other jobs inside a cache scope).
+    pub tensors: &'a TaskTensors<'a>,
     /// The experiment's padding and normalization, applied to a task's tensors.
     pub prepare: &'a dyn Fn(TaskData) -> TaskData,
     /// The task's training data (its `task` is the task being trained).
@@ -347,7 +347,7 @@ impl TaskRun<'_> {
         let earlier: Vec<TaskData> = tasks
             .iter()
             .filter(|&&k| k != t)
-            .map(|&k| (self.prepare)(scenario.train_data(&self.dataset.train, k, device)))
+            .map(|&k| (self.prepare)(self.tensors.train_data(k)))
             .collect();
         let parts: Vec<(&TaskData, tch::Tensor)> = tasks
             .iter()

@@ -457,6 +457,11 @@ fn run_jobs(
                     let r = device_pool.run(
                         worker,
                         |device| {
+                            // The job shares its task tensors with the worker's other jobs.
+                            let _shared = crate::scenario::cache::Scope::enter(
+                                dataset,
+                                &scenarios[&job.seed],
+                            );
                             unless_panicked(|| {
                                 run_job(
                                     plan,

@@ -16,7 +16,8 @@
 //!   seen so far.
 //!
 //! A [`Scenario`] is plain data (index lists, permutations, angles), shared by every job; jobs
-//! build their tensors from it with [`Scenario::train_data`] and [`Scenario::test_data`].
+//! build their tensors from it with [`Scenario::train_data`] and [`Scenario::test_data`], or
+//! share them with the worker's other jobs through [`cache`].
 
 use anyhow::{bail, Result};
 use rand::{seq::SliceRandom, SeedableRng};
@@ -27,7 +28,9 @@ use tch::{Device, Kind, Tensor};
 use crate::data::Split;
 use crate::strategy::TaskData;
 
+pub mod cache;
 mod view;
+pub use cache::TaskTensors;
 pub use view::{holdout_mask, Evaluate, Holdout, View};
 
 /// The three scenarios.
@@ -380,6 +383,24 @@ impl Scenario {
         mask: Vec<bool>,
         device: Device,
     ) -> TaskData {
+        let (x, y) = self.task_tensors(split, indices, t, device);
+        TaskData {
+            task: t,
+            x,
+            y,
+            mask: Scenario::mask_tensor(&mask, device),
+        }
+    }
+
+    /// The images (transformed as task `t` transforms them) and target columns of `split`'s
+    /// samples `indices` in task `t`.
+    fn task_tensors(
+        &self,
+        split: &Split,
+        indices: &[i64],
+        t: usize,
+        device: Device,
+    ) -> (Tensor, Tensor) {
         let plan = &self.tasks[t];
         let columns: Vec<i64> = indices
             .iter()
@@ -389,12 +410,10 @@ impl Scenario {
             })
             .collect();
         let x = split.images_tensor(indices, device);
-        TaskData {
-            task: t,
-            x: apply(&plan.transform, &x, split.rows as i64, split.cols as i64),
-            y: Tensor::from_slice(&columns).to_device(device),
-            mask: Scenario::mask_tensor(&mask, device),
-        }
+        (
+            apply(&plan.transform, &x, split.rows as i64, split.cols as i64),
+            Tensor::from_slice(&columns).to_device(device),
+        )
     }
 }
 
