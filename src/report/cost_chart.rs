@@ -21,7 +21,7 @@ use super::summary::{Group, Stat};
 const LEGEND_W: u32 = 340;
 /// The time axis turns logarithmic beyond this ratio of the longest to the shortest time.
 const LOG_SPREAD: f64 = 10.0;
-const FRONT: &str = "Pareto front (nothing both more accurate and faster)";
+const FRONT: &str = "Pareto front (ringed)";
 
 /// One configuration as drawn: its index in the groups, x (seconds, or their log10), ACC.
 struct Point {
@@ -73,7 +73,7 @@ where
     let (points, log, left) = placed(groups);
     let why = if log { NOT_POSITIVE } else { NOT_FINITE };
     let title = format!(
-        "Final ACC against total time per job; black steps: Pareto front{}",
+        "Final ACC against total time per job; black steps and rings: the Pareto front{}",
         left_out(left, why)
     );
     let body = titled_body(&root, &title, 18)?;
@@ -134,8 +134,21 @@ where
             .map(|i| (points[i].x, points[i].acc.mean))
             .collect()
     };
+    // Past the slowest point of the front the best ACC stays its ACC: the line runs on to the
+    // axis' end, so a front of one point shows too. Each point of the front is ringed.
+    let mut line = steps(&front);
+    if let Some(&(_, acc)) = front.last() {
+        line.push((x_range.end, acc));
+    }
     chart
-        .draw_series([PathElement::new(steps(&front), BLACK.stroke_width(2))])
+        .draw_series([PathElement::new(line, BLACK.mix(0.7).stroke_width(2))])
+        .map_err(draw_err)?;
+    chart
+        .draw_series(
+            front
+                .iter()
+                .map(|&at| Circle::new(at, 9, BLACK.stroke_width(2))),
+        )
         .map_err(draw_err)?;
     let whisker = 0.006 * (x_range.end - x_range.start);
     for p in points {
@@ -165,7 +178,7 @@ where
             .draw_series([EmptyElement::at(at)
                 + Text::new(
                     groups[p.group].label.clone(),
-                    (8, -16),
+                    (9, 3),
                     (FONT, 12).into_font().color(&c),
                 )])
             .map_err(draw_err)?;
