@@ -123,6 +123,9 @@ fn forward_backward_batched(
     }
 }
 
+/// One timed case of the ratio printout.
+type Case<'a> = Box<dyn Fn() + 'a>;
+
 /// Median of `runs` timings of `f`, in seconds.
 fn median_s(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut t: Vec<f64> = (0..runs)
@@ -143,7 +146,10 @@ fn median_s(runs: usize, mut f: impl FnMut()) -> f64 {
 /// each estimator's median time over both, measured in turn in one sitting.
 fn fisher_conv(c: &mut Criterion) {
     clbench::runner::denormals::flush_denormals_to_zero();
-    tch::set_num_threads(THREADS);
+    // One thread, as a job of `runner.workers: 2` on the 2-core machine: with 2 threads on a
+    // shared CPU, OpenMP's barriers between the many small operations of batch-128 passes make
+    // timings swing by 10x when another process takes a core.
+    tch::set_num_threads(1);
     let model = fashion_conv(0);
     let params: Vec<Tensor> = model.params().into_values().collect();
     let mask = column_mask(&[0, 1]);
@@ -194,11 +200,11 @@ fn fisher_conv(c: &mut Criterion) {
         black_box(forward_backward(&model, &params, &x, &y, &mask));
     });
     eprintln!(
-        "fisher_conv ratios, n={CONV_N}, {THREADS} threads: forward_backward_b128 {:.3} s, \
+        "fisher_conv ratios, n={CONV_N}, 1 thread: forward_backward_b128 {:.3} s, \
          forward_backward (one batch) {:.3} s",
         b128, big
     );
-    let mut cases: Vec<(&str, Box<dyn Fn()>)> = estimators
+    let mut cases: Vec<(&str, Case)> = estimators
         .iter()
         .map(|&(name, estimator)| {
             let opts = FisherOptions {
@@ -206,7 +212,7 @@ fn fisher_conv(c: &mut Criterion) {
                 ..FisherOptions::default()
             };
             let (model, x, y, mask) = (&model, &x, &y, &mask);
-            let f: Box<dyn Fn()> = Box::new(move || {
+            let f: Case = Box::new(move || {
                 black_box(diagonal_fisher(model, x, y, mask, &opts).unwrap());
             });
             (name, f)
