@@ -7,7 +7,7 @@
 //! **Fast path.** As for the Fisher (see [`crate::fisher::layer`]): one backward pass gives each
 //! sample's gradient with respect to each recorded layer's output, and each layer kind sums the
 //! absolute per-sample parameter gradients exactly (linear: `|G|^T |A|`, since a sample's
-//! gradient is an outer product; conv: unfolded patches; batch norm: per-channel sums).
+//! gradient is an outer product; conv: a batched product of unfolded patches; batch norm: per-channel sums).
 //! Parameters without a fast path fall back to the per-sample loop. [`mas_importance_loop`] is
 //! the per-sample reference the tests compare against.
 //!
@@ -46,7 +46,8 @@ pub fn mas_importance(
         .iter()
         .map(|k| (k.clone(), all[k].zeros_like()))
         .collect();
-    let chunk = 4096;
+    // Passes of the training loop's size, as the Fisher's (see `crate::fisher::PASS_ROWS`).
+    let chunk = crate::fisher::PASS_ROWS;
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);

@@ -9,9 +9,15 @@
 //!   `(G*G)^T (A*A)` and `|G|^T |A|` without materialising any per-sample gradient.
 //! - **Conv2d**: a sample's weight gradient is a sum over output positions of grad-output times
 //!   input patch, so the outer-product identity does not hold. Every sample's gradient is
-//!   computed exactly by one grouped convolution (a sample per group, its input correlated with
-//!   its own output gradient; a dilated convolution unfolds the patches with `im2col` instead);
-//!   samples are taken in chunks that fit [`MEMORY_BUDGET`].
+//!   computed exactly as one batched matrix product, `[out, positions] x [positions, in*kh*kw]`
+//!   per sample, of its output gradient with its unfolded patches; the patches are a strided
+//!   view of the zero-padded input copied out row by row (libtorch's `im2col` took twice as
+//!   long), for a few samples at a time, so the unfolded input (`kh*kw` times the input) stays in
+//!   the cache ([`UNFOLD_BUDGET`]). That is the ordinary weight gradient's multiply-adds, without
+//!   the sum over samples. (A grouped convolution with a sample per group and the output gradient
+//!   as kernel, the path before, ran 1.5-2x slower on a CPU: oneDNN has no fast kernel for a
+//!   14x14 kernel over a 5x5 output. libtorch's own `convolution_backward` with a group per
+//!   sample would be faster still, but tch does not bind it.)
 //! - **ChannelAffine** (batch norm in eval mode): `dgamma_n = sum_positions g * xhat`,
 //!   `dbeta_n = sum_positions g`.
 
@@ -23,6 +29,10 @@ use crate::model::{LayerKind, Record};
 /// Bytes of per-sample gradients and unfolded inputs materialised at once by the conv and batch
 /// norm paths (the result does not depend on it).
 pub const MEMORY_BUDGET: usize = 256 << 20;
+
+/// Bytes of unfolded conv inputs materialised at once: a few samples, so that the patches are
+/// still in the cache when the matrix product reads them (the result does not depend on it).
+pub const UNFOLD_BUDGET: usize = 4 << 20;
 
 /// What to sum over samples.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +107,13 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
     let per_sample_bytes =
         4 * (rec.input.numel() + g.numel()) / n as usize + 4 * 2 * rec_param_numel(rec, g);
     let mut chunk = (MEMORY_BUDGET / per_sample_bytes.max(1)).max(1) as i64;
+    if let LayerKind::Conv2d { kernel, .. } = rec.kind {
+        let unfolded = 4
+            * rec.input.size()[1] as usize
+            * (kernel[0] * kernel[1]) as usize
+            * (g.numel() / g.size()[0].max(1) as usize / g.size()[1].max(1) as usize);
+        chunk = chunk.min((UNFOLD_BUDGET / unfolded.max(1)).max(1) as i64);
+    }
     if let Reduction::BatchSquared(b) = reduction {
         // Whole mini-batches inside a chunk.
         let b = b.max(1) as i64;
@@ -135,29 +152,42 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
     }
 }
 
-/// Each sample's weight gradient of a convolution (dilation 1), `[len, out, in, kh, kw]`, as
-/// one grouped convolution with a sample per group: the sample's input, its channels taken as
-/// the batch, correlated with its own output gradient as the kernel (spaced by the stride). It
-/// computes `sum_positions grad_out * patch` exactly, without unfolding the patches (im2col
-/// costs most of the time on a CPU: 2x slower here, measured in PyTorch on the same kernels).
-fn conv_grads_grouped(
+/// Each sample's weight gradient of a convolution, `[len, out, in, kh, kw]`: per sample, its
+/// output gradient `[out, positions]` times its patches `[positions, in*kh*kw]`, one batched
+/// matrix product. The patches are a strided view of the zero-padded input (rows of an output
+/// row's positions, contiguous when the stride is 1) made contiguous.
+fn conv_grads_unfolded(
     a: &Tensor,
     go: &Tensor,
     kernel: [i64; 2],
     stride: [i64; 2],
     padding: [i64; 2],
+    dilation: [i64; 2],
 ) -> Tensor {
     let (len, channels_in) = (a.size()[0], a.size()[1]);
     let (channels_out, h_out, w_out) = (go.size()[1], go.size()[2], go.size()[3]);
-    let inputs = a.transpose(0, 1).contiguous();
-    let kernels = go.contiguous().view([len * channels_out, 1, h_out, w_out]);
-    // [in, len * out, kh', kw'] with kh' >= kh (a stride that does not divide the input leaves
-    // extra rows, which no output position reaches).
-    let g = inputs.conv2d(&kernels, None::<Tensor>, [1, 1], padding, stride, len);
-    g.narrow(2, 0, kernel[0])
-        .narrow(3, 0, kernel[1])
-        .reshape([channels_in, len, channels_out, kernel[0], kernel[1]])
-        .permute([1, 2, 0, 3, 4])
+    let padded = a
+        .constant_pad_nd([padding[1], padding[1], padding[0], padding[0]])
+        .contiguous();
+    let (hp, wp) = (padded.size()[2], padded.size()[3]);
+    let plane = hp * wp;
+    let patches = padded
+        .as_strided(
+            [len, channels_in, kernel[0], kernel[1], h_out, w_out],
+            [
+                channels_in * plane,
+                plane,
+                dilation[0] * wp,
+                dilation[1],
+                stride[0] * wp,
+                stride[1],
+            ],
+            None,
+        )
+        .reshape([len, channels_in * kernel[0] * kernel[1], h_out * w_out]);
+    go.reshape([len, channels_out, h_out * w_out])
+        .bmm(&patches.transpose(1, 2))
+        .view([len, channels_out, channels_in, kernel[0], kernel[1]])
 }
 
 /// Scalars of one sample's gradient over the layer's parameters.
@@ -184,21 +214,7 @@ fn per_sample(rec: &Record, g: &Tensor, start: i64, len: i64) -> Vec<(String, Te
             padding,
             dilation,
         } => {
-            let channels_out = go.size()[1];
-            let channels_in = a.size()[1];
-            let w = if dilation == [1, 1] {
-                conv_grads_grouped(&a, &go, kernel, stride, padding)
-            } else {
-                // [len, c*kh*kw, positions]: each column one input patch.
-                let cols = a.im2col(kernel, dilation, padding, stride);
-                go.flatten(2, -1).matmul(&cols.transpose(1, 2)).view([
-                    len,
-                    channels_out,
-                    channels_in,
-                    kernel[0],
-                    kernel[1],
-                ])
-            };
+            let w = conv_grads_unfolded(&a, &go, kernel, stride, padding, dilation);
             out.push((rec.weight.clone(), w));
             if let Some(bias) = &rec.bias {
                 out.push((

@@ -29,7 +29,7 @@
 //! copied just before the Fisher runs, so that term and its gradient are zero and it is left out.
 //! It runs by autograd, one backward pass per mini-batch: about one training epoch at batch 20.
 //!
-//! **Fast path, per layer kind.** One eval-mode forward pass records every parametrised layer's
+//! **Fast path, per layer kind.** Passes of [`PASS_ROWS`] samples. One eval-mode forward pass records every parametrised layer's
 //! input; one backward pass of the summed loss gives each sample's gradient with respect to each
 //! layer's output; [`layer::accumulate`] turns those into exact per-sample parameter gradient
 //! sums for its kind (linear: `(G*G)^T (A*A)`; conv: unfolded patches; batch norm: per-channel
@@ -61,6 +61,11 @@ use crate::core::params::{add_into, zeros_like, ParamMap};
 use crate::model::{mask_rows, masked_logits, Net, Record};
 use layer::Reduction;
 
+/// Rows per forward and backward pass of the fast path: the training loop's batch size. Larger
+/// passes run slower per sample on a CPU (a conv net's batch of 2048 at 0.7x the speed of 128:
+/// the activations no longer fit the cache); the result does not depend on it.
+pub const PASS_ROWS: usize = 128;
+
 /// Unweighted squared per-sample gradients.
 const SQUARED: Reduction<'static> = Reduction::Squared(None);
 
@@ -88,8 +93,9 @@ pub struct FisherOptions {
     pub draws: usize,
     /// Mini-batch size for `batch` (the reference code uses 20).
     pub batch_size: usize,
-    /// Rows per forward/backward pass (bounds memory; does not change the result, except which
-    /// labels `sampled` draws with more than one draw: each chunk draws its labels draw by draw).
+    /// Rows whose labels `sampled` draws together, draw by draw (with more than one draw it
+    /// decides which labels are drawn; otherwise it does not change the result). Each chunk runs
+    /// in forward/backward passes of at most [`PASS_ROWS`] rows.
     pub chunk: usize,
     /// Seed for `sampled`'s draws.
     pub seed: u64,
@@ -273,7 +279,8 @@ impl Coverage {
     }
 }
 
-/// Adds this chunk's (weighted) squared per-sample gradients to `sums`.
+/// Adds this chunk's (weighted) squared per-sample gradients to `sums`, in passes of at most
+/// [`PASS_ROWS`] rows (for `batch`, whole mini-batches).
 #[allow(clippy::too_many_arguments)]
 fn accumulate_chunk(
     model: &Net,
@@ -283,6 +290,99 @@ fn accumulate_chunk(
     mask: &Tensor,
     opts: &FisherOptions,
     rng: &mut ChaCha8Rng,
+    sums: &mut ParamMap,
+) -> Result<()> {
+    let n = x.size()[0];
+    let pass = match opts.estimator {
+        Estimator::Batch => {
+            let b = opts.batch_size.max(1);
+            (PASS_ROWS / b).max(1) * b
+        }
+        _ => PASS_ROWS,
+    } as i64;
+    // `sampled` draws its labels draw by draw over the whole chunk (the order the estimate has
+    // always drawn them in); with one draw that is row by row, which the passes keep by
+    // themselves, else the labels are drawn before the passes from the chunk's probabilities.
+    let drawn = match opts.estimator {
+        Estimator::Sampled if opts.draws > 1 => Some(draw_labels(model, x, mask, pass, opts, rng)?),
+        _ => None,
+    };
+    let mut start = 0;
+    while start < n {
+        let len = pass.min(n - start);
+        let labels = drawn.as_ref().map(|d| {
+            d.iter()
+                .map(|draw| Tensor::from_slice(&draw[start as usize..(start + len) as usize]))
+                .map(|t| t.to_device(x.device()))
+                .collect::<Vec<_>>()
+        });
+        accumulate_pass(
+            model,
+            coverage,
+            &x.narrow(0, start, len),
+            &y.narrow(0, start, len),
+            &mask_rows(mask, start, len),
+            opts,
+            rng,
+            labels.as_deref(),
+            sums,
+        )?;
+        start += len;
+    }
+    Ok(())
+}
+
+/// `sampled`'s labels for every row of a chunk, draw by draw (`[draw][row]`), from the
+/// probabilities of eval-mode passes of `pass` rows.
+fn draw_labels(
+    model: &Net,
+    x: &Tensor,
+    mask: &Tensor,
+    pass: i64,
+    opts: &FisherOptions,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Vec<i64>>> {
+    let n = x.size()[0];
+    let mut probs: Vec<f32> = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len = pass.min(n - start);
+        let p = tch::no_grad(|| {
+            masked_logits(
+                &model.forward(&x.narrow(0, start, len)),
+                &mask_rows(mask, start, len),
+            )
+            .log_softmax(-1, Kind::Float)
+            .exp()
+        });
+        probs.extend(Vec::<f32>::try_from(
+            p.to_device(tch::Device::Cpu).flatten(0, -1),
+        )?);
+        start += len;
+    }
+    let classes = probs.len() / n.max(1) as usize;
+    Ok((0..opts.draws.max(1))
+        .map(|_| {
+            probs
+                .chunks(classes)
+                .map(|p| sample_categorical(p, rng) as i64)
+                .collect()
+        })
+        .collect())
+}
+
+/// Adds one pass's (weighted) squared per-sample gradients to `sums`; `drawn` holds `sampled`'s
+/// labels of these rows per draw when they were drawn beforehand.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_pass(
+    model: &Net,
+    coverage: &Coverage,
+    x: &Tensor,
+    y: &Tensor,
+    mask: &Tensor,
+    opts: &FisherOptions,
+    rng: &mut ChaCha8Rng,
+    drawn: Option<&[Tensor]>,
     sums: &mut ParamMap,
 ) -> Result<()> {
     let (logits, records) = model.forward_recorded(x);
@@ -311,6 +411,14 @@ fn accumulate_chunk(
             add_reduced(&rec, &log_probs, &t, SQUARED, false, sums)
         }
         Estimator::Sampled => {
+            if let Some(drawn) = drawn {
+                let weight = Tensor::full([n], 1.0 / drawn.len() as f64, (Kind::Float, x.device()));
+                for (d, t) in drawn.iter().enumerate() {
+                    let weighted = Reduction::Squared(Some(&weight));
+                    add_reduced(&rec, &log_probs, t, weighted, d + 1 < drawn.len(), sums)?;
+                }
+                return Ok(());
+            }
             let draws = opts.draws.max(1);
             let probs: Vec<f32> = Vec::try_from(
                 log_probs
