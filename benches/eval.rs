@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clbench::model::{masked_cross_entropy, Net};
 use clbench::strategy::TaskData;
-use clbench::train::accuracy;
+use clbench::train::{accuracy, eval_batch};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use tch::{nn, nn::OptimizerConfig, Tensor};
 
@@ -94,8 +94,9 @@ fn compare(c: &mut Criterion, name: &str, model: &Net, x: &Tensor, y: &Tensor) {
     );
     let rate = |s: f64| n as f64 / s;
     println!(
-        "{name}/{DEVICE_NAME}: accuracy {:.0} samples/s, forward_128 {:.0}, train_step_128 {:.0}: \
-         accuracy/forward {:.2}x, accuracy/train_step {:.2}x",
+        "{name}/{DEVICE_NAME}: accuracy at {} samples a pass {:.0} samples/s, forward_128 {:.0}, \
+         train_step_128 {:.0}: accuracy/forward {:.2}x, accuracy/train_step {:.2}x",
+        eval_batch(model, x),
         rate(e),
         rate(f),
         rate(t),

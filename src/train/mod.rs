@@ -42,11 +42,28 @@ pub use sgd::Sgd;
 /// A quadratic penalty's value is logged on every this-many-th step of an epoch.
 pub const PENALTY_LOG_EVERY: usize = 32;
 
-/// Samples per forward pass of evaluation (accuracy and validation losses). Chunks of thousands
-/// of images made every layer's activations hundreds of MB, past the caches: the conv net of
-/// the Fashion-MNIST files evaluated at 0.22 ms a sample in chunks of 8 192 against 0.15 ms in
-/// batches of 128. `benches/eval.rs` measures this size against a bare forward pass at 128.
-pub const EVAL_BATCH: i64 = 256;
+/// Bytes of layer inputs and outputs one evaluation forward pass may produce. Chunks of
+/// thousands of images made every layer's activations hundreds of MB, past the caches: the conv
+/// net of the Fashion-MNIST files evaluated at 0.22 ms a sample in chunks of 8 192 against
+/// 0.15 ms in batches of 128. `benches/eval.rs` measures [`accuracy`] against a bare forward
+/// pass at 128.
+pub const EVAL_ACTIVATION_BYTES: i64 = 16 << 20;
+
+/// Samples per evaluation forward pass of `model`: as many as keep the pass's layer inputs and
+/// outputs within [`EVAL_ACTIVATION_BYTES`] (measured on one sample of `x`), between 128 and
+/// 8 192 (about 170 for the conv net above, 1 700 for the 784-400-400 MLP).
+pub fn eval_batch(model: &Net, x: &Tensor) -> i64 {
+    if x.size()[0] == 0 {
+        return 1;
+    }
+    let (_, records) = tch::no_grad(|| model.forward_recorded(&x.narrow(0, 0, 1)));
+    let floats: i64 = records
+        .iter()
+        .map(|r| (r.input.numel() + r.output.numel()) as i64)
+        .sum();
+    let bytes = floats.max(1) * x.kind().elt_size_in_bytes() as i64;
+    (EVAL_ACTIVATION_BYTES / bytes).clamp(128, 8192)
+}
 
 /// The optimizer and its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -640,20 +657,21 @@ fn zero_own_grads(own: &ParamMap) {
 }
 
 /// Samples a validation loss is averaged over before the chunks' means are weighted together
-/// (the forward passes inside a chunk take [`EVAL_BATCH`] samples each: [`eval_forward`]).
+/// (the forward passes inside a chunk take [`eval_batch`] samples each: [`eval_forward`]).
 const LOSS_CHUNK: i64 = 8192;
 
-/// `model`'s eval-mode features and logits of `x`, [`EVAL_BATCH`] samples a forward pass,
+/// `model`'s eval-mode features and logits of `x`, [`eval_batch`] samples a forward pass,
 /// concatenated.
 fn eval_forward(model: &Net, x: &Tensor) -> (Tensor, Tensor) {
     let n = x.size()[0];
-    if n <= EVAL_BATCH {
+    let batch = eval_batch(model, x);
+    if n <= batch {
         return model.forward_features_t(x, &mut Forward::eval());
     }
     let (mut features, mut logits) = (Vec::new(), Vec::new());
     let mut start = 0;
     while start < n {
-        let len = EVAL_BATCH.min(n - start);
+        let len = batch.min(n - start);
         let (f, l) = model.forward_features_t(&x.narrow(0, start, len), &mut Forward::eval());
         features.push(f);
         logits.push(l);
@@ -729,7 +747,7 @@ pub fn validation_criterion(
 }
 
 /// Test accuracy of `model` on `data` (targets scored over `data.mask`'s columns only), in
-/// eval mode without gradients, [`EVAL_BATCH`] samples a forward pass; the count of correct
+/// eval mode without gradients, [`eval_batch`] samples a forward pass; the count of correct
 /// predictions stays on the device until the end.
 pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
     let _guard = tch::no_grad_guard();
@@ -740,9 +758,10 @@ pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
     // `masked_logits`, its mask negated once.
     let hidden = data.mask.logical_not();
     let mut correct = Tensor::zeros([], (Kind::Int64, data.x.device()));
+    let batch = eval_batch(model, &data.x);
     let mut start = 0;
     while start < n {
-        let len = EVAL_BATCH.min(n - start);
+        let len = batch.min(n - start);
         let logits = model.forward(&data.x.narrow(0, start, len));
         let mask = crate::model::mask_rows(&hidden, start, len);
         let pred = logits
