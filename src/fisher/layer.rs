@@ -14,10 +14,11 @@
 //!   view of the zero-padded input copied out row by row (libtorch's `im2col` took twice as
 //!   long), for a few samples at a time, so the unfolded input (`kh*kw` times the input) stays in
 //!   the cache ([`UNFOLD_BUDGET`]). That is the ordinary weight gradient's multiply-adds, without
-//!   the sum over samples. (A grouped convolution with a sample per group and the output gradient
-//!   as kernel, the path before, ran 1.5-2x slower on a CPU: oneDNN has no fast kernel for a
-//!   14x14 kernel over a 5x5 output. libtorch's own `convolution_backward` with a group per
-//!   sample would be faster still, but tch does not bind it.)
+//!   the sum over samples. (The path before, a grouped convolution with a sample per group and
+//!   the output gradient as kernel, measured 1.5-2x slower per layer in PyTorch micro-benchmarks
+//!   on a loaded CPU, but within noise of this one over whole passes of 128 rows:
+//!   `scripts/bench/fisher_conv.py`. libtorch's own `convolution_backward` with a group per
+//!   sample is the fastest there, but tch does not bind it.)
 //! - **ChannelAffine** (batch norm in eval mode): `dgamma_n = sum_positions g * xhat`,
 //!   `dbeta_n = sum_positions g`.
 
