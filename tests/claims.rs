@@ -34,14 +34,6 @@ fn experiment(dir: &Path, name: &str, epochs: usize) -> (String, BTreeSet<String
     (path.to_string_lossy().into_owned(), ids)
 }
 
-fn matrices(folder: &Path) -> Vec<(String, Vec<Vec<f64>>)> {
-    clbench::report::load_results(folder)
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.id, r.accuracy))
-        .collect()
-}
-
 fn succeeded(out: &Output) -> (String, String) {
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -82,7 +74,7 @@ fn two_processes_on_one_folder_run_every_job_once_and_match_a_single_run() {
     let (file, ids) = experiment(&single, "shared", 2);
     assert_eq!(ids.len(), 6);
     succeeded(&clbench().args(["-q", &file]).output().unwrap());
-    let reference = matrices(&single.join("shared"));
+    let reference = common::accuracy_matrices(&single.join("shared"));
 
     let together = dir.path().join("together");
     std::fs::create_dir_all(&together).unwrap();
@@ -116,7 +108,7 @@ fn two_processes_on_one_folder_run_every_job_once_and_match_a_single_run() {
         .count();
     assert_eq!(files, 6);
     assert_eq!(
-        matrices(&folder),
+        common::accuracy_matrices(&folder),
         reference,
         "results differ from a single run's"
     );

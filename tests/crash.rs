@@ -49,14 +49,6 @@ fn assert_intact(folder: &Path) {
     }
 }
 
-fn matrices(folder: &Path) -> Vec<(String, Vec<Vec<f64>>)> {
-    clbench::report::load_results(folder)
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.id, r.accuracy))
-        .collect()
-}
-
 #[test]
 fn a_run_killed_at_several_points_resumes_to_the_uninterrupted_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +63,7 @@ fn a_run_killed_at_several_points_resumes_to_the_uninterrupted_results() {
         String::from_utf8_lossy(&out.stderr)
     );
     let full = started.elapsed();
-    let reference = matrices(&reference_dir.join("crash"));
+    let reference = common::accuracy_matrices(&reference_dir.join("crash"));
     assert_eq!(reference.len(), 10);
 
     let killed_dir = dir.path().join("killed");
@@ -110,7 +102,7 @@ fn a_run_killed_at_several_points_resumes_to_the_uninterrupted_results() {
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     assert_eq!(
-        matrices(&folder),
+        common::accuracy_matrices(&folder),
         reference,
         "resumed results differ from an uninterrupted run"
     );
@@ -133,7 +125,7 @@ fn shards_together_run_the_whole_grid_once() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("shard {i}/3")));
-        ids = matrices(&dir.path().join("shards"))
+        ids = common::accuracy_matrices(&dir.path().join("shards"))
             .into_iter()
             .map(|(id, _)| id)
             .collect();
@@ -189,7 +181,7 @@ fn a_job_killed_inside_resumes_from_its_last_finished_task() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reference = matrices(&folder);
+    let reference = common::accuracy_matrices(&folder);
 
     let (file, folder) = write("killed");
     let plan = common::plan_from(&text(folder.parent().unwrap()));
@@ -231,7 +223,7 @@ fn a_job_killed_inside_resumes_from_its_last_finished_task() {
     let result = &clbench::report::load_results(&folder).unwrap()[0];
     assert_eq!(result.resumed_after_task, Some(2));
     assert_eq!(
-        matrices(&folder),
+        common::accuracy_matrices(&folder),
         reference,
         "the resumed job's accuracy matrix differs from an uninterrupted run"
     );

@@ -177,3 +177,13 @@ pub fn write_idx(dir: &Path, prefix: &str, split: &clbench::data::Split, labels:
     bytes.extend_from_slice(labels);
     std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), bytes).unwrap();
 }
+
+/// Each saved result's id and accuracy matrix in an experiment folder, in the loader's order:
+/// what a run must reproduce.
+pub fn accuracy_matrices(folder: &Path) -> Vec<(String, Vec<Vec<f64>>)> {
+    clbench::report::load_results(folder)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.accuracy))
+        .collect()
+}
