@@ -755,18 +755,14 @@ pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    // `masked_logits`, its mask negated once.
-    let hidden = data.mask.logical_not();
     let mut correct = Tensor::zeros([], (Kind::Int64, data.x.device()));
     let batch = eval_batch(model, &data.x);
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
         let logits = model.forward(&data.x.narrow(0, start, len));
-        let mask = crate::model::mask_rows(&hidden, start, len);
-        let pred = logits
-            .masked_fill(&mask, f64::NEG_INFINITY)
-            .argmax(-1, false);
+        let mask = crate::model::mask_rows(&data.mask, start, len);
+        let pred = crate::model::masked_logits(&logits, &mask).argmax(-1, false);
         correct += pred
             .eq_tensor(&data.y.narrow(0, start, len))
             .sum(Kind::Int64);
