@@ -22,6 +22,7 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use crate::core::params::{add_into, zeros_like, ParamMap};
+use crate::core::row_spans;
 use crate::fisher::{layer, Coverage};
 use crate::model::{Net, Record};
 
@@ -48,9 +49,7 @@ pub fn mas_importance(
         .collect();
     // Passes of the training loop's size, as the Fisher's (see `crate::fisher::PASS_ROWS`).
     let chunk = crate::fisher::PASS_ROWS;
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
+    for (start, len) in row_spans(n, chunk) {
         let xs = x.narrow(0, start as i64, len as i64);
         let (out, records) = model.forward_recorded(&xs);
         let rec: Vec<&Record> = coverage.usable(&records).collect();
@@ -63,7 +62,6 @@ pub fn mas_importance(
                 layer::accumulate(r, g, layer::Reduction::Absolute, &mut sums);
             }
         }
-        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;
@@ -125,9 +123,7 @@ fn mas_batches_of(
     let tensors: Vec<&Tensor> = params.values().collect();
     let mut sums = zeros_like(&params);
     let mut batches = 0usize;
-    let mut start = 0;
-    while start < n {
-        let len = batch.min(n - start);
+    for (start, len) in row_spans(n, batch) {
         let out = model.forward(&x.narrow(0, start as i64, len as i64));
         let mean_norm = (&out * &keep)
             .square()
@@ -138,7 +134,6 @@ fn mas_batches_of(
             add_into(&mut sums, name, &g.abs());
         }
         batches += 1;
-        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / batches as f64;

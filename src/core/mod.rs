@@ -11,10 +11,12 @@ pub mod clip;
 pub mod param_spec;
 pub mod params;
 pub mod registry;
+pub mod spans;
 pub mod state;
 
 pub use clip::GradientClip;
 pub use param_spec::{ParamSpec, Range};
 pub use params::ParamMap;
 pub use registry::{Plugin, Registry};
+pub use spans::row_spans;
 pub use state::SavedState;

@@ -25,6 +25,7 @@
 use tch::{Kind, Tensor};
 
 use crate::core::params::{add_into, ParamMap};
+use crate::core::row_spans;
 use crate::model::{LayerKind, Record};
 
 /// Bytes of per-sample gradients and unfolded inputs materialised at once by the conv and batch
@@ -67,9 +68,7 @@ pub fn accumulate(rec: &Record, g: &Tensor, reduction: Reduction, sums: &mut Par
         (LayerKind::Linear, Reduction::BatchSquared(b)) => {
             let n = g.size()[0];
             let b = b.max(1) as i64;
-            let mut start = 0;
-            while start < n {
-                let len = b.min(n - start);
+            for (start, len) in row_spans(n, b) {
                 let gb = g.narrow(0, start, len);
                 let ab = rec.input.narrow(0, start, len);
                 // Gradient of the batch's mean loss, squared, times the batch size.
@@ -79,7 +78,6 @@ pub fn accumulate(rec: &Record, g: &Tensor, reduction: Reduction, sums: &mut Par
                 if let Some(bias) = &rec.bias {
                     add_into(sums, bias, &(b_grad.square() * len as f64));
                 }
-                start += len;
             }
         }
         (LayerKind::Conv2d { .. } | LayerKind::ChannelAffine, reduction) => {
@@ -120,9 +118,7 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
         let b = b.max(1) as i64;
         chunk = (chunk / b).max(1) * b;
     }
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
+    for (start, len) in row_spans(n, chunk) {
         for (name, ps) in per_sample(rec, g, start, len) {
             let reduced = match reduction {
                 Reduction::Squared(None) => sum0(&ps.square()),
@@ -137,19 +133,15 @@ fn accumulate_materialised(rec: &Record, g: &Tensor, reduction: Reduction, sums:
                 Reduction::BatchSquared(b) => {
                     let b = b.max(1) as i64;
                     let mut total = ps.get(0).zeros_like();
-                    let mut s = 0;
-                    while s < len {
-                        let l = b.min(len - s);
+                    for (s, l) in row_spans(len, b) {
                         let mean = sum0(&ps.narrow(0, s, l)) / l as f64;
                         total += mean.square() * l as f64;
-                        s += l;
                     }
                     total
                 }
             };
             add_into(sums, &name, &reduced);
         }
-        start += len;
     }
 }
 

@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::core::params::{add_into, zeros_like, ParamMap};
+use crate::core::row_spans;
 use crate::model::{mask_rows, masked_logits, Net, Record};
 use layer::Reduction;
 
@@ -156,22 +157,19 @@ pub fn diagonal_fisher(
     let coverage = Coverage::of(model, &x.narrow(0, 0, 1));
     let mut sums = zeros_like(&coverage.covered_params(model));
     let chunk = opts.chunk.max(1);
-    let mut start = 0;
-    while start < n {
-        // `batch` needs whole mini-batches inside a chunk.
-        let len = match opts.estimator {
-            Estimator::Batch => {
-                let b = opts.batch_size.max(1);
-                (chunk / b).max(1) * b
-            }
-            _ => chunk,
+    // `batch` needs whole mini-batches inside a chunk.
+    let chunk = match opts.estimator {
+        Estimator::Batch => {
+            let b = opts.batch_size.max(1);
+            (chunk / b).max(1) * b
         }
-        .min(n - start);
+        _ => chunk,
+    };
+    for (start, len) in row_spans(n, chunk) {
         let xs = x.narrow(0, start as i64, len as i64);
         let ys = y.narrow(0, start as i64, len as i64);
         let ms = mask_rows(mask, start as i64, len as i64);
         accumulate_chunk(model, &coverage, &xs, &ys, &ms, opts, &mut rng, &mut sums)?;
-        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;
@@ -307,9 +305,7 @@ fn accumulate_chunk(
         Estimator::Sampled if opts.draws > 1 => Some(draw_labels(model, x, mask, pass, opts, rng)?),
         _ => None,
     };
-    let mut start = 0;
-    while start < n {
-        let len = pass.min(n - start);
+    for (start, len) in row_spans(n, pass) {
         let labels = drawn.as_ref().map(|d| {
             d.iter()
                 .map(|draw| Tensor::from_slice(&draw[start as usize..(start + len) as usize]))
@@ -327,7 +323,6 @@ fn accumulate_chunk(
             labels.as_deref(),
             sums,
         )?;
-        start += len;
     }
     Ok(())
 }
@@ -344,9 +339,7 @@ fn draw_labels(
 ) -> Result<Vec<Vec<i64>>> {
     let n = x.size()[0];
     let mut probs: Vec<f32> = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let len = pass.min(n - start);
+    for (start, len) in row_spans(n, pass) {
         let p = tch::no_grad(|| {
             masked_logits(
                 &model.forward(&x.narrow(0, start, len)),
@@ -358,7 +351,6 @@ fn draw_labels(
         probs.extend(Vec::<f32>::try_from(
             p.to_device(tch::Device::Cpu).flatten(0, -1),
         )?);
-        start += len;
     }
     let classes = probs.len() / n.max(1) as usize;
     Ok((0..opts.draws.max(1))
@@ -612,9 +604,8 @@ fn reference_loop(
     let mut sums = zeros_like(&params);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let b = opts.batch_size.max(1) as i64;
-    let (n, mut start) = (n as i64, 0);
-    while start < n {
-        let len = b.min(n - start);
+    let n = n as i64;
+    for (start, len) in row_spans(n, b) {
         let mb = mask_rows(mask, start, len);
         let logits = model.forward_t(
             &x.narrow(0, start, len),
@@ -628,7 +619,6 @@ fn reference_loop(
                 add_into(&mut sums, name, &(g.square() * b as f64));
             }
         }
-        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;
@@ -657,9 +647,7 @@ fn batch_loop(
         .map(|k| (k.clone(), all[k].zeros_like()))
         .collect();
     let b = opts.batch_size.max(1) as i64;
-    let mut start = 0;
-    while start < n {
-        let len = b.min(n - start);
+    for (start, len) in row_spans(n, b) {
         let mb = mask_rows(mask, start, len);
         let log_probs = masked_logits(&model.forward(&x.narrow(0, start, len)), &mb)
             .log_softmax(-1, Kind::Float);
@@ -670,7 +658,6 @@ fn batch_loop(
         for (name, g) in names.iter().zip(grads) {
             add_into(&mut sums, name, &(g.square() * len as f64));
         }
-        start += len;
     }
     for t in sums.values_mut() {
         *t = &*t / n as f64;

@@ -26,7 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-use crate::core::GradientClip;
+use crate::core::{row_spans, GradientClip};
 use crate::data::transform::Transforms;
 use crate::model::{masked_cross_entropy, Forward, InputShape, Net};
 
@@ -510,9 +510,10 @@ impl Trainer {
             let mut penalty_sum = Tensor::zeros([], (Kind::Float, device));
             let mut penalty_logged = 0usize;
             let mut steps_this_epoch = 0;
-            let mut start = 0;
-            while start < n && step < total_steps {
-                let len = batch.min(n - start);
+            for (start, len) in row_spans(n, batch) {
+                if step == total_steps {
+                    break;
+                }
                 let idx = order_t.narrow(0, start as i64, len as i64);
                 let (mut x, y, mask) = (
                     data.x_rows(&idx, &order[start..start + len]),
@@ -576,7 +577,6 @@ impl Trainer {
                 steps_this_epoch += 1;
                 self.samples_seen += len;
                 step += 1;
-                start += len;
             }
             self.global_step += steps_this_epoch;
             let mut point = CurvePoint {
@@ -660,22 +660,18 @@ fn zero_own_grads(own: &ParamMap) {
 /// (the forward passes inside a chunk take [`eval_batch`] samples each: [`eval_forward`]).
 const LOSS_CHUNK: i64 = 8192;
 
-/// `model`'s eval-mode features and logits of `x`, [`eval_batch`] samples a forward pass,
-/// concatenated.
-fn eval_forward(model: &Net, x: &Tensor) -> (Tensor, Tensor) {
+/// `model`'s eval-mode features and logits of `x`, `batch` samples a forward pass ([`eval_batch`]
+/// of the data `x` is a chunk of), concatenated.
+fn eval_forward(model: &Net, x: &Tensor, batch: i64) -> (Tensor, Tensor) {
     let n = x.size()[0];
-    let batch = eval_batch(model, x);
     if n <= batch {
         return model.forward_features_t(x, &mut Forward::eval());
     }
     let (mut features, mut logits) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    while start < n {
-        let len = batch.min(n - start);
+    for (start, len) in row_spans(n, batch) {
         let (f, l) = model.forward_features_t(&x.narrow(0, start, len), &mut Forward::eval());
         features.push(f);
         logits.push(l);
-        start += len;
     }
     (Tensor::cat(&features, 0), Tensor::cat(&logits, 0))
 }
@@ -692,14 +688,11 @@ fn mean_over_chunks(
     if n == 0 {
         return Ok(f64::NAN);
     }
-    let (mut sum, chunk) = (0.0, LOSS_CHUNK);
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
+    let mut sum = 0.0;
+    for (start, len) in row_spans(n, LOSS_CHUNK) {
         let mask = crate::model::mask_rows(&data.mask, start, len);
         let x = data.x.narrow(0, start, len);
         sum += loss(&x, &data.y.narrow(0, start, len), &mask)? * len as f64;
-        start += len;
     }
     Ok(sum / n as f64)
 }
@@ -707,8 +700,9 @@ fn mean_over_chunks(
 /// Mean masked cross-entropy of `model` on `data` in eval mode: the validation loss the
 /// schedule watches.
 pub fn validation_loss(model: &Net, data: &TaskData) -> f64 {
+    let batch = eval_batch(model, &data.x);
     mean_over_chunks(data, |x, y, mask| {
-        Ok(masked_cross_entropy(&eval_forward(model, x).1, mask, y).double_value(&[]))
+        Ok(masked_cross_entropy(&eval_forward(model, x, batch).1, mask, y).double_value(&[]))
     })
     .expect("the cross-entropy of a chunk cannot fail")
 }
@@ -721,8 +715,9 @@ pub fn validation_criterion(
     strategy: &mut dyn Strategy,
     data: &TaskData,
 ) -> Result<f64> {
+    let batch = eval_batch(model, &data.x);
     let task_loss = mean_over_chunks(data, |x, y, mask| {
-        let (features, logits) = eval_forward(model, x);
+        let (features, logits) = eval_forward(model, x, batch);
         // A batch carries a per-sample mask.
         let mask = match mask.dim() {
             1 => mask.unsqueeze(0).expand([x.size()[0], -1], false),
@@ -757,16 +752,13 @@ pub fn accuracy(model: &Net, data: &TaskData) -> f64 {
     }
     let mut correct = Tensor::zeros([], (Kind::Int64, data.x.device()));
     let batch = eval_batch(model, &data.x);
-    let mut start = 0;
-    while start < n {
-        let len = batch.min(n - start);
+    for (start, len) in row_spans(n, batch) {
         let logits = model.forward(&data.x.narrow(0, start, len));
         let mask = crate::model::mask_rows(&data.mask, start, len);
         let pred = crate::model::masked_logits(&logits, &mask).argmax(-1, false);
         correct += pred
             .eq_tensor(&data.y.narrow(0, start, len))
             .sum(Kind::Int64);
-        start += len;
     }
     correct.int64_value(&[]) as f64 / n as f64
 }
