@@ -1,7 +1,9 @@
 //! `clbench slurm`: an sbatch script that runs an experiment's grid as a Slurm job array.
 //!
 //! Array task `i` of `n` runs `clbench run FILE --shard i/n`: the jobs whose position in the
-//! plan is `i` modulo `n`. Every task writes into the experiment's one results folder, which must
+//! plan is `i` modulo `n`. With `--dynamic` every task runs `clbench run FILE` instead and takes
+//! the next job nobody has claimed (`runner::claim`), so a task that draws short jobs goes on to
+//! others and the grid spreads by the jobs' real lengths, not by their positions. Every task writes into the experiment's one results folder, which must
 //! be on a file system all nodes share; results are written atomically and keyed by job id, so
 //! tasks never clash, and a resubmitted array skips finished jobs and resumes killed ones from
 //! their checkpoints. With `--gpus-per-task`, Slurm sets `CUDA_VISIBLE_DEVICES` for each task,
@@ -38,6 +40,10 @@ pub struct SlurmOptions {
     /// Memory per task, in Slurm's format, e.g. 16G.
     #[arg(long)]
     pub mem: Option<String>,
+    /// Tasks take the next unclaimed job of the whole grid (`clbench run` without `--shard`)
+    /// instead of a fixed shard each: no task idles while another has jobs left.
+    #[arg(long)]
+    pub dynamic: bool,
 }
 
 /// The number of array tasks for `jobs` jobs.
@@ -92,15 +98,26 @@ pub fn sbatch_script(
     if let Some(m) = &opts.mem {
         directive(format!("--mem={m}"));
     }
+    let (how, run_args) = if opts.dynamic {
+        (
+            "Each task takes the next job no process has claimed",
+            String::new(),
+        )
+    } else {
+        (
+            "Each task runs one shard of the grid",
+            format!(" --shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\""),
+        )
+    };
     s.push_str(&format!(
         "\n# Written by clbench {} for {} ({} jobs in {n} array tasks).\n\
-         # Each task runs one shard of the grid; all write to {}, which every node must see.\n\
+         # {how}; all write to {}, which every node must see.\n\
          # Submit with `sbatch <this file>`; resubmitting skips finished jobs. When the tasks are\n\
          # done: {} report {}\n\
          {}\
          set -euo pipefail\n\
          cd {}\n\
-         exec {} run {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\"\n",
+         exec {} run {}{run_args}\n",
         env!("CARGO_PKG_VERSION"),
         file.display(),
         plan.jobs.len(),

@@ -1,5 +1,7 @@
 //! `clbench slurm` on a real Slurm: a synthetic grid of 8 jobs submitted as an array of 4
-//! tasks, each running its shard into one results folder, then `clbench report` over the lot.
+//! tasks, each running its shard into one results folder, then `clbench report` over the lot;
+//! and the same grid as a `--dynamic` array of 3 tasks, each taking unclaimed jobs until none is
+//! left, the last one building the report.
 //!
 //! Needs a running Slurm (`sudo bash scripts/slurm-localhost start` gives a one-node one on
 //! this machine; `.ci/run` starts it). Under CI a missing Slurm fails the test; elsewhere the
@@ -63,38 +65,17 @@ fn a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards() {
         common::synthetic_yaml("array", dir.path(), STRATEGIES),
     )
     .unwrap();
-    let out = clbench()
-        .current_dir(dir.path())
-        .args(["slurm", &yaml.to_string_lossy(), "--tasks", "4", "--submit"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let id = submit(
+        dir.path(),
+        &yaml,
+        &["--tasks", "4"],
+        "8 jobs in 4 array tasks",
     );
-    assert!(stdout.contains("8 jobs in 4 array tasks"), "{stdout}");
-    let id = stdout
-        .split("submitted job array ")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no job id in {stdout}"))
-        .trim()
-        .to_string();
-
     let folder = dir.path().join("array");
     let script = text_of(&folder.join("slurm/array.sbatch"));
     assert!(script.contains("#SBATCH --array=0-3"), "{script}");
-
-    let started = Instant::now();
-    while squeue_has(&id) {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "job array {id} still queued or running after 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert!(script.contains("--shard"), "{script}");
+    wait_for(&id);
 
     // Each array task ran its own shard and said so in its log.
     for i in 0..4 {
@@ -123,4 +104,93 @@ fn a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards() {
     }
     assert!(folder.join("index.html").exists());
     assert!(folder.join("summary.csv").exists());
+}
+
+#[test]
+fn a_dynamic_array_runs_every_job_once_and_its_last_task_builds_the_report() {
+    if !slurm_is_up() {
+        let why = "no Slurm is running here (sinfo shows no usable node); start one with \
+                   `sudo bash scripts/slurm-localhost start`";
+        common::skip(
+            "a_dynamic_array_runs_every_job_once_and_its_last_task_builds_the_report",
+            why,
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("dynamic.yaml");
+    std::fs::write(
+        &yaml,
+        common::synthetic_yaml("dynamic", dir.path(), STRATEGIES),
+    )
+    .unwrap();
+    let id = submit(
+        dir.path(),
+        &yaml,
+        &["--tasks", "3", "--dynamic"],
+        "8 jobs in 3 array tasks",
+    );
+    let folder = dir.path().join("dynamic");
+    let script = text_of(&folder.join("slurm/dynamic.sbatch"));
+    assert!(script.contains("#SBATCH --array=0-2"), "{script}");
+    assert!(!script.contains("--shard"), "{script}");
+    wait_for(&id);
+
+    // Every task says how many jobs it ran; together they ran each of the 8 exactly once.
+    let mut ran = 0;
+    for i in 0..3 {
+        let log = folder.join(format!("slurm/{id}_{i}.out"));
+        let text = text_of(&log);
+        let count: usize = text
+            .lines()
+            .find(|l| l.contains(" jobs run ("))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no job count in\n{text}", log.display()));
+        ran += count;
+    }
+    assert_eq!(ran, 8, "the tasks ran {ran} jobs between them, not 8");
+    let results = clbench::report::load_results(&folder).unwrap();
+    assert_eq!(results.len(), 8, "every job has exactly one result");
+    assert!(
+        folder.join("index.html").exists(),
+        "the task that finished last builds the report"
+    );
+    assert!(folder.join("summary.csv").exists());
+}
+
+/// Writes and submits the sbatch script of `yaml` with `args`, checks the plan's line and
+/// returns the array's job id.
+fn submit(dir: &Path, yaml: &Path, args: &[&str], plan_line: &str) -> String {
+    let out = clbench()
+        .current_dir(dir)
+        .args(["slurm", &yaml.to_string_lossy(), "--submit"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(plan_line), "{stdout}");
+    stdout
+        .split("submitted job array ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no job id in {stdout}"))
+        .trim()
+        .to_string()
+}
+
+/// Waits (at most 10 minutes) until job array `id` has left the queue.
+fn wait_for(id: &str) {
+    let started = Instant::now();
+    while squeue_has(id) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "job array {id} still queued or running after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
