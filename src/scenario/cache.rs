@@ -1,25 +1,31 @@
-//! A job's task tensors, built once per worker and scenario instead of once per job.
+//! A job's task tensors, built once per process and scenario instead of once per job.
 //!
 //! In: the dataset, the scenario, the job's [`View`] of it and the device. Out: each task's
 //! training, test and held-out tensors as [`TaskData`], equal to what [`Scenario::train_data`],
 //! [`Scenario::test_data`], [`Scenario::eval_data`] and [`Scenario::validation_data`] build (they
 //! are those functions' tensors, kept).
 //!
-//! The images and targets of a task depend only on those four inputs, so the jobs one worker
-//! runs after another can share them. The runner opens a [`Scope`] around each job, naming the
-//! run's dataset and the job's scenario in their `Arc`s; inside it, a [`TaskTensors`] for that
-//! same dataset and scenario hands out shallow clones of tensors built on first use and kept in
-//! a per-thread cache (tensors are not `Sync`). Each entry holds clones of the two `Arc`s, so
-//! the addresses that key it cannot be reused by other objects while it lives. Outside a scope
-//! (a job run directly, as tests do) every tensor is built afresh, as before.
+//! The images and targets of a task depend only on those four inputs, so the jobs a run's
+//! workers run, one after another and side by side, can share them: 20 permuted MNIST tasks are
+//! 4.4 GB, and four jobs on one GPU each building their own would hold four copies. The runner
+//! opens a [`Scope`] around each job, naming the run's dataset and the job's scenario in their
+//! `Arc`s; inside it, a [`TaskTensors`] for that same dataset and scenario hands out shallow
+//! clones of tensors built on first use and kept in the process's cache. A tensor one worker is
+//! building is waited for by the others that need it, never built twice; different tensors build
+//! side by side. Each entry holds clones of the two `Arc`s, so the addresses that key it cannot be
+//! reused by other objects while it lives. Outside a scope (a job run directly, as tests do)
+//! every tensor is built afresh, as before.
 //!
 //! Cached tensors must not be written to: jobs read their data and replace, never modify, it.
-//! The cache keeps the [`MAX_ENTRIES`] most recently used (dataset, scenario, view, device)
-//! entries and drops older ones once it holds more than [`BUDGET_BYTES`]; the entry in use is
-//! always kept. The output masks are not cached (they depend on the row of the accuracy matrix
-//! and cost nothing to build).
+//! The cache keeps the entries jobs are using, and of the others the most recently used, up to
+//! [`MAX_ENTRIES`] entries and [`BUDGET_BYTES`] in all. The output masks are not cached (they
+//! depend on the row of the accuracy matrix and cost nothing to build).
 
-use std::{cell::RefCell, collections::HashMap, sync::Arc};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use tch::{Device, Tensor};
 
@@ -27,10 +33,10 @@ use super::{Evaluate, Scenario, View};
 use crate::data::{Dataset, Split};
 use crate::strategy::TaskData;
 
-/// Entries (dataset, scenario, view, device) a worker keeps.
+/// Entries (dataset, scenario, view, device) the process keeps when no job uses them.
 pub const MAX_ENTRIES: usize = 2;
-/// Bytes of tensors a worker keeps before it drops entries other than the one in use: 20 permuted
-/// MNIST tasks (training and test images) take 4.4 GB.
+/// Bytes of tensors the process keeps before it drops entries no job uses: 20 permuted MNIST
+/// tasks (training and test images) take 4.4 GB.
 pub const BUDGET_BYTES: usize = 6 << 30;
 
 /// Which of a task's sample lists.
@@ -42,15 +48,18 @@ enum Samples {
     Validation,
 }
 
+/// One task's images and target columns, once some worker has built them.
+type Slot = Arc<Mutex<Option<(Tensor, Tensor)>>>;
+
 /// One (dataset, scenario, view, device) and the task tensors built for it so far.
 struct Entry {
     dataset: Arc<Dataset>,
     scenario: Arc<Scenario>,
     view: View,
     device: Device,
-    /// Per task and sample list: images and target columns.
-    tensors: HashMap<(Samples, usize), (Tensor, Tensor)>,
-    bytes: usize,
+    /// Per task and sample list.
+    slots: Mutex<HashMap<(Samples, usize), Slot>>,
+    bytes: Mutex<usize>,
 }
 
 impl Entry {
@@ -60,17 +69,29 @@ impl Entry {
             && self.view == key.view
             && self.device == key.device
     }
+
+    fn bytes(&self) -> usize {
+        *lock(&self.bytes)
+    }
 }
+
+/// Entries, the most recently used last. `TaskTensors` hold an `Arc` of theirs while they live,
+/// which is how an entry in use is told apart (its strong count is above 1).
+static CACHE: Mutex<Vec<Arc<Entry>>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// The dataset and scenario of the job this thread runs, while a [`Scope`] is open.
     static SCOPE: RefCell<Option<(Arc<Dataset>, Arc<Scenario>)>> = const { RefCell::new(None) };
-    /// Entries, the most recently used last.
-    static CACHE: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A lock that a panicking job (its libtorch errors arrive as panics) cannot poison for the
+/// others: what it guards is only ever replaced whole.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// While it lives, jobs on this thread over `dataset` and `scenario` share their task tensors
-/// with the thread's earlier and later jobs over them.
+/// with the process's other jobs over them.
 pub struct Scope {
     outer: Option<(Arc<Dataset>, Arc<Scenario>)>,
 }
@@ -88,16 +109,6 @@ impl Drop for Scope {
     }
 }
 
-/// Drops every cached tensor of this thread (for tests and benches that time a cold start).
-pub fn clear() {
-    CACHE.with(|c| c.borrow_mut().clear());
-}
-
-/// Bytes of tensors this thread's cache holds.
-pub fn cached_bytes() -> usize {
-    CACHE.with(|c| c.borrow().iter().map(|e| e.bytes).sum())
-}
-
 struct Key {
     dataset: Arc<Dataset>,
     scenario: Arc<Scenario>,
@@ -105,13 +116,47 @@ struct Key {
     device: Device,
 }
 
+/// The cache's entry for `key`, made the most recently used (created if missing), after
+/// dropping the entries past the count or the budget that no job uses.
+fn entry_for(key: Key) -> Arc<Entry> {
+    let mut cache = lock(&CACHE);
+    let entry = match cache.iter().position(|e| e.is(&key)) {
+        Some(at) => cache.remove(at),
+        None => Arc::new(Entry {
+            dataset: key.dataset,
+            scenario: key.scenario,
+            view: key.view,
+            device: key.device,
+            slots: Mutex::new(HashMap::new()),
+            bytes: Mutex::new(0),
+        }),
+    };
+    cache.push(entry.clone());
+    evict(&mut cache);
+    entry
+}
+
+/// Drops the least recently used entries no job uses while the cache holds more than
+/// [`MAX_ENTRIES`] entries or [`BUDGET_BYTES`].
+fn evict(cache: &mut Vec<Arc<Entry>>) {
+    loop {
+        let over = cache.len() > MAX_ENTRIES
+            || cache.iter().map(|e| e.bytes()).sum::<usize>() > BUDGET_BYTES;
+        // An entry only the cache holds is one no job uses.
+        match cache.iter().position(|e| Arc::strong_count(e) == 1) {
+            Some(unused) if over => drop(cache.remove(unused)),
+            _ => return,
+        }
+    }
+}
+
 /// A job's task tensors: the scenario as the job's view shows it, over the dataset, on a
-/// device; shared through the thread's cache when a [`Scope`] names that dataset and scenario.
+/// device; shared through the process's cache when a [`Scope`] names that dataset and scenario.
 pub struct TaskTensors<'a> {
     scenario: &'a Scenario,
     dataset: &'a Dataset,
     device: Device,
-    key: Option<Key>,
+    entry: Option<Arc<Entry>>,
 }
 
 impl<'a> TaskTensors<'a> {
@@ -140,13 +185,13 @@ impl<'a> TaskTensors<'a> {
             scenario: viewed,
             dataset,
             device,
-            key,
+            entry: key.map(entry_for),
         }
     }
 
-    /// Whether the tensors come from the thread's cache.
+    /// Whether the tensors come from the process's cache.
     pub fn is_shared(&self) -> bool {
-        self.key.is_some()
+        self.entry.is_some()
     }
 
     /// As [`Scenario::train_data`].
@@ -179,9 +224,9 @@ impl<'a> TaskTensors<'a> {
     }
 
     fn data(&self, samples: Samples, t: usize, mask: Vec<bool>) -> TaskData {
-        let (x, y) = match &self.key {
+        let (x, y) = match &self.entry {
             None => self.build(samples, t),
-            Some(key) => self.shared(key, samples, t),
+            Some(entry) => self.shared(entry, samples, t),
         };
         TaskData {
             task: t,
@@ -201,47 +246,17 @@ impl<'a> TaskTensors<'a> {
         self.scenario.task_tensors(split, indices, t, self.device)
     }
 
-    fn shared(&self, key: &Key, samples: Samples, t: usize) -> (Tensor, Tensor) {
-        let found = CACHE.with(|c| {
-            let mut cache = c.borrow_mut();
-            let at = cache.iter().position(|e| e.is(key))?;
-            // The most recently used last.
-            let entry = cache.remove(at);
-            cache.push(entry);
-            let (x, y) = cache.last()?.tensors.get(&(samples, t))?;
-            Some((x.shallow_clone(), y.shallow_clone()))
-        });
-        if let Some(found) = found {
-            return found;
+    /// The entry's tensors of task `t`, built here unless another job has built them (or is
+    /// building them: then this waits for its result).
+    fn shared(&self, entry: &Entry, samples: Samples, t: usize) -> (Tensor, Tensor) {
+        let slot = lock(&entry.slots).entry((samples, t)).or_default().clone();
+        let mut slot = lock(&slot);
+        if let Some((x, y)) = slot.as_ref() {
+            return (x.shallow_clone(), y.shallow_clone());
         }
         let (x, y) = self.build(samples, t);
-        let bytes = tensor_bytes(&x) + tensor_bytes(&y);
-        CACHE.with(|c| {
-            let mut cache = c.borrow_mut();
-            if !cache.last().is_some_and(|e| e.is(key)) {
-                cache.push(Entry {
-                    dataset: key.dataset.clone(),
-                    scenario: key.scenario.clone(),
-                    view: key.view.clone(),
-                    device: key.device,
-                    tensors: HashMap::new(),
-                    bytes: 0,
-                });
-            }
-            let entry = cache.last_mut().expect("just pushed");
-            entry
-                .tensors
-                .insert((samples, t), (x.shallow_clone(), y.shallow_clone()));
-            entry.bytes += bytes;
-            // Drop the least recently used entries past the count or the budget, never the
-            // one in use.
-            while cache.len() > 1
-                && (cache.len() > MAX_ENTRIES
-                    || cache.iter().map(|e| e.bytes).sum::<usize>() > BUDGET_BYTES)
-            {
-                cache.remove(0);
-            }
-        });
+        *lock(&entry.bytes) += tensor_bytes(&x) + tensor_bytes(&y);
+        *slot = Some((x.shallow_clone(), y.shallow_clone()));
         (x, y)
     }
 }
@@ -279,7 +294,6 @@ mod tests {
 
     #[test]
     fn cached_tensors_equal_fresh_ones_and_are_built_once() {
-        clear();
         let data = dataset();
         let (train, test) = (&data.train, &data.test);
         let scenario = Arc::new(
@@ -306,13 +320,15 @@ mod tests {
                 &scenario.eval_data(train, test, t, 1, cpu)
             ));
         }
-        let bytes = cached_bytes();
+        let entry = first.entry.as_ref().unwrap();
+        let bytes = entry.bytes();
         assert!(bytes > 0);
         // A later job gets the same storage; nothing new is built.
         let second = TaskTensors::new(&data, &scenario, &view, &scenario, cpu);
+        assert!(Arc::ptr_eq(entry, second.entry.as_ref().unwrap()));
         let (a, b) = (first.train_data(1), second.train_data(1));
         assert_eq!(a.x.data_ptr(), b.x.data_ptr());
-        assert_eq!(cached_bytes(), bytes);
+        assert_eq!(entry.bytes(), bytes);
         // Another scenario over the same data is another entry, and a scenario the scope does
         // not name is not cached.
         let other = Arc::new(
@@ -331,8 +347,41 @@ mod tests {
     }
 
     #[test]
-    fn a_view_is_keyed_apart_and_entries_are_bounded() {
-        clear();
+    fn workers_side_by_side_share_one_build() {
+        let data = dataset();
+        let (train, test) = (&data.train, &data.test);
+        let scenario = Arc::new(
+            Scenario::permuted(train, test, 2, false, 9, Mode::Domain, Heads::Single).unwrap(),
+        );
+        // Four workers at once, each in its own scope, each asking for every task's tensors.
+        let pointers: Vec<Vec<usize>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let _scope = Scope::enter(&data, &scenario);
+                        let view = View::default();
+                        let tensors =
+                            TaskTensors::new(&data, &scenario, &view, &scenario, Device::Cpu);
+                        (0..2)
+                            .flat_map(|t| {
+                                let (a, b) = (tensors.train_data(t), tensors.test_data(t, 1));
+                                assert!(same(&a, &scenario.train_data(train, t, Device::Cpu)));
+                                [a.x.data_ptr() as usize, b.x.data_ptr() as usize]
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(
+            pointers.iter().all(|p| p == &pointers[0]),
+            "every worker got the one build: {pointers:?}"
+        );
+    }
+
+    #[test]
+    fn a_view_is_keyed_apart_and_unused_entries_are_dropped() {
         let data = dataset();
         let (train, test) = (&data.train, &data.test);
         let cpu = Device::Cpu;
@@ -343,6 +392,7 @@ mod tests {
             }),
             ..View::default()
         };
+        let mut made = Vec::new();
         for seed in 0..(MAX_ENTRIES as u64 + 2) {
             let scenario = Arc::new(
                 Scenario::permuted(train, test, 2, false, seed, Mode::Domain, Heads::Single)
@@ -353,6 +403,10 @@ mod tests {
             let all = TaskTensors::new(&data, &scenario, &View::default(), &scenario, cpu);
             let part = TaskTensors::new(&data, &scenario, &view, &viewed, cpu);
             assert!(all.is_shared() && part.is_shared());
+            assert!(!Arc::ptr_eq(
+                all.entry.as_ref().unwrap(),
+                part.entry.as_ref().unwrap()
+            ));
             assert!(same(&part.train_data(1), &viewed.train_data(train, 1, cpu)));
             assert!(same(
                 &part.validation_data(1),
@@ -363,7 +417,10 @@ mod tests {
                 &scenario.train_data(train, 1, cpu)
             ));
             assert_ne!(part.train_data(1).x.size(), all.train_data(1).x.size());
-            CACHE.with(|c| assert!(c.borrow().len() <= MAX_ENTRIES));
+            made.push(scenario);
         }
+        // The first scenario's entries, unused since, made way for the later ones.
+        let first = &made[0];
+        assert!(!lock(&CACHE).iter().any(|e| Arc::ptr_eq(&e.scenario, first)));
     }
 }

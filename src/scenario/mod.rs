@@ -409,11 +409,16 @@ impl Scenario {
                     .expect("index of a class outside the task")
             })
             .collect();
-        let x = split.images_tensor(indices, device);
-        (
-            apply(&plan.transform, &x, split.rows as i64, split.cols as i64),
-            Tensor::from_slice(&columns).to_device(device),
-        )
+        let x = match &plan.transform {
+            Transform::Permute(perm) => split.permuted_images_tensor(indices, perm, device),
+            other => apply(
+                other,
+                &split.images_tensor(indices, device),
+                split.rows as i64,
+                split.cols as i64,
+            ),
+        };
+        (x, Tensor::from_slice(&columns).to_device(device))
     }
 }
 
