@@ -47,8 +47,9 @@ pub fn mas_importance(
         .iter()
         .map(|k| (k.clone(), all[k].zeros_like()))
         .collect();
-    // Passes of the training loop's size, as the Fisher's (see `crate::fisher::PASS_ROWS`).
-    let chunk = crate::fisher::PASS_ROWS;
+    // Passes as the Fisher's (see `crate::fisher::PASS_ROWS`), of 4096 rows for a network of
+    // linear layers.
+    let chunk = coverage.pass_rows(4096);
     for (start, len) in row_spans(n, chunk) {
         let xs = x.narrow(0, start as i64, len as i64);
         let (out, records) = model.forward_recorded(&xs);
