@@ -10,7 +10,7 @@
 mod common;
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -49,22 +49,12 @@ fn text_of(path: &Path) -> String {
 
 #[test]
 fn a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards() {
-    if !slurm_is_up() {
-        let why = "no Slurm is running here (sinfo shows no usable node); start one with \
-                   `sudo bash scripts/slurm-localhost start`";
-        common::skip(
-            "a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards",
-            why,
-        );
+    let Some((dir, yaml)) = synthetic_grid_under_slurm(
+        "a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards",
+        "array",
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = dir.path().join("array.yaml");
-    std::fs::write(
-        &yaml,
-        common::synthetic_yaml("array", dir.path(), STRATEGIES),
-    )
-    .unwrap();
+    };
     let id = submit(
         dir.path(),
         &yaml,
@@ -108,22 +98,12 @@ fn a_grid_runs_as_a_slurm_array_and_the_report_merges_the_shards() {
 
 #[test]
 fn a_dynamic_array_runs_every_job_once_and_its_last_task_builds_the_report() {
-    if !slurm_is_up() {
-        let why = "no Slurm is running here (sinfo shows no usable node); start one with \
-                   `sudo bash scripts/slurm-localhost start`";
-        common::skip(
-            "a_dynamic_array_runs_every_job_once_and_its_last_task_builds_the_report",
-            why,
-        );
+    let Some((dir, yaml)) = synthetic_grid_under_slurm(
+        "a_dynamic_array_runs_every_job_once_and_its_last_task_builds_the_report",
+        "dynamic",
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = dir.path().join("dynamic.yaml");
-    std::fs::write(
-        &yaml,
-        common::synthetic_yaml("dynamic", dir.path(), STRATEGIES),
-    )
-    .unwrap();
+    };
     let id = submit(
         dir.path(),
         &yaml,
@@ -156,6 +136,21 @@ fn a_dynamic_array_runs_every_job_once_and_its_last_task_builds_the_report() {
         "the task that finished last builds the report"
     );
     assert!(folder.join("summary.csv").exists());
+}
+
+/// A temporary folder holding the synthetic grid `name.yaml`, or `None` (the test `test` said
+/// why it skips) when no Slurm is running.
+fn synthetic_grid_under_slurm(test: &str, name: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    if !slurm_is_up() {
+        let why = "no Slurm is running here (sinfo shows no usable node); start one with \
+                   `sudo bash scripts/slurm-localhost start`";
+        common::skip(test, why);
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&yaml, common::synthetic_yaml(name, dir.path(), STRATEGIES)).unwrap();
+    Some((dir, yaml))
 }
 
 /// Writes and submits the sbatch script of `yaml` with `args`, checks the plan's line and

@@ -24,7 +24,10 @@
 use std::{
     cell::RefCell,
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc, Mutex, MutexGuard,
+    },
 };
 
 use tch::{Device, Tensor};
@@ -59,7 +62,7 @@ struct Entry {
     device: Device,
     /// Per task and sample list.
     slots: Mutex<HashMap<(Samples, usize), Slot>>,
-    bytes: Mutex<usize>,
+    bytes: AtomicUsize,
 }
 
 impl Entry {
@@ -71,7 +74,7 @@ impl Entry {
     }
 
     fn bytes(&self) -> usize {
-        *lock(&self.bytes)
+        self.bytes.load(Relaxed)
     }
 }
 
@@ -128,7 +131,7 @@ fn entry_for(key: Key) -> Arc<Entry> {
             view: key.view,
             device: key.device,
             slots: Mutex::new(HashMap::new()),
-            bytes: Mutex::new(0),
+            bytes: AtomicUsize::new(0),
         }),
     };
     cache.push(entry.clone());
@@ -255,7 +258,9 @@ impl<'a> TaskTensors<'a> {
             return (x.shallow_clone(), y.shallow_clone());
         }
         let (x, y) = self.build(samples, t);
-        *lock(&entry.bytes) += tensor_bytes(&x) + tensor_bytes(&y);
+        entry
+            .bytes
+            .fetch_add(tensor_bytes(&x) + tensor_bytes(&y), Relaxed);
         *slot = Some((x.shallow_clone(), y.shallow_clone()));
         (x, y)
     }
