@@ -3,12 +3,13 @@
 //! Array task `i` of `n` runs `clbench run FILE --shard i/n`: the jobs whose position in the
 //! plan is `i` modulo `n`. With `--dynamic` every task runs `clbench run FILE` instead and takes
 //! the next job nobody has claimed (`runner::claim`), so a task that draws short jobs goes on to
-//! others and the grid spreads by the jobs' real lengths, not by their positions. Every task writes into the experiment's one results folder, which must
-//! be on a file system all nodes share; results are written atomically and keyed by job id, so
-//! tasks never clash, and a resubmitted array skips finished jobs and resumes killed ones from
-//! their checkpoints. With `--gpus-per-task`, Slurm sets `CUDA_VISIBLE_DEVICES` for each task,
-//! and `devices: auto` then uses exactly the GPUs it was given. When the tasks are done,
-//! `clbench report FOLDER` builds the report from whatever shards have finished.
+//! others and the grid spreads by the jobs' real lengths, not by their positions. Every task
+//! writes into the experiment's one results folder, which must be on a file system all nodes
+//! share; results are written atomically and keyed by job id, so tasks never clash, and a
+//! resubmitted array skips finished jobs and resumes killed ones from their checkpoints. With
+//! `--gpus-per-task`, Slurm sets `CUDA_VISIBLE_DEVICES` for each task, and `devices: auto` then
+//! uses exactly the GPUs it was given. When the tasks are done, `clbench report FOLDER` builds
+//! the report from whatever shards have finished.
 
 use std::path::{Path, PathBuf};
 
